@@ -1,0 +1,1 @@
+"""DLA-compatibility analysis and function-preserving rewrites of ONNX graphs."""

@@ -1,0 +1,1 @@
+"""Task pipelines without ROS: proximity segmentation (stereo -> near masks) and detection."""

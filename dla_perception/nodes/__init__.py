@@ -1,0 +1,1 @@
+"""Thin rclpy nodes: messages in, call the core, messages out."""

@@ -1,0 +1,1 @@
+"""The `dla-perception` command line."""

@@ -1,0 +1,26 @@
+"""Shared test fixtures. Paths to the third-party data beside the checkout (tests skip where absent)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = Path(os.environ.get("DLA_PERCEPTION_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+
+# The venv is this package's install prefix; `make` exports the same, this covers a bare `pytest`.
+if str(Path(sys.prefix)) not in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep):
+    os.environ["AMENT_PREFIX_PATH"] = os.pathsep.join(
+        p for p in (sys.prefix, os.environ.get("AMENT_PREFIX_PATH", "")) if p
+    )
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The read-only third-party data folder; skips the test where a clone does not have it."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"third-party data not found at {SHARED_DATA} (set DLA_PERCEPTION_SHARED_DATA)")
+    return SHARED_DATA
