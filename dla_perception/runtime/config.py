@@ -1,0 +1,197 @@
+"""`config/engines.yaml`: which models the process runs, on which cores, at which precision and policy.
+
+Validation is strict (unknown keys, core names, precisions and policies are errors) because a typo in a
+robot's config should stop start-up with a clear message, not silently run a model on the wrong core.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dla_perception.runtime.cores import CORE_NAMES
+from dla_perception.runtime.errors import EnginesConfigError
+
+PRECISIONS = ("fp32", "fp16", "int8")
+POLICIES = ("pinned", "round_robin", "least_loaded")
+DEFAULT_CACHE_DIR = "~/.cache/dla_perception/engines"
+
+_TOP_LEVEL_KEYS = {"cache_dir", "latency_budget_ms", "models"}
+_MODEL_KEYS = {
+    "onnx",
+    "cores",
+    "precision",
+    "policy",
+    "calibration_cache",
+    "queue_size",
+    "gpu_fallback",
+    "intra_op_threads",
+}
+
+
+@dataclass
+class ModelSpec:
+    """One model and where it may run.
+
+    `cores` is the order of preference; `gpu_fallback` lets TensorRT put DLA-unsupported layers on the GPU
+    (off: the build fails instead, see dla-tensorrt.md). `intra_op_threads` applies to onnxruntime CPU
+    engines (None: min(4, CPU count)).
+    """
+
+    name: str
+    onnx: Path
+    cores: tuple[str, ...]
+    precision: str = "fp32"
+    policy: str = "pinned"
+    calibration_cache: Path | None = None
+    queue_size: int = 2
+    gpu_fallback: bool = True
+    intra_op_threads: int | None = None
+
+    def __post_init__(self) -> None:
+        self.onnx = Path(self.onnx)
+        self.cores = tuple(self.cores)
+        if self.calibration_cache is not None:
+            self.calibration_cache = Path(self.calibration_cache)
+        validate_model_spec(self)
+
+
+@dataclass
+class EnginesConfig:
+    models: dict[str, ModelSpec] = field(default_factory=dict)
+    cache_dir: Path = field(default_factory=lambda: Path(DEFAULT_CACHE_DIR).expanduser())
+    latency_budget_ms: dict[str, float] = field(default_factory=dict)
+
+
+def validate_model_spec(spec: ModelSpec) -> None:
+    """Raise EnginesConfigError naming the model for anything a manager could not honour."""
+
+    def fail(message: str) -> None:
+        raise EnginesConfigError(f"model '{spec.name}': {message}")
+
+    if not spec.name or not isinstance(spec.name, str):
+        raise EnginesConfigError(f"model name must be a non-empty string, got {spec.name!r}")
+    if not spec.cores:
+        fail("'cores' must list at least one of " + ", ".join(CORE_NAMES))
+    for core in spec.cores:
+        if core not in CORE_NAMES:
+            fail(f"unknown core '{core}' (known: {', '.join(CORE_NAMES)})")
+    if len(set(spec.cores)) != len(spec.cores):
+        fail(f"'cores' lists a core twice: {list(spec.cores)}")
+    if spec.precision not in PRECISIONS:
+        fail(f"unknown precision '{spec.precision}' (known: {', '.join(PRECISIONS)})")
+    if spec.precision == "fp32" and any(core.startswith("dla") for core in spec.cores):
+        fail("precision fp32 is not possible on a DLA core (DLA runs fp16 and int8 only)")
+    if spec.policy not in POLICIES:
+        fail(f"unknown policy '{spec.policy}' (known: {', '.join(POLICIES)})")
+    if isinstance(spec.queue_size, bool) or not isinstance(spec.queue_size, int) or spec.queue_size < 1:
+        fail(f"'queue_size' must be an integer >= 1, got {spec.queue_size!r}")
+    if not isinstance(spec.gpu_fallback, bool):
+        fail(f"'gpu_fallback' must be true or false, got {spec.gpu_fallback!r}")
+    threads = spec.intra_op_threads
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        fail(f"'intra_op_threads' must be an integer >= 1, got {threads!r}")
+
+
+def load_engines_config(path: str | Path, *, require_files: bool = True) -> EnginesConfig:
+    """Read and validate an engines file; relative paths are resolved against the file's folder.
+
+    `require_files=False` skips the ONNX existence check (schema checks of a config on a machine that has
+    not fetched the models yet).
+    """
+    path = Path(path)
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise EnginesConfigError(f"cannot read engines file {path}: {exc.strerror or exc}") from exc
+    except yaml.YAMLError as exc:
+        raise EnginesConfigError(f"{path} is not valid YAML: {exc}") from exc
+    return parse_engines_config(document, base_dir=path.resolve().parent, source=str(path),
+                                require_files=require_files)
+
+
+def parse_engines_config(document: Any, *, base_dir: Path, source: str = "engines config",
+                         require_files: bool = True) -> EnginesConfig:
+    """Validate an already-parsed engines document (the YAML as Python objects)."""
+    if document is None:
+        document = {}
+    if not isinstance(document, Mapping):
+        raise EnginesConfigError(f"{source}: expected a mapping at the top level")
+    unknown = set(document) - _TOP_LEVEL_KEYS
+    if unknown:
+        raise EnginesConfigError(f"{source}: unknown key(s) {sorted(unknown)} "
+                                 f"(allowed: {sorted(_TOP_LEVEL_KEYS)})")
+
+    cache_dir = _resolve(document.get("cache_dir") or DEFAULT_CACHE_DIR, base_dir)
+    budgets = _parse_budgets(document.get("latency_budget_ms") or {}, source)
+
+    models_doc = document.get("models") or {}
+    if not isinstance(models_doc, Mapping):
+        raise EnginesConfigError(f"{source}: 'models' must be a mapping of model name -> settings")
+    models = {}
+    for name, entry in models_doc.items():
+        spec = _parse_model(str(name), entry, base_dir, source)
+        if require_files and not spec.onnx.is_file():
+            raise EnginesConfigError(f"{source}: model '{name}': ONNX file not found: {spec.onnx}")
+        models[spec.name] = spec
+    return EnginesConfig(models=models, cache_dir=cache_dir, latency_budget_ms=budgets)
+
+
+def _parse_model(name: str, entry: Any, base_dir: Path, source: str) -> ModelSpec:
+    if not isinstance(entry, Mapping):
+        raise EnginesConfigError(f"{source}: model '{name}' must be a mapping")
+    unknown = set(entry) - _MODEL_KEYS
+    if unknown:
+        raise EnginesConfigError(f"{source}: model '{name}': unknown key(s) {sorted(unknown)} "
+                                 f"(allowed: {sorted(_MODEL_KEYS)})")
+    if not entry.get("onnx"):
+        raise EnginesConfigError(f"{source}: model '{name}': 'onnx' (path to the model file) is required")
+    cores = entry.get("cores")
+    if isinstance(cores, str):
+        cores = [cores]
+    if not isinstance(cores, (list, tuple)) or not cores:
+        raise EnginesConfigError(f"{source}: model '{name}': 'cores' must be a non-empty list, "
+                                 "e.g. [dla0, gpu]")
+    calibration = entry.get("calibration_cache")
+    try:
+        return ModelSpec(
+            name=name,
+            onnx=_resolve(entry["onnx"], base_dir),
+            cores=tuple(str(core) for core in cores),
+            precision=str(entry.get("precision", "fp32")),
+            policy=str(entry.get("policy", "pinned")),
+            calibration_cache=_resolve(calibration, base_dir) if calibration else None,
+            queue_size=entry.get("queue_size", 2),
+            gpu_fallback=entry.get("gpu_fallback", True),
+            intra_op_threads=entry.get("intra_op_threads"),
+        )
+    except EnginesConfigError as exc:
+        raise EnginesConfigError(f"{source}: {exc}") from None
+
+
+def _parse_budgets(budgets: Any, source: str) -> dict[str, float]:
+    if not isinstance(budgets, Mapping):
+        raise EnginesConfigError(f"{source}: 'latency_budget_ms' must map core names to milliseconds")
+    parsed = {}
+    for core, value in budgets.items():
+        if core not in CORE_NAMES:
+            raise EnginesConfigError(f"{source}: latency_budget_ms: unknown core '{core}' "
+                                     f"(known: {', '.join(CORE_NAMES)})")
+        try:
+            parsed[core] = float(value)
+        except (TypeError, ValueError):
+            parsed[core] = math.nan
+        if not math.isfinite(parsed[core]) or parsed[core] <= 0:
+            raise EnginesConfigError(f"{source}: latency_budget_ms.{core} must be a positive number, "
+                                     f"got {value!r}")
+    return parsed
+
+
+def _resolve(value: Any, base_dir: Path) -> Path:
+    path = Path(str(value)).expanduser()
+    return path if path.is_absolute() else (base_dir / path).resolve()

@@ -1,0 +1,142 @@
+"""onnxruntime engine: the embedded default (CPU), and GPU/DLA through onnxruntime's execution providers."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dla_perception.runtime.engine import Engine, TensorSpec
+from dla_perception.runtime.errors import EngineError
+
+# onnxruntime's type strings -> numpy dtypes (the element types a perception model uses).
+_ORT_DTYPES = {
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(double)": np.float64,
+    "tensor(int8)": np.int8,
+    "tensor(uint8)": np.uint8,
+    "tensor(int16)": np.int16,
+    "tensor(uint16)": np.uint16,
+    "tensor(int32)": np.int32,
+    "tensor(uint32)": np.uint32,
+    "tensor(int64)": np.int64,
+    "tensor(uint64)": np.uint64,
+    "tensor(bool)": np.bool_,
+}
+
+
+def onnxruntime_providers() -> list[str]:
+    try:
+        import onnxruntime
+    except ImportError:
+        return []
+    return list(onnxruntime.get_available_providers())
+
+
+def default_intra_op_threads() -> int:
+    """min(4, CPU count): enough for one model, without oversubscribing a small board running several."""
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+class OnnxRuntimeEngine(Engine):
+    """One onnxruntime InferenceSession on `core`.
+
+    On cpu, `intra_op_threads` sets the session's thread pool (spinning off, so idle pools do not burn
+    the cores other engines need). On gpu/dla the matching execution provider is required: onnxruntime
+    would otherwise fall back to CPU silently, so a missing provider is an EngineError here.
+    """
+
+    backend = "onnxruntime"
+
+    def __init__(
+        self,
+        onnx_path: str | Path,
+        *,
+        model: str = "",
+        core: str = "cpu",
+        precision: str = "fp32",
+        intra_op_threads: int | None = None,
+        cache_dir: Path | None = None,
+        calibration_cache: Path | None = None,
+    ) -> None:
+        try:
+            import onnxruntime
+        except ImportError as exc:
+            raise EngineError("onnxruntime is not installed (pip install onnxruntime)") from exc
+        self.model = model or Path(onnx_path).stem
+        self.core = core
+        self.onnx_path = Path(onnx_path)
+        options = onnxruntime.SessionOptions()
+        options.log_severity_level = 3
+        options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+        options.inter_op_num_threads = 1
+        self.intra_op_threads = intra_op_threads or default_intra_op_threads()
+        options.intra_op_num_threads = self.intra_op_threads
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        providers, wanted = self._providers(core, precision, cache_dir, calibration_cache)
+        try:
+            self._session = onnxruntime.InferenceSession(str(self.onnx_path), sess_options=options,
+                                                         providers=providers)
+        except Exception as exc:
+            raise EngineError(f"onnxruntime cannot load {self.onnx_path}: {exc}") from exc
+        if wanted not in self._session.get_providers():
+            raise EngineError(f"onnxruntime did not enable {wanted} for {core} "
+                              f"(active: {self._session.get_providers()})")
+        # onnxruntime on CPU computes in the model's own types whatever the requested precision.
+        self.precision = precision if core != "cpu" else "fp32"
+        self._inputs = [self._spec(arg) for arg in self._session.get_inputs()]
+        self._outputs = [self._spec(arg) for arg in self._session.get_outputs()]
+        self._output_names = [spec.name for spec in self._outputs]
+
+    @staticmethod
+    def _providers(core: str, precision: str, cache_dir: Path | None,
+                   calibration_cache: Path | None) -> tuple[list[Any], str]:
+        available = onnxruntime_providers()
+        if core == "cpu":
+            return ["CPUExecutionProvider"], "CPUExecutionProvider"
+        if core == "gpu" and "TensorrtExecutionProvider" not in available:
+            return [("CUDAExecutionProvider", {}), "CPUExecutionProvider"], "CUDAExecutionProvider"
+        options: dict[str, Any] = {
+            "trt_fp16_enable": precision in ("fp16", "int8"),
+            "trt_int8_enable": precision == "int8",
+        }
+        if core.startswith("dla"):
+            options.update(trt_dla_enable=True, trt_dla_core=int(core[3:]))
+        if precision == "int8" and calibration_cache is not None:
+            options.update(trt_int8_calibration_table_name=str(calibration_cache),
+                           trt_int8_use_native_calibration_table=True)
+        if cache_dir is not None:
+            path = Path(cache_dir) / "onnxruntime-trt" / core
+            path.mkdir(parents=True, exist_ok=True)
+            options.update(trt_engine_cache_enable=True, trt_engine_cache_path=str(path))
+        return [("TensorrtExecutionProvider", options), "CPUExecutionProvider"], "TensorrtExecutionProvider"
+
+    @staticmethod
+    def _spec(arg: Any) -> TensorSpec:
+        if arg.type not in _ORT_DTYPES:
+            raise EngineError(f"tensor '{arg.name}' has unsupported type {arg.type}")
+        shape = tuple(dim if isinstance(dim, int) and dim >= 0 else -1 for dim in (arg.shape or []))
+        return TensorSpec(arg.name, shape, np.dtype(_ORT_DTYPES[arg.type]))
+
+    def input_specs(self) -> list[TensorSpec]:
+        return list(self._inputs)
+
+    def output_specs(self) -> list[TensorSpec]:
+        return list(self._outputs)
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        try:
+            values = self._session.run(self._output_names, inputs)
+        except Exception as exc:
+            raise EngineError(f"onnxruntime failed running '{self.model}' on {self.core}: {exc}") from exc
+        return dict(zip(self._output_names, values, strict=True))
+
+    def describe(self) -> dict[str, Any]:
+        info = super().describe()
+        info.update(onnx=str(self.onnx_path), providers=self._session.get_providers())
+        if self.core == "cpu":
+            info["intra_op_threads"] = self.intra_op_threads
+        return info
