@@ -1,0 +1,257 @@
+"""Reading input bags (rosbag2, sqlite3 or MCAP) into frames for the replay.
+
+A *frame* is what the perception graph consumes at one stamp: in a stereo bag the left and right images of
+one header stamp with the camera models (and the ground-truth disparity when the bag has it); in a
+monocular bag one image for the detection node. Messages stay serialized (CDR) so the replay publishes the
+bag's bytes unchanged. Every problem with a bag surfaces as `BagError`, with a message a user can act on.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from dla_perception.replay.messages import typestore
+
+IMAGE = "sensor_msgs/msg/Image"
+CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
+
+LEFT_IMAGE = "left/image_rect"
+RIGHT_IMAGE = "right/image_rect"
+LEFT_INFO = "left/camera_info"
+RIGHT_INFO = "right/camera_info"
+GROUND_TRUTH = "ground_truth/disparity"
+MONO_IMAGE = "image"
+
+STEREO_TOPICS = {LEFT_IMAGE: IMAGE, RIGHT_IMAGE: IMAGE, LEFT_INFO: CAMERA_INFO, RIGHT_INFO: CAMERA_INFO}
+INPUT_TYPES = {**STEREO_TOPICS, GROUND_TRUTH: IMAGE, MONO_IMAGE: IMAGE}
+
+# How many stamps a stereo frame may wait for its partner image before it is given up as unpaired.
+PAIRING_WINDOW = 32
+
+
+class BagError(Exception):
+    """A bag that cannot be replayed: missing, unreadable, truncated, empty or without the needed topics."""
+
+
+@dataclass(frozen=True)
+class BagMessage:
+    topic: str  # the name the nodes use (after remapping)
+    msgtype: str
+    log_time_ns: int
+    stamp_ns: int
+    raw: bytes  # CDR, exactly as stored in the bag
+
+
+@dataclass
+class Frame:
+    index: int
+    stamp_ns: int
+    log_time_ns: int
+    messages: dict[str, BagMessage] = field(default_factory=dict)
+
+    @property
+    def frame_id(self) -> str:
+        image = self.messages.get(LEFT_IMAGE) or self.messages.get(MONO_IMAGE)
+        return decode(image).header.frame_id if image else ""
+
+    def ground_truth_disparity(self) -> np.ndarray | None:
+        """The bag's ground-truth disparity of the left image (float32 pixels; 0 or NaN = unknown)."""
+        message = self.messages.get(GROUND_TRUTH)
+        if message is None:
+            return None
+        return image_array(decode(message)).astype(np.float32, copy=False)
+
+
+def decode(message: BagMessage) -> object:
+    """The rosbags message object of a bag message."""
+    return typestore().deserialize_cdr(message.raw, message.msgtype)
+
+
+def image_array(image: object) -> np.ndarray:
+    """A numpy view of a rosbags sensor_msgs/Image (any encoding rosbags-image knows, e.g. 32FC1)."""
+    from rosbags.image import message_to_cvimage
+
+    try:
+        return message_to_cvimage(image)
+    except Exception as exc:  # the library raises several types; all mean "this image is malformed"
+        raise BagError(f"cannot decode a {image.encoding} image {image.width}x{image.height}: {exc}") from exc
+
+
+def parse_remaps(remaps: Sequence[str]) -> dict[str, str]:
+    """`from:=to` strings to a mapping of bag topic -> node topic, names without the leading slash."""
+    mapping = {}
+    for remap in remaps:
+        source, separator, target = remap.partition(":=")
+        if not separator or not source.strip("/") or not target.strip("/"):
+            raise BagError(f"bad remap {remap!r}: expected FROM:=TO, e.g. /cam/left/image:=left/image_rect")
+        mapping[source.strip("/")] = target.strip("/")
+    return mapping
+
+
+class InputBag:
+    """A rosbag2 opened for replay: which of the graph's inputs it has, and its frames in stamp order."""
+
+    def __init__(self, path: str | Path, remaps: Sequence[str] = ()) -> None:
+        from rosbags.rosbag2 import Reader
+
+        self.path = _bag_directory(Path(path))
+        self.remaps = parse_remaps(remaps)
+        try:
+            self._reader = Reader(self.path)
+            self._reader.open()
+        except Exception as exc:  # ReaderError, sqlite3/mcap parse errors, yaml errors: all "unreadable"
+            raise BagError(f"cannot open bag {self.path}: {_reason(exc)}") from exc
+        self.storage = "mcap" if any(p.suffix == ".mcap" for p in self.path.iterdir()) else "sqlite3"
+        self.connections = {}  # node topic -> [connections]
+        for connection in self._reader.connections:
+            topic = self.remaps.get(connection.topic.strip("/"), connection.topic.strip("/"))
+            self.connections.setdefault(topic, []).append(connection)
+        self.mode = "stereo" if LEFT_IMAGE in self.connections else "mono"
+        self._check_topics()
+
+    # -- what the bag holds ---------------------------------------------------------------------------
+
+    @property
+    def topics(self) -> dict[str, str]:
+        """Every topic of the bag under its node name, with its message type."""
+        return {topic: connections[0].msgtype for topic, connections in sorted(self.connections.items())}
+
+    @property
+    def has_ground_truth(self) -> bool:
+        return GROUND_TRUTH in self.connections
+
+    @property
+    def expected_frames(self) -> int:
+        """Frames the bag should yield: its count of left (or mono) images."""
+        topic = LEFT_IMAGE if self.mode == "stereo" else MONO_IMAGE
+        return sum(c.msgcount for c in self.connections.get(topic, []))
+
+    def _check_topics(self) -> None:
+        for topic, expected in INPUT_TYPES.items():
+            for connection in self.connections.get(topic, []):
+                if connection.msgtype != expected:
+                    raise BagError(
+                        f"topic {connection.topic} has type {connection.msgtype}, the graph needs {expected}"
+                        + self._remap_hint()
+                    )
+        stereo_present = [t for t in STEREO_TOPICS if t in self.connections]
+        if stereo_present and len(stereo_present) < len(STEREO_TOPICS):
+            missing = ", ".join(t for t in STEREO_TOPICS if t not in self.connections)
+            present = ", ".join(stereo_present)
+            raise BagError(f"bag {self.path} has {present} but not {missing}" + self._remap_hint())
+        if not stereo_present and MONO_IMAGE not in self.connections:
+            raise BagError(
+                f"bag {self.path} has none of the graph's inputs (stereo: {', '.join(STEREO_TOPICS)}; "
+                f"or a single camera on {MONO_IMAGE})" + self._remap_hint()
+            )
+        if self.expected_frames == 0:
+            raise BagError(f"bag {self.path} is empty: no messages on its input topics")
+
+    def _remap_hint(self) -> str:
+        found = ", ".join(f"{c.topic} ({c.msgtype})" for c in self._reader.connections) or "none"
+        return f". Topics in the bag: {found}. Map yours with --remap BAG_TOPIC:=NODE_TOPIC."
+
+    # -- frames ---------------------------------------------------------------------------------------
+
+    def frames(self, max_frames: int | None = None) -> Iterator[Frame]:
+        """Frames in stamp order; raises BagError (after the frames read so far) when the bag is truncated."""
+        frames = self._stereo_frames() if self.mode == "stereo" else self._mono_frames()
+        return itertools.islice(frames, max_frames) if max_frames else frames
+
+    def _messages(self) -> Iterator[BagMessage]:
+        wanted = {c.id: topic for topic, cs in self.connections.items() if topic in INPUT_TYPES for c in cs}
+        connections = [c for c in self._reader.connections if c.id in wanted]
+        count = 0
+        try:
+            for connection, log_time_ns, raw in self._reader.messages(connections=connections):
+                raw = bytes(raw)
+                header = typestore().deserialize_cdr(raw, connection.msgtype).header
+                stamp_ns = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+                count += 1
+                yield BagMessage(wanted[connection.id], connection.msgtype, log_time_ns, stamp_ns, raw)
+        except BagError:
+            raise
+        except Exception as exc:
+            raise BagError(
+                f"bag {self.path} is unreadable after {count} messages (truncated?): {_reason(exc)}"
+            ) from exc
+
+    def _mono_frames(self) -> Iterator[Frame]:
+        for index, message in enumerate(m for m in self._messages() if m.topic == MONO_IMAGE):
+            yield Frame(index, message.stamp_ns, message.log_time_ns, {MONO_IMAGE: message})
+
+    def _stereo_frames(self) -> Iterator[Frame]:
+        """Pairs left and right images by exact stamp; camera models are the latest seen for each side.
+
+        A frame is complete once a later left image arrives (so its ground truth, written at the same stamp,
+        is in), or at the end of the bag.
+        """
+        latest_info: dict[str, BagMessage] = {}
+        pending: dict[int, dict[str, BagMessage]] = {}
+        index = 0
+
+        def complete(stamp: int) -> Frame | None:
+            nonlocal index
+            group = pending.pop(stamp)
+            if LEFT_IMAGE not in group or RIGHT_IMAGE not in group or len(latest_info) < 2:
+                return None
+            infos = {t: group.get(t, latest_info[t]) for t in (LEFT_INFO, RIGHT_INFO)}
+            frame = Frame(index, stamp, group[LEFT_IMAGE].log_time_ns, {**group, **infos})
+            index += 1
+            return frame
+
+        for message in self._messages():
+            if message.topic in (LEFT_INFO, RIGHT_INFO):
+                latest_info[message.topic] = message
+            pending.setdefault(message.stamp_ns, {})[message.topic] = message
+            if message.topic == LEFT_IMAGE:
+                for stamp in sorted(s for s in pending if s < message.stamp_ns):
+                    frame = complete(stamp)
+                    if frame is not None:
+                        yield frame
+            while len(pending) > PAIRING_WINDOW:
+                frame = complete(min(pending))
+                if frame is not None:
+                    yield frame
+        for stamp in sorted(pending):
+            frame = complete(stamp)
+            if frame is not None:
+                yield frame
+
+    def close(self) -> None:
+        try:
+            self._reader.close()
+        except Exception:  # a truncated file may fail again on close; nothing more to report
+            pass
+
+    def __enter__(self) -> InputBag:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _bag_directory(path: Path) -> Path:
+    """The rosbag2 folder: the path itself, or the folder of a .db3/.mcap/metadata.yaml file inside one."""
+    if not path.exists():
+        raise BagError(f"no bag at {path}")
+    if path.is_file():
+        if (path.parent / "metadata.yaml").is_file():
+            return path.parent
+        raise BagError(f"{path} is a file without a rosbag2 metadata.yaml beside it; pass the bag's folder")
+    if not (path / "metadata.yaml").is_file():
+        raise BagError(f"{path} is not a rosbag2 folder (no metadata.yaml)")
+    return path
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    cause = exc.__cause__ or exc.__context__
+    if cause is not None and str(cause) and str(cause) not in text:
+        text += f" ({cause})"
+    return text
