@@ -1,0 +1,69 @@
+"""The one-screen summary printed at the end of a replay (and at the top of report.html)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def core_table(metrics: dict) -> str:
+    """Per-core latency table: the lines `demo` prints."""
+    header = f"{'core':<6} {'inferences':>10} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'max ms':>8} " \
+             f"{'fps':>7} {'errors':>6}  engines"
+    lines = [header, "-" * len(header)]
+    for core, stats in (metrics.get("cores") or {}).items():
+        latency = stats.get("latency_ms") or {}
+        fps = stats.get("fps")
+        lines.append(
+            f"{core:<6} {stats.get('inferences', 0):>10} {_ms(latency.get('p50')):>8} "
+            f"{_ms(latency.get('p90')):>8} {_ms(latency.get('p99')):>8} {_ms(latency.get('max')):>8} "
+            f"{'-' if fps is None else f'{fps:.1f}':>7} {stats.get('errors', 0):>6}  "
+            + ", ".join(stats.get("engines", []))
+        )
+    if len(lines) == 2:
+        lines.append("(no inference ran)")
+    return "\n".join(lines)
+
+
+def summary_text(metrics: dict, regressions: Sequence[object] | None = None) -> str:
+    """Frames, per-core latency, end-to-end latency, accuracy per plane, detections, baseline verdict."""
+    bag = metrics.get("bag") or {}
+    lines = [f"bag: {bag.get('path', '?')} ({bag.get('mode', '?')}, {bag.get('storage', '?')})"]
+    missing = metrics.get("missing_outputs") or {}
+    missing_text = ", ".join(f"{topic} x{count}" for topic, count in missing.items()) or "none"
+    lines.append(f"frames: {metrics.get('frames', 0)} replayed, {metrics.get('frames_with_output', 0)} with "
+                 f"every output (missing: {missing_text})")
+    if metrics.get("error"):
+        lines.append(f"stopped early: {metrics['error']}")
+    lines.append("")
+    lines.append(core_table(metrics))
+    e2e = metrics.get("end_to_end_ms") or {}
+    lines.append("")
+    lines.append(f"end-to-end ms: p50 {_ms(e2e.get('p50'))}  p99 {_ms(e2e.get('p99'))}  "
+                 f"max {_ms(e2e.get('max'))}")
+    proximity = metrics.get("proximity")
+    if proximity:
+        thresholds = proximity.get("thresholds_m", [])
+        lines.append("")
+        lines.append(f"{'proximity':<10}" + "".join(f"{f'{t:g} m':>9}" for t in thresholds))
+        for name in ("iou", "precision", "recall"):
+            lines.append(f"{name:<10}" + "".join(f"{_ratio(v):>9}" for v in proximity.get(name, [])))
+    detection = metrics.get("detection")
+    if detection:
+        lines.append("")
+        lines.append(f"detections: {detection.get('detections', 0)} in {detection.get('frames', 0)} frames")
+    if regressions is not None:
+        lines.append("")
+        if regressions:
+            lines.append(f"baseline: {len(regressions)} regression(s)")
+            lines.extend(f"  REGRESSION {r}" for r in regressions)
+        else:
+            lines.append("baseline: no regression")
+    return "\n".join(lines)

@@ -1,0 +1,92 @@
+"""Every engine run of a replay, timed: the samples behind per-core percentiles and histograms.
+
+The engine manager's own statistics cover a rolling window (made for live diagnostics); a replay needs all
+of its runs. The manager's `engine_factory` hook builds each engine through `RecordingEngine`, which
+delegates to the real engine and logs (core, model, latency) for every run.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from dla_perception.runtime.engine import Engine, TensorSpec, create_engine
+
+
+@dataclass(frozen=True)
+class EngineRun:
+    core: str
+    model: str
+    latency_ms: float
+    ok: bool
+
+
+class RunLog:
+    """Thread-safe list of engine runs (engines run on the manager's worker threads)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._runs: list[EngineRun] = []
+
+    def add(self, run: EngineRun) -> None:
+        with self._lock:
+            self._runs.append(run)
+
+    def runs(self) -> list[EngineRun]:
+        with self._lock:
+            return list(self._runs)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._runs)
+
+    def by_core(self) -> dict[str, list[EngineRun]]:
+        cores: dict[str, list[EngineRun]] = {}
+        for run in self.runs():
+            cores.setdefault(run.core, []).append(run)
+        return dict(sorted(cores.items()))
+
+
+class RecordingEngine(Engine):
+    """An engine that times each run of the engine it wraps and reports it to a RunLog."""
+
+    def __init__(self, inner: Engine, log: RunLog) -> None:
+        self.inner = inner
+        self.log = log
+        self.model, self.core = inner.model, inner.core
+        self.precision, self.backend = inner.precision, inner.backend
+
+    def input_specs(self) -> list[TensorSpec]:
+        return self.inner.input_specs()
+
+    def output_specs(self) -> list[TensorSpec]:
+        return self.inner.output_specs()
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        started = time.perf_counter()
+        ok = False
+        try:
+            outputs = self.inner.run(inputs)
+            ok = True
+            return outputs
+        finally:
+            self.log.add(EngineRun(self.core, self.model, (time.perf_counter() - started) * 1e3, ok))
+
+    def describe(self) -> dict[str, Any]:
+        return self.inner.describe()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def recording_factory(log: RunLog, cache_dir: Any) -> Any:
+    """An EngineManager `engine_factory` building the usual engines, wrapped to record into `log`."""
+
+    def factory(spec: Any, core: str) -> Engine:
+        return RecordingEngine(create_engine(spec, core, cache_dir=cache_dir), log)
+
+    return factory
