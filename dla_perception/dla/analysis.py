@@ -1,0 +1,428 @@
+"""Predict where TensorRT will place each layer of an ONNX model when building for a DLA core with GPU
+fallback: per node DLA or GPU with the reason, the DLA subgraphs (each one DLA loadable), the DLA<->GPU
+boundaries (each a reformat and a synchronisation on the robot) and a one-line verdict.
+
+Vocabulary shared with the engine build's placement report (`runtime/`): devices are "DLA" and "GPU", a
+DLA "subgraph" is what TensorRT compiles into one DLA loadable (shown as `{ForeignNode[first...last]}` in
+its engine inspector), a "boundary" is a tensor that crosses between a DLA subgraph and the GPU.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import onnx
+import onnx_graphsurgeon as gs
+
+from dla_perception.dla import checks, rules
+from dla_perception.dla.graph import LoadedGraph, is_static, load_graph, present, shape_of
+
+DLA, GPU = "DLA", "GPU"
+PRECISIONS = ("fp16", "int8")
+FUSABLE_ACTIVATIONS = ("Relu", "LeakyRelu", "Clip", "Sigmoid", "Tanh")
+
+
+@dataclass
+class NodePlacement:
+    name: str
+    op: str
+    layer: str | None  # TensorRT layer type; None when the node is not a layer
+    device: str | None  # "DLA", "GPU", or None (folded at build time / aliased)
+    rule: str
+    reasons: list[str] = field(default_factory=list)
+    certainty: str = rules.DOCUMENTED
+    source: str = ""  # where the deciding rule comes from
+    rule_reason: str = ""  # what the deciding rule says, in words
+    subgraph: int | None = None  # index into Report.subgraphs when on DLA
+    fused_into: str | None = None  # name of the layer TensorRT fuses this node into
+
+
+@dataclass
+class Subgraph:
+    """A maximal set of connected DLA layers that TensorRT compiles into one DLA loadable."""
+
+    index: int
+    nodes: list[str]
+    inputs: list[str]  # tensors entering from the network input or the GPU
+    outputs: list[str]  # tensors leaving to the network output or the GPU
+
+
+@dataclass
+class Boundary:
+    """A tensor that crosses between DLA and GPU, or from one DLA subgraph to another (DLA->DLA)."""
+
+    tensor: str
+    producer: str
+    from_device: str
+    to_device: str
+    consumers: list[str]
+    from_subgraph: int | None = None
+    to_subgraph: int | None = None
+
+
+@dataclass
+class Report:
+    model: str
+    trt_version: str
+    precision: str
+    trt_note: str
+    nodes: list[NodePlacement]
+    subgraphs: list[Subgraph]
+    boundaries: list[Boundary]
+    findings: list[str]  # properties of the whole model (dynamic inputs...)
+    warnings: list[str]
+    dla_available: bool = True
+
+    @property
+    def layers(self) -> list[NodePlacement]:
+        """Nodes that become TensorRT layers of their own (not folded, aliased or fused)."""
+        return [n for n in self.nodes if n.device is not None and n.fused_into is None]
+
+    @property
+    def dla_nodes(self) -> list[NodePlacement]:
+        return [n for n in self.nodes if n.device == DLA]
+
+    @property
+    def gpu_nodes(self) -> list[NodePlacement]:
+        return [n for n in self.nodes if n.device == GPU]
+
+    @property
+    def gpu_layers(self) -> list[NodePlacement]:
+        return [n for n in self.layers if n.device == GPU]
+
+    @property
+    def dla_layers(self) -> list[NodePlacement]:
+        return [n for n in self.layers if n.device == DLA]
+
+    @property
+    def device_boundaries(self) -> list[Boundary]:
+        """Boundaries between a DLA subgraph and the GPU (each costs a reformat and a sync)."""
+        return [b for b in self.boundaries if b.from_device != b.to_device]
+
+    @property
+    def passes_strict(self) -> bool:
+        """True when nothing falls back: every layer is predicted on DLA."""
+        return self.dla_available and not self.gpu_nodes
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "nodes": len(self.nodes),
+            "layers": len(self.layers),
+            "dla_layers": len(self.dla_layers),
+            "gpu_layers": len(self.gpu_layers),
+            "folded": sum(1 for n in self.nodes if n.device is None),
+            "fused": sum(1 for n in self.nodes if n.fused_into is not None),
+            "subgraphs": len(self.subgraphs),
+            "boundaries": len(self.device_boundaries),
+            "subgraph_links": len(self.boundaries) - len(self.device_boundaries),
+        }
+
+    @property
+    def verdict(self) -> str:
+        counts = self.counts()
+        where = f"TensorRT {self.trt_version}, {self.precision}"
+        if not self.dla_available:
+            return f"NO DLA: {self.trt_note} ({where})"
+        if not counts["layers"]:
+            return f"NO LAYERS: every node folds away at build time ({where})"
+        if self.passes_strict:
+            return (
+                f"DLA: all {counts['layers']} layers on DLA in {counts['subgraphs']} subgraph(s), "
+                f"no GPU fallback ({where})"
+            )
+        ops = sorted({n.op for n in self.gpu_layers})
+        if not counts["dla_layers"]:
+            return f"GPU: no layer can run on DLA ({', '.join(ops)}) ({where})"
+        return (
+            f"GPU FALLBACK: {counts['gpu_layers']} of {counts['layers']} layers on the GPU "
+            f"({', '.join(ops)}); {counts['subgraphs']} DLA subgraph(s), {counts['boundaries']} "
+            f"DLA<->GPU boundaries ({where})"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "trt_version": self.trt_version,
+            "precision": self.precision,
+            "trt_note": self.trt_note,
+            "dla_available": self.dla_available,
+            "verdict": self.verdict,
+            "passes_strict": self.passes_strict,
+            "counts": self.counts(),
+            "findings": list(self.findings),
+            "warnings": list(self.warnings),
+            "nodes": [asdict(n) for n in self.nodes],
+            "subgraphs": [asdict(s) for s in self.subgraphs],
+            "boundaries": [asdict(b) for b in self.boundaries],
+        }
+
+    def format_text(self, verbose: bool = False) -> str:
+        """Human-readable report: GPU layers with reasons, subgraphs, boundaries, verdict last."""
+        lines = [f"model: {self.model}", f"TensorRT {self.trt_version}: {self.trt_note}"]
+        lines += [f"finding: {text}" for text in self.findings]
+        lines += [f"warning: {text}" for text in self.warnings]
+        shown = self.nodes if verbose else [n for n in self.nodes if n.device == GPU]
+        if shown:
+            lines.append("nodes:" if verbose else "GPU fallback:")
+        for node in shown:
+            device = node.device or "-"
+            detail = "; ".join(node.reasons) or node.rule_reason
+            if node.fused_into:
+                detail = f"fused into {node.fused_into}"
+            elif node.device is None:
+                detail = detail or "folded at build time"
+            suffix = f" [{node.rule}, {node.certainty}]" if node.device == GPU else ""
+            lines.append(f"  {device:<3} {node.op:<18} {node.name}: {detail}{suffix}")
+        for subgraph in self.subgraphs:
+            first, last = subgraph.nodes[0], subgraph.nodes[-1]
+            lines.append(f"DLA subgraph {subgraph.index}: {len(subgraph.nodes)} nodes [{first}...{last}]")
+        for boundary in self.boundaries:
+            lines.append(
+                f"boundary {boundary.from_device}->{boundary.to_device}: '{boundary.tensor}' "
+                f"({boundary.producer} -> {', '.join(boundary.consumers)})"
+            )
+        lines.append("verdict: " + self.verdict)
+        return "\n".join(lines)
+
+
+def analyze(
+    model_or_path: onnx.ModelProto | str | Path,
+    trt_version: str = rules.DEFAULT_TRT_VERSION,
+    precision: str = "fp16",
+) -> Report:
+    """Predict the DLA/GPU placement of every node of an ONNX model for one TensorRT line.
+
+    ValueError for an unreadable model, an unknown TensorRT line or a precision DLA does not run.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"DLA runs fp16 or int8, not {precision!r}")
+    line = rules.trt_line(rules.parse_trt_version(trt_version))
+    loaded = load_graph(model_or_path)
+    context = checks.Context(loaded.opset, precision, line.strongly_typed_only)
+    version = ".".join(str(trt_version).split(".")[:2])
+
+    placements = {node.name: _place(node, context, line, version) for node in loaded.graph.nodes}
+    _mark_fusions(loaded.graph, placements)
+    subgraphs = _partition(loaded.graph, placements)
+    boundaries = _boundaries(loaded.graph, placements)
+    nodes = _in_original_order(loaded, placements)
+    warnings = list(loaded.warnings)
+    if len(subgraphs) > rules.MAX_LOADABLES_PER_CORE:
+        warnings.append(
+            f"{len(subgraphs)} DLA subgraphs: a DLA core holds at most {rules.MAX_LOADABLES_PER_CORE} "
+            "loadables at once"
+        )
+    return Report(
+        model=loaded.source,
+        trt_version=version,
+        precision=precision,
+        trt_note=line.note,
+        nodes=nodes,
+        subgraphs=subgraphs,
+        boundaries=boundaries,
+        findings=_findings(loaded),
+        warnings=warnings,
+        dla_available=line.dla,
+    )
+
+
+# --- placement ------------------------------------------------------------------------------------------
+
+
+def _place(node: gs.Node, context: checks.Context, line: rules.TrtLine, version: str) -> NodePlacement:
+    rule = rules.rule_for(node.op)
+    placement = NodePlacement(
+        node.name, node.op, rule.layer, GPU, rule.id, [], rule.certainty, rule.source, rule.reason
+    )
+    if rule.id == "no-layer":
+        placement.device = None
+        placement.reasons = [rule.reason]
+        return placement
+    if rule.layer is None and rule is not rules.UNKNOWN_OP_RULE:
+        placement.layer = node.op
+    if not line.dla:
+        placement.reasons = [line.note]
+        return placement
+    if not rule.dla:
+        placement.reasons = [rule.reason]
+        return placement
+    if rule.since and rules.parse_trt_version(version) < rule.since:
+        placement.reasons = [f"not before TensorRT {rule.since[0]}.{rule.since[1]}: {rule.reason}"]
+        return placement
+    general = rules.GENERAL_RULES_BY_ID
+    limits = {**general["rank-4"].limits, **general["dimension-limits"].limits}
+    problems = checks.general(node, context, limits)
+    if rule.check:
+        problems += checks.CHECKERS[rule.check](node, rule, context)
+    if problems:
+        placement.reasons = problems
+        return placement
+    placement.device = DLA
+    placement.reasons = [f"{rule.layer} within DLA limits"]
+    return placement
+
+
+def _mark_fusions(graph: gs.Graph, placements: dict[str, NodePlacement]) -> None:
+    """Conv + BatchNorm + activation become one layer when the intermediate tensors have one consumer."""
+    for node in graph.nodes:
+        if node.op not in ("BatchNormalization", *FUSABLE_ACTIVATIONS):
+            continue
+        producer = node.inputs[0].inputs[0] if node.inputs and node.inputs[0].inputs else None
+        if producer is None or len(node.inputs[0].outputs) != 1 or node.inputs[0] in graph.outputs:
+            continue
+        host = placements[producer.name]
+        host_name = host.fused_into or host.name
+        host_op = placements[host_name].op
+        fusable = host_op == "Conv" and (
+            (node.op == "BatchNormalization" and producer.op == "Conv")
+            or (node.op in FUSABLE_ACTIVATIONS and producer.op in ("Conv", "BatchNormalization"))
+        )
+        if fusable and host.device == placements[node.name].device:
+            placements[node.name].fused_into = host_name
+
+
+def _layer_predecessors(graph: gs.Graph, placements: dict[str, NodePlacement]) -> dict[str, set[str]]:
+    """Predecessor layers of every node, looking through nodes that are not layers (Identity...)."""
+    preds: dict[str, set[str]] = {}
+    for node in graph.nodes:  # topological order
+        found: set[str] = set()
+        for tensor in node.inputs:
+            for producer in tensor.inputs if present(tensor) else []:
+                if placements[producer.name].device is None:
+                    found |= preds.get(producer.name, set())
+                else:
+                    found.add(producer.name)
+        preds[node.name] = found
+    return preds
+
+
+def _partition(graph: gs.Graph, placements: dict[str, NodePlacement]) -> list[Subgraph]:
+    """Group DLA layers into subgraphs that keep the graph acyclic.
+
+    Every node gets a stage: the most device switches on any path from the inputs. DLA layers of the same
+    stage joined by direct edges form one subgraph; a path that leaves a subgraph for the GPU and comes
+    back would raise the stage by two, so no subgraph depends on itself through the GPU. TensorRT's own
+    partitioner is greedy in a similar way; on unusual branch structures it may merge differently.
+    """
+    preds = _layer_predecessors(graph, placements)
+    stage: dict[str, int] = {}
+    for node in graph.nodes:
+        place = placements[node.name]
+        if place.device is None:
+            continue
+        stage[node.name] = max(
+            (stage[p] + (placements[p].device != place.device) for p in preds[node.name]), default=0
+        )
+    parent: dict[str, str] = {}
+
+    def root(name: str) -> str:
+        while parent[name] != name:
+            parent[name] = parent[parent[name]]
+            name = parent[name]
+        return name
+
+    dla_nodes = [n.name for n in graph.nodes if placements[n.name].device == DLA]
+    for name in dla_nodes:
+        parent[name] = name
+    for name in dla_nodes:
+        for p in preds[name]:
+            if placements[p].device == DLA and stage[p] == stage[name]:
+                parent[root(p)] = root(name)
+    groups: dict[str, list[str]] = defaultdict(list)
+    for name in dla_nodes:
+        groups[root(name)].append(name)
+    subgraphs = []
+    for index, members in enumerate(groups.values()):
+        for name in members:
+            placements[name].subgraph = index
+        subgraphs.append(Subgraph(index, members, [], []))
+    _subgraph_io(graph, placements, subgraphs)
+    return subgraphs
+
+
+def _subgraph_io(graph: gs.Graph, placements: dict[str, NodePlacement], subgraphs: list[Subgraph]) -> None:
+    for node in graph.nodes:
+        index = placements[node.name].subgraph
+        if index is None:
+            continue
+        for tensor in node.inputs:
+            if not present(tensor) or isinstance(tensor, gs.Constant):
+                continue
+            sources = {_source_subgraph(tensor, placements)}
+            if sources != {index} and tensor.name not in subgraphs[index].inputs:
+                if not _is_weight(tensor):
+                    subgraphs[index].inputs.append(tensor.name)
+        for tensor in node.outputs:
+            targets = {placements[c.name].subgraph for c in tensor.outputs}
+            leaves = tensor in graph.outputs or targets - {index}
+            if leaves and tensor.name not in subgraphs[index].outputs:
+                subgraphs[index].outputs.append(tensor.name)
+
+
+def _is_weight(tensor: gs.Tensor) -> bool:
+    return bool(tensor.inputs) and tensor.inputs[0].op == "Constant"
+
+
+def _source_subgraph(tensor: gs.Tensor, placements: dict[str, NodePlacement]) -> int | None:
+    return placements[tensor.inputs[0].name].subgraph if tensor.inputs else None
+
+
+def _partition_of(name: str, placements: dict[str, NodePlacement]) -> tuple[str, int | None]:
+    place = placements[name]
+    return place.device or "", place.subgraph
+
+
+def _boundaries(graph: gs.Graph, placements: dict[str, NodePlacement]) -> list[Boundary]:
+    """Tensors whose producer and consumer layers sit on different devices or DLA subgraphs."""
+    found: list[Boundary] = []
+    for node in graph.nodes:
+        if placements[node.name].device is None:
+            continue
+        for tensor in node.outputs:
+            by_target: dict[tuple[str, int | None], list[str]] = defaultdict(list)
+            for consumer in _consumer_layers(tensor, placements):
+                by_target[_partition_of(consumer, placements)].append(consumer)
+            source = _partition_of(node.name, placements)
+            for (device, subgraph), consumers in by_target.items():
+                if (device, subgraph) != source and DLA in (device, source[0]):
+                    found.append(
+                        Boundary(tensor.name, node.name, source[0], device, consumers, source[1], subgraph)
+                    )
+    return found
+
+
+def _consumer_layers(tensor: gs.Tensor, placements: dict[str, NodePlacement]) -> Iterable[str]:
+    for consumer in tensor.outputs:
+        if placements[consumer.name].device is None:
+            for output in consumer.outputs:
+                yield from _consumer_layers(output, placements)
+        else:
+            yield consumer.name
+
+
+def _in_original_order(loaded: LoadedGraph, placements: dict[str, NodePlacement]) -> list[NodePlacement]:
+    nodes: list[NodePlacement] = []
+    for name, op in loaded.original_nodes:
+        if name in placements:
+            nodes.append(placements.pop(name))
+        else:
+            reason = "constant or shape computation, folded at build time: not a layer"
+            nodes.append(NodePlacement(name, op, None, None, "folded", [reason]))
+    nodes.extend(placements.values())  # nodes created by folding (rare)
+    return nodes
+
+
+def _findings(loaded: LoadedGraph) -> list[str]:
+    findings = []
+    for tensor in loaded.graph.inputs:
+        shape = shape_of(tensor)
+        if not is_static(shape):
+            findings.append(
+                f"input '{tensor.name}' has dynamic or unknown shape {list(shape) if shape else shape}: "
+                "DLA needs static shapes (export with fixed dimensions)"
+            )
+    return findings
