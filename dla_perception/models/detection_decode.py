@@ -98,9 +98,11 @@ def select(boxes: np.ndarray, class_scores: np.ndarray, score_threshold: float, 
     import cv2
 
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    class_scores = np.asarray(class_scores, dtype=np.float64).reshape(boxes.shape[0], -1)
     empty = (np.zeros((0, 4)), np.zeros(0), np.zeros(0, dtype=np.int64))
-    if boxes.shape[0] == 0 or class_scores.shape[1] == 0 or max_detections <= 0:
+    if boxes.shape[0] == 0 or max_detections <= 0:
+        return empty
+    class_scores = np.asarray(class_scores, dtype=np.float64).reshape(boxes.shape[0], -1)
+    if class_scores.shape[1] == 0:
         return empty
     class_ids = np.argmax(class_scores, axis=1)
     scores = class_scores[np.arange(boxes.shape[0]), class_ids]

@@ -166,7 +166,18 @@ class ModelDescription:
         if not _shape_matches(tensor.shape, expected):
             raise DescriptionError(f"{where}: input {tensor.name!r} has shape {_fmt(tensor.shape)}, "
                                    f"description needs {_fmt(expected)} (NCHW, height x width)")
-        for shape, needed in zip(outputs, self.expected_outputs(len(outputs)), strict=True):
+        expected_shapes = self.expected_outputs(len(outputs))
+        if self.output.format == "native":  # one output per stride, in any order: match by grid size
+            unmatched = list(outputs)
+            for needed in expected_shapes:
+                match = next((o for o in unmatched if _shape_matches(o.shape, needed)), None)
+                if match is None:
+                    raise DescriptionError(f"{where}: format native with {self.num_classes} labels needs an "
+                                           f"output {_fmt(needed)}; the model has "
+                                           + ", ".join(f"{o.name} {_fmt(o.shape)}" for o in unmatched))
+                unmatched.remove(match)
+            return
+        for shape, needed in zip(outputs, expected_shapes, strict=True):
             if not _shape_matches(shape.shape, needed):
                 raise DescriptionError(f"{where}: output {shape.name!r} has shape {_fmt(shape.shape)}, "
                                        f"format {self.output.format} with {self.num_classes} labels "
