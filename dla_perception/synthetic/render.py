@@ -1,0 +1,368 @@
+"""A per-pixel ray caster for street-like scenes: ground, facades, a far wall and solid obstacles.
+
+World frame: x right, y down, z forward; the ground is y = 0. Rays are cast with a direction whose
+camera-frame z component is 1, so the ray parameter at a hit is the depth Z along the optical axis and
+disparity fx * B / Z is exact. Each view is cast on its own from the same scene, which makes occlusions in
+the right view real. Solids are unit shapes (cube, cylinder, sphere) under a yaw + scale + translation, and
+are only cast inside the screen rectangle their bounding box projects to, which keeps a frame fast.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+NEAR_M = 0.05  # hits nearer than this are ignored (the camera is never inside what it sees)
+
+
+@dataclass
+class Surface:
+    """How a surface looks: an atlas tile, its scale on the surface, a colour tint; which object it is."""
+
+    tile: int
+    texels_per_m: float
+    tint: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    object_index: int = -1  # index into Scene.objects, -1 for background
+
+
+@dataclass
+class Solid:
+    """A unit cube |x|,|y|,|z| <= 1, cylinder x^2 + z^2 <= 1, |y| <= 1, or unit sphere, scaled by
+    half_extents, turned by yaw about the vertical axis and moved to center (world metres)."""
+
+    shape: str  # "box" | "cylinder" | "sphere"
+    center: np.ndarray
+    half_extents: np.ndarray
+    yaw: float
+    surface: int
+
+    def __post_init__(self) -> None:
+        if self.shape not in ("box", "cylinder", "sphere"):
+            raise ValueError(f"unknown solid shape {self.shape!r}")
+        self.center = np.asarray(self.center, np.float64)
+        self.half_extents = np.asarray(self.half_extents, np.float64)
+        c, s = np.cos(self.yaw), np.sin(self.yaw)
+        # world -> local rotation about y, then scale to the unit shape
+        rotation = np.array([[c, 0.0, -s], [0.0, 1.0, 0.0], [s, 0.0, c]])
+        self.to_local = np.diag(1.0 / self.half_extents) @ rotation
+
+    def corners(self) -> np.ndarray:
+        """The 8 corners of the bounding box, 8x3 world metres."""
+        signs = np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)], np.float64)
+        return self.center + signs @ np.linalg.inv(self.to_local).T
+
+
+@dataclass
+class Facade:
+    """The vertical plane x = x_m (a street side), in segments along z with their own height and surface."""
+
+    x_m: float
+    z_edges: np.ndarray  # ascending, len(segments) + 1
+    heights_m: np.ndarray
+    surfaces: np.ndarray  # int, per segment
+
+
+@dataclass
+class Scene:
+    """Everything a view needs: geometry, surfaces, light. Obstacles are `objects` of one or more solids."""
+
+    surfaces: list[Surface]
+    ground_bands: list[tuple[float, float, int]]  # (x_min, x_max, surface); the first is the default
+    facades: list[Facade]
+    far_wall: tuple[float, int] | None  # (z, surface) or None for open sky
+    solids: list[Solid]
+    sun: np.ndarray  # unit vector towards the sun (y < 0)
+    ambient: float
+    sun_strength: float
+    sky_horizon: np.ndarray
+    sky_zenith: np.ndarray
+    sky_tile: int
+    haze_m: float
+    objects: list[dict] = field(default_factory=list)  # per obstacle: {"label", "class_id"}
+
+
+@dataclass
+class ViewBuffers:
+    """What a view saw, per pixel: depth Z (inf = sky), surface index (-1 = sky), surface coordinates (m),
+    light (ambient + sun), cosine of the incidence angle (for texture filtering)."""
+
+    depth: np.ndarray
+    surface: np.ndarray
+    u: np.ndarray
+    v: np.ndarray
+    light: np.ndarray
+    cosine: np.ndarray
+    directions: tuple[np.ndarray, np.ndarray, np.ndarray]
+    coverage: dict[int, tuple[tuple[slice, slice], np.ndarray]] = field(default_factory=dict)
+    """Per solid index: (window, mask of its own hits there), before occlusion by anything else."""
+
+
+def camera_rotation(pitch_rad: float, yaw_rad: float = 0.0, roll_rad: float = 0.0) -> np.ndarray:
+    """Camera -> world rotation. Camera axes: x right, y down, z forward; pitch > 0 looks down."""
+    cp, sp = np.cos(pitch_rad), np.sin(pitch_rad)
+    cy, sy = np.cos(yaw_rad), np.sin(yaw_rad)
+    cr, sr = np.cos(roll_rad), np.sin(roll_rad)
+    pitch = np.array([[1, 0, 0], [0, cp, sp], [0, -sp, cp]])  # forward tips towards +y (down)
+    yaw = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
+    roll = np.array([[cr, -sr, 0], [sr, cr, 0], [0, 0, 1]])
+    return yaw @ pitch @ roll
+
+
+class _Writer:
+    """Z-buffer writes into the view buffers, optionally restricted to a window (row and column slices)."""
+
+    def __init__(self, buffers: ViewBuffers):
+        self.b = buffers
+
+    def write(self, window, t, surface, u, v, light, cosine) -> None:
+        b = self.b
+        depth = b.depth[window]
+        closer = t < depth
+        if not closer.any():
+            return
+        depth[closer] = t[closer]
+        b.surface[window][closer] = surface[closer] if np.ndim(surface) else surface
+        b.u[window][closer] = u[closer]
+        b.v[window][closer] = v[closer]
+        b.light[window][closer] = light[closer] if np.ndim(light) else light
+        b.cosine[window][closer] = cosine[closer]
+
+
+def render_view(scene: Scene, fx: float, fy: float, cx: float, cy: float, width: int, height: int,
+                origin: np.ndarray, rotation: np.ndarray) -> ViewBuffers:
+    """Cast one ray per pixel centre from `origin` (world metres) with camera->world `rotation`."""
+    xn = ((np.arange(width, dtype=np.float32) - cx) / fx)[None, :]
+    yn = ((np.arange(height, dtype=np.float32) - cy) / fy)[:, None]
+    r = rotation.astype(np.float32)
+    dx = r[0, 0] * xn + r[0, 1] * yn + r[0, 2]
+    dy = r[1, 0] * xn + r[1, 1] * yn + r[1, 2]
+    dz = r[2, 0] * xn + r[2, 1] * yn + r[2, 2]
+    dx, dy, dz = (np.broadcast_to(a, (height, width)).astype(np.float32) for a in (dx, dy, dz))
+    inv_length = 1.0 / np.sqrt(dx * dx + dy * dy + dz * dz)
+    shape = (height, width)
+    buffers = ViewBuffers(
+        depth=np.full(shape, np.inf, np.float32), surface=np.full(shape, -1, np.int32),
+        u=np.zeros(shape, np.float32), v=np.zeros(shape, np.float32), light=np.ones(shape, np.float32),
+        cosine=np.ones(shape, np.float32), directions=(dx, dy, dz),
+    )
+    writer = _Writer(buffers)
+    full = (slice(None), slice(None))
+    ox, oy, oz = (float(c) for c in origin)
+    sun = scene.sun.astype(np.float32)
+
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        # ground y = 0, facing up (-y)
+        t = np.where(dy > 1e-6, -oy / dy, np.inf).astype(np.float32)
+        t[t < NEAR_M] = np.inf
+        gx, gz = ox + t * dx, oz + t * dz
+        ground_surface = np.full(shape, scene.ground_bands[0][2], np.int32)
+        for x_min, x_max, surface in scene.ground_bands[1:]:
+            ground_surface[(gx >= x_min) & (gx < x_max)] = surface
+        ground_light = np.full(shape, scene.ambient + scene.sun_strength * max(0.0, -float(sun[1])), np.float32)
+        writer.write(full, t, ground_surface, gx, gz, ground_light, dy * inv_length)
+
+        for facade in scene.facades:
+            _cast_facade(writer, facade, scene, ox, oy, oz, dx, dy, dz, inv_length)
+
+        if scene.far_wall is not None:
+            z_wall, surface = scene.far_wall
+            t = np.where(dz > 1e-6, (z_wall - oz) / dz, np.inf).astype(np.float32)
+            t[t < NEAR_M] = np.inf
+            light = scene.ambient + scene.sun_strength * max(0.0, -float(sun[2]))
+            writer.write(full, t, np.int32(surface), ox + t * dx, oy + t * dy, np.float32(light), dz * inv_length)
+
+        for solid_index, solid in enumerate(scene.solids):
+            window = _screen_window(solid, origin, rotation, fx, fy, cx, cy, width, height)
+            if window is None:
+                continue
+            hit = intersect_solid(solid, ox, oy, oz, dx[window], dy[window], dz[window])
+            if hit is None:
+                continue
+            t, u, v, normal = hit
+            buffers.coverage[solid_index] = (window, np.isfinite(t))
+            light = scene.ambient + scene.sun_strength * np.maximum(
+                0.0, normal[0] * sun[0] + normal[1] * sun[1] + normal[2] * sun[2])
+            cosine = np.abs(normal[0] * dx[window] + normal[1] * dy[window] + normal[2] * dz[window])
+            writer.write(window, t, np.int32(solid.surface), u, v, light.astype(np.float32),
+                         cosine * inv_length[window])
+
+        _shadow_ground(buffers, scene, origin, rotation, fx, fy, cx, cy, width, height)
+    return buffers
+
+
+def _cast_facade(writer: _Writer, facade: Facade, scene: Scene, ox, oy, oz, dx, dy, dz, inv_length) -> None:
+    t = ((facade.x_m - ox) / dx).astype(np.float32)
+    t[~(t >= NEAR_M)] = np.inf
+    hz = oz + t * dz
+    hy = oy + t * dy
+    segment = np.searchsorted(facade.z_edges, hz) - 1
+    inside = (segment >= 0) & (segment < len(facade.heights_m))
+    segment = np.clip(segment, 0, len(facade.heights_m) - 1)
+    inside &= hy >= -facade.heights_m[segment]
+    t[~inside] = np.inf
+    normal_x = 1.0 if facade.x_m < ox else -1.0
+    light = np.float32(scene.ambient + scene.sun_strength * max(0.0, normal_x * float(scene.sun[0])))
+    writer.write((slice(None), slice(None)), t, facade.surfaces[segment].astype(np.int32), hz, hy, light,
+                 np.abs(dx) * inv_length)
+
+
+def intersect_solid(solid: Solid, ox, oy, oz, dx, dy, dz):
+    """Nearest hit (t > NEAR_M) of rays o + t d with a solid: (t, u, v, world normal) with t = inf where the
+    ray misses, or None when no ray hits. o may be scalars or arrays broadcasting with d."""
+    a = solid.to_local
+    c = solid.center
+    px, py, pz = ox - c[0], oy - c[1], oz - c[2]
+    lox = a[0, 0] * px + a[0, 2] * pz
+    loy = a[1, 1] * py
+    loz = a[2, 0] * px + a[2, 2] * pz
+    ldx = (a[0, 0] * dx + a[0, 2] * dz).astype(np.float32)
+    ldy = (a[1, 1] * dy).astype(np.float32)
+    ldz = (a[2, 0] * dx + a[2, 2] * dz).astype(np.float32)
+    if solid.shape == "box":
+        t, nx, ny, nz = _hit_unit_box(lox, loy, loz, ldx, ldy, ldz)
+    elif solid.shape == "cylinder":
+        t, nx, ny, nz = _hit_unit_cylinder(lox, loy, loz, ldx, ldy, ldz)
+    else:
+        t, nx, ny, nz = _hit_unit_sphere(lox, loy, loz, ldx, ldy, ldz)
+    if not np.isfinite(t).any():
+        return None
+    t = np.where(np.isfinite(t), t, np.inf).astype(np.float32)
+    tt = np.where(np.isfinite(t), t, 0.0)
+    hx, hy, hz = lox + tt * ldx, loy + tt * ldy, loz + tt * ldz  # local hit point
+    hx_m, hy_m, hz_m = (h * e for h, e in zip((hx, hy, hz), solid.half_extents, strict=True))
+    if solid.shape == "box":
+        # texture coordinates on the face the ray hit, offset per face so faces do not repeat each other
+        u = np.where(nx != 0, hz_m + 7.3 * nx, hx_m + 3.1 * nz + 11.7 * ny)
+        v = np.where(ny != 0, hz_m, hy_m)
+    else:
+        radius = float(np.sqrt(solid.half_extents[0] * solid.half_extents[2]))
+        u = np.arctan2(hz, hx) * radius
+        v = hy_m
+        if solid.shape == "cylinder":
+            cap = ny != 0
+            u = np.where(cap, hx_m + 5.0, u)
+            v = np.where(cap, hz_m, v)
+    # local normal -> world: transpose of to_local, then normalise
+    wx = a[0, 0] * nx + a[2, 0] * nz
+    wy = a[1, 1] * ny
+    wz = a[0, 2] * nx + a[2, 2] * nz
+    norm = 1.0 / np.maximum(np.sqrt(wx * wx + wy * wy + wz * wz), 1e-12)
+    return t, u.astype(np.float32), v.astype(np.float32), (wx * norm, wy * norm, wz * norm)
+
+
+def _hit_unit_box(ox, oy, oz, dx, dy, dz):
+    t_near = np.full(np.broadcast(ox, dx).shape, -np.inf, np.float32)
+    t_far = np.full_like(t_near, np.inf)
+    axis = np.zeros(t_near.shape, np.int8)
+    sign = np.zeros(t_near.shape, np.float32)
+    for index, (o, d) in enumerate(((ox, dx), (oy, dy), (oz, dz))):
+        inv = 1.0 / d
+        t1, t2 = (-1.0 - o) * inv, (1.0 - o) * inv
+        lo, hi = np.minimum(t1, t2), np.maximum(t1, t2)
+        better = lo > t_near
+        t_near = np.where(better, lo, t_near)
+        axis = np.where(better, index, axis)
+        sign = np.where(better, np.where(d > 0, -1.0, 1.0), sign)
+        t_far = np.minimum(t_far, hi)
+    hit = (t_near <= t_far) & (t_near >= NEAR_M)
+    t = np.where(hit, t_near, np.inf)
+    zero = np.zeros_like(sign)
+    return t, np.where(axis == 0, sign, zero), np.where(axis == 1, sign, zero), np.where(axis == 2, sign, zero)
+
+
+def _hit_unit_cylinder(ox, oy, oz, dx, dy, dz):
+    a = dx * dx + dz * dz
+    b = ox * dx + oz * dz
+    c = ox * ox + oz * oz - 1.0
+    disc = b * b - a * c
+    root = np.sqrt(np.maximum(disc, 0.0))
+    t_side = (-b - root) / a
+    y_side = oy + t_side * dy
+    t_side = np.where((disc >= 0) & (t_side >= NEAR_M) & (np.abs(y_side) <= 1.0), t_side, np.inf)
+    cap_y = np.where(dy > 0, -1.0, 1.0)  # the cap a ray enters through
+    t_cap = (cap_y - oy) / dy
+    cx, cz = ox + t_cap * dx, oz + t_cap * dz
+    t_cap = np.where((t_cap >= NEAR_M) & (cx * cx + cz * cz <= 1.0), t_cap, np.inf)
+    use_cap = t_cap < t_side
+    t = np.where(use_cap, t_cap, t_side)
+    tt = np.where(np.isfinite(t), t, 0.0)
+    nx = np.where(use_cap, 0.0, ox + tt * dx)
+    nz = np.where(use_cap, 0.0, oz + tt * dz)
+    ny = np.where(use_cap, cap_y, 0.0)
+    return t, nx, ny, nz
+
+
+def _hit_unit_sphere(ox, oy, oz, dx, dy, dz):
+    a = dx * dx + dy * dy + dz * dz
+    b = ox * dx + oy * dy + oz * dz
+    c = ox * ox + oy * oy + oz * oz - 1.0
+    disc = b * b - a * c
+    t = (-b - np.sqrt(np.maximum(disc, 0.0))) / a
+    t = np.where((disc >= 0) & (t >= NEAR_M), t, np.inf)
+    tt = np.where(np.isfinite(t), t, 0.0)
+    return t, ox + tt * dx, oy + tt * dy, oz + tt * dz
+
+
+def _project(points: np.ndarray, origin, rotation, fx, fy, cx, cy):
+    """World points (Nx3) -> pixel x, y and depth Z."""
+    camera = (points - origin) @ rotation  # rotation is camera->world; its transpose maps back
+    z = camera[:, 2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return fx * camera[:, 0] / z + cx, fy * camera[:, 1] / z + cy, z
+
+
+def _window_of(points, origin, rotation, fx, fy, cx, cy, width, height):
+    x, y, z = _project(points, origin, rotation, fx, fy, cx, cy)
+    if (z < NEAR_M).all():
+        return None
+    if (z < NEAR_M).any():
+        return (slice(None), slice(None))  # straddles the camera plane: cast the whole view
+    x0, x1 = int(max(np.floor(x.min()) - 1, 0)), int(min(np.ceil(x.max()) + 2, width))
+    y0, y1 = int(max(np.floor(y.min()) - 1, 0)), int(min(np.ceil(y.max()) + 2, height))
+    if x0 >= x1 or y0 >= y1:
+        return None
+    return (slice(y0, y1), slice(x0, x1))
+
+
+def _screen_window(solid, origin, rotation, fx, fy, cx, cy, width, height):
+    return _window_of(solid.corners(), origin, rotation, fx, fy, cx, cy, width, height)
+
+
+def _shadow_ground(buffers: ViewBuffers, scene: Scene, origin, rotation, fx, fy, cx, cy, width, height) -> None:
+    """Sun shadows on the ground: of the facades (analytically) and of the solids (shadow rays cast only
+    where a solid's shadow can fall on screen). Computed in world coordinates, so both views agree."""
+    sun = scene.sun
+    ground_surfaces = {band[2] for band in scene.ground_bands}
+    is_ground = np.isin(buffers.surface, list(ground_surfaces)) & np.isfinite(buffers.depth)
+    if not is_ground.any() or sun[1] >= -1e-3:
+        return
+    shadow_light = np.float32(scene.ambient)
+    gx, gz = buffers.u, buffers.v  # ground surface coordinates are world x, z
+    for facade in scene.facades:
+        if abs(sun[0]) < 1e-6:
+            continue
+        s = (facade.x_m - gx) / sun[0]  # along the sun ray from the ground point to the facade plane
+        hit_z = gz + s * sun[2]
+        segment = np.clip(np.searchsorted(facade.z_edges, hit_z) - 1, 0, len(facade.heights_m) - 1)
+        within = (hit_z >= facade.z_edges[0]) & (hit_z <= facade.z_edges[-1])
+        shaded = is_ground & (s > 0) & within & (-s * sun[1] <= facade.heights_m[segment])
+        buffers.light[shaded] = shadow_light
+    for solid in scene.solids:
+        corners = solid.corners()
+        shadow_corners = corners - (corners[:, 1:2] / sun[1]) * sun[None, :]
+        window = _window_of(np.vstack([corners, shadow_corners]), origin, rotation, fx, fy, cx, cy,
+                            width, height)
+        if window is None:
+            continue
+        ground = is_ground[window]
+        if not ground.any():
+            continue
+        hit = intersect_solid(solid, gx[window][ground], 0.0, gz[window][ground],
+                              np.float32(sun[0]), np.float32(sun[1]), np.float32(sun[2]))
+        if hit is None:
+            continue
+        light = buffers.light[window]
+        rows, cols = np.nonzero(ground)
+        shaded = np.isfinite(hit[0])
+        light[rows[shaded], cols[shaded]] = shadow_light

@@ -1,0 +1,506 @@
+"""Street scenes seen by a delivery robot's stereo camera, with exact disparity and obstacle boxes.
+
+A scene is built once from a seed (ground, facades, far wall, obstacles, light, textures); each frame casts
+the left and the right view from it independently, derives the disparity from the left depth (d = fx*B/Z),
+marks pixels the right camera cannot see (0 disparity), and applies a camera model (exposure, white
+balance, vignetting, blur, noise) that differs between the views as it does on real stereo heads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from dla_perception.synthetic.camera import StereoCamera
+from dla_perception.synthetic.render import (
+    Facade,
+    Scene,
+    Solid,
+    Surface,
+    ViewBuffers,
+    camera_rotation,
+    render_view,
+)
+from dla_perception.synthetic.textures import TextureAtlas, make_tile
+
+OBSTACLE_CLASSES: tuple[str, ...] = ("box", "post", "bin", "person")
+
+# Annotation rule (documented in docs/synthetic.md): an obstacle gets a box when at least this fraction of
+# the pixels it would cover in the image without occluders is visible, and its visible box is at least
+# MIN_BOX_FRACTION of the image width on each side (and never under 3 px).
+MIN_VISIBLE_FRACTION = 0.3
+MIN_BOX_FRACTION = 0.01
+
+
+@dataclass
+class ObjectAnnotation:
+    """An obstacle in the left image: class, box (x1, y1, x2, y2 in pixels, visible part, x2/y2 exclusive
+    pixel edges) and distance_m, the depth Z of its nearest visible pixel."""
+
+    label: str
+    class_id: int
+    box: tuple[float, float, float, float]
+    distance_m: float
+
+
+@dataclass
+class StereoFrame:
+    """One rectified stereo pair with ground truth of the left view.
+
+    disparity: pixels, 0 where unknown (sky, or the left pixel not visible in the right view);
+    depth_m: depth Z along the optical axis for every left pixel, inf for sky.
+    """
+
+    index: int
+    left: np.ndarray
+    right: np.ndarray
+    disparity: np.ndarray
+    depth_m: np.ndarray
+    objects: list[ObjectAnnotation] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PlantedObject:
+    """An obstacle placed at a known position relative to the camera's start, for tests and demos.
+
+    distance_m is the distance along the camera's forward direction (on the ground) from the camera to the
+    object's nearest face; lateral_m is to the right of the camera. With pitch_deg=0 and yaw_deg=0 a planted
+    box's front face is fronto-parallel, so its depth is exactly distance_m everywhere on the face.
+    size_m (width, height, depth) defaults to a typical size of the class.
+    """
+
+    label: str
+    distance_m: float
+    lateral_m: float = 0.0
+    size_m: tuple[float, float, float] | None = None
+
+    def __post_init__(self) -> None:
+        if self.label not in OBSTACLE_CLASSES:
+            raise ValueError(f"unknown obstacle class {self.label!r}; known: {', '.join(OBSTACLE_CLASSES)}")
+        if not (np.isfinite(self.distance_m) and self.distance_m > 0):
+            raise ValueError(f"distance_m must be positive and finite, got {self.distance_m}")
+
+
+@dataclass(frozen=True)
+class SceneOptions:
+    """Knobs of scene generation. None means: drawn at random from the seed."""
+
+    camera_height_m: float | None = None
+    pitch_deg: float | None = None
+    yaw_deg: float | None = None
+    planted: tuple[PlantedObject, ...] = ()
+    clutter: bool = True  # random obstacles besides the planted ones
+    min_distance_m: float = 0.5
+    max_distance_m: float = 15.0
+    photometric: bool = True  # exposure/white balance/vignetting/blur/noise; False = the clean render
+    speed_mps: float = 1.0  # sequences: forward speed of the camera
+    rate_hz: float = 10.0  # sequences: frames per second
+    texture_size: int | None = None  # texels per tile side; None: 256 for images >= 480 px wide, else 128
+
+
+_DEFAULT_SIZES = {"box": (0.6, 0.5, 0.5), "post": (0.12, 1.2, 0.12), "bin": (0.6, 0.9, 0.6),
+                  "person": (0.5, 1.75, 0.3)}
+
+
+def generate_frame(seed: int, camera: StereoCamera | None = None, **options) -> StereoFrame:
+    """One independent scene: obstacles anywhere from min_distance_m to max_distance_m ahead."""
+    return next(generate_sequence(seed, 1, camera, **options))
+
+
+def generate_sequence(seed: int, n_frames: int, camera: StereoCamera | None = None,
+                      **options) -> Iterator[StereoFrame]:
+    """Frames of one scene while the camera drives forward at speed_mps, so obstacles approach.
+
+    Options are the fields of SceneOptions (planted=[PlantedObject(...)], pitch_deg=0.0, ...). Same seed and
+    options give identical bytes; obstacles the camera would drive into are removed before it reaches them.
+    """
+    camera = camera or StereoCamera()
+    opts = _options(options)
+    if n_frames < 0:
+        raise ValueError(f"n_frames must be >= 0, got {n_frames}")
+    streams = np.random.SeedSequence(int(seed)).spawn(3)
+    scene_rng, texture_rng, sensor_seed = np.random.default_rng(streams[0]), np.random.default_rng(streams[1]), \
+        streams[2]
+    travel_m = opts.speed_mps * max(n_frames - 1, 0) / opts.rate_hz
+    builder = _SceneBuilder(scene_rng, texture_rng, camera, opts, travel_m)
+    scene, atlas, pose = builder.build()
+    sensor_streams = sensor_seed.spawn(max(n_frames, 1))
+    for index in range(n_frames):
+        forward = opts.speed_mps * index / opts.rate_hz
+        bob = 0.004 * np.sin(index * 1.7) if index else 0.0
+        origin = pose["origin"] + forward * pose["forward"] + np.array([0.0, bob, 0.0])
+        yield _render_frame(index, scene, atlas, camera, origin, pose["rotation"], opts,
+                            np.random.default_rng(sensor_streams[index]))
+
+
+def _options(options: dict) -> SceneOptions:
+    known = SceneOptions.__dataclass_fields__
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise TypeError(f"unknown scene option(s) {unknown}; known: {sorted(known)}")
+    if "planted" in options:
+        options = {**options, "planted": tuple(options["planted"])}
+    opts = SceneOptions(**options)
+    if not (0 < opts.min_distance_m < opts.max_distance_m):
+        raise ValueError("need 0 < min_distance_m < max_distance_m")
+    if opts.rate_hz <= 0 or opts.speed_mps < 0:
+        raise ValueError("rate_hz must be positive and speed_mps non-negative")
+    return opts
+
+
+class _SceneBuilder:
+    """Draws one street scene from the seed."""
+
+    def __init__(self, rng: np.random.Generator, texture_rng: np.random.Generator, camera: StereoCamera,
+                 opts: SceneOptions, travel_m: float):
+        self.rng, self.texture_rng, self.camera, self.opts, self.travel_m = rng, texture_rng, camera, opts, travel_m
+        self.tile_size = opts.texture_size or (256 if camera.width >= 480 else 128)
+        self.tiles: list[np.ndarray] = []
+        self.tile_kind: dict[str, list[int]] = {}
+        self.surfaces: list[Surface] = []
+        self.solids: list[Solid] = []
+        self.objects: list[dict] = []
+        self.footprints: list[tuple[float, float, float]] = []  # x, z, radius of placed obstacles
+
+    def _tile(self, kind: str, variants: int = 1) -> int:
+        """A tile of this kind (one of `variants` drawn lazily), made from the texture stream."""
+        made = self.tile_kind.setdefault(kind, [])
+        if len(made) < variants and (not made or self.rng.random() < 0.7):
+            self.tiles.append(make_tile(kind, self.texture_rng, self.tile_size))
+            made.append(len(self.tiles) - 1)
+            return made[-1]
+        return made[int(self.rng.integers(len(made)))]
+
+    def _surface(self, kind: str, metres_per_tile: float, object_index: int = -1, variants: int = 2,
+                 tint: Sequence[float] | None = None) -> int:
+        rng = self.rng
+        if tint is None:
+            tint = np.clip(rng.uniform(0.85, 1.15) * rng.uniform(0.92, 1.08, 3), 0.5, 1.5)
+        self.surfaces.append(Surface(self._tile(kind, variants), self.tile_size / metres_per_tile,
+                                     tuple(float(t) for t in tint), object_index))
+        return len(self.surfaces) - 1
+
+    def build(self) -> tuple[Scene, TextureAtlas, dict]:
+        rng, opts = self.rng, self.opts
+        height = opts.camera_height_m if opts.camera_height_m is not None else rng.uniform(0.3, 0.6)
+        pitch = np.radians(opts.pitch_deg if opts.pitch_deg is not None else rng.uniform(-2.0, 8.0))
+        yaw = np.radians(opts.yaw_deg if opts.yaw_deg is not None else rng.uniform(-4.0, 4.0))
+        rotation = camera_rotation(pitch, yaw)
+        forward = np.array([np.sin(yaw), 0.0, np.cos(yaw)])  # the robot drives along its heading
+        right = np.array([np.cos(yaw), 0.0, -np.sin(yaw)])
+        origin = np.array([rng.uniform(-0.4, 0.4), -height, 0.0])
+
+        z_end = self.travel_m + opts.max_distance_m + 60.0
+        left_x, right_x = -rng.uniform(2.0, 9.0), rng.uniform(2.0, 9.0)
+        path_half = rng.uniform(0.8, min(2.0, -left_x, right_x))
+        ground_bands = [
+            (-np.inf, np.inf, self._surface(str(rng.choice(["asphalt", "grass", "concrete"])),
+                                            rng.uniform(1.5, 4.0))),
+            (-path_half, path_half, self._surface(str(rng.choice(["paving", "concrete", "asphalt"])),
+                                                  rng.uniform(1.0, 4.0))),
+        ]
+        facades = []
+        for side_x in (left_x, right_x):
+            if rng.random() < 0.15:
+                continue  # open on this side: a park, a car park
+            facades.append(self._facade(side_x, -5.0, z_end))
+        far_wall = None
+        if rng.random() < 0.5:
+            far_wall = (float(self.travel_m + rng.uniform(opts.max_distance_m + 5.0, 60.0)),
+                        self._surface(str(rng.choice(["bricks", "plaster_windows", "concrete"])),
+                                      rng.uniform(3.0, 8.0)))
+
+        for planted in opts.planted:
+            self._add_object(planted.label, origin + forward * planted.distance_m + right * planted.lateral_m,
+                             yaw, planted.size_m, front_face=True, heading=forward)
+        if opts.clutter:
+            span = opts.max_distance_m - opts.min_distance_m + self.travel_m
+            count = int(rng.integers(2, 7) + rng.poisson(span / 4.0))
+            for _ in range(count):
+                self._random_obstacle(origin, forward, right, left_x, right_x, path_half)
+
+        sun_elevation = np.radians(rng.uniform(25.0, 70.0))
+        sun_azimuth = rng.uniform(0, 2 * np.pi)
+        sun = np.array([np.cos(sun_elevation) * np.sin(sun_azimuth), -np.sin(sun_elevation),
+                        np.cos(sun_elevation) * np.cos(sun_azimuth)])
+        overcast = rng.random() < 0.3
+        sun_strength = rng.uniform(0.15, 0.35) if overcast else rng.uniform(0.6, 1.0)
+        zenith = np.array([0.25, 0.45, 0.85]) * rng.uniform(0.8, 1.1) if not overcast else np.full(3, 0.7)
+        horizon = np.array([0.75, 0.82, 0.9]) * rng.uniform(0.85, 1.1)
+        sky_tile = self._tile("clouds")
+        scene = Scene(
+            surfaces=self.surfaces, ground_bands=ground_bands, facades=facades, far_wall=far_wall,
+            solids=self.solids, sun=sun, ambient=float(rng.uniform(0.35, 0.6)), sun_strength=float(sun_strength),
+            sky_horizon=horizon.astype(np.float32), sky_zenith=zenith.astype(np.float32), sky_tile=sky_tile,
+            haze_m=float(rng.uniform(150.0, 600.0)), objects=self.objects,
+        )
+        atlas = TextureAtlas(self.tiles)
+        return scene, atlas, {"origin": origin, "rotation": rotation, "forward": forward}
+
+    def _facade(self, x_m: float, z_start: float, z_end: float) -> Facade:
+        rng = self.rng
+        edges = [z_start]
+        while edges[-1] < z_end:
+            edges.append(edges[-1] + rng.uniform(4.0, 18.0))
+        count = len(edges) - 1
+        kinds = ["bricks", "plaster_windows", "concrete", "planks", "metal", "poster"]
+        scales = {"bricks": (1.0, 2.5), "plaster_windows": (4.0, 7.0), "concrete": (2.0, 5.0),
+                  "planks": (1.5, 3.0), "metal": (1.0, 3.0), "poster": (2.0, 5.0)}
+        surfaces = []
+        for _ in range(count):
+            kind = str(rng.choice(kinds, p=[0.3, 0.3, 0.15, 0.1, 0.05, 0.1]))
+            surfaces.append(self._surface(kind, rng.uniform(*scales[kind])))
+        heights = rng.uniform(2.5, 20.0, count)
+        heights[rng.random(count) < 0.2] = rng.uniform(1.0, 2.5)  # walls and fences
+        return Facade(x_m, np.asarray(edges), heights, np.asarray(surfaces, np.int32))
+
+    def _random_obstacle(self, origin, forward, right, left_x, right_x, path_half) -> None:
+        rng, opts = self.rng, self.opts
+        label = str(rng.choice(OBSTACLE_CLASSES, p=[0.35, 0.2, 0.2, 0.25]))
+        for _ in range(10):  # a few tries to find free ground
+            distance = rng.uniform(opts.min_distance_m, opts.max_distance_m + self.travel_m)
+            if rng.random() < 0.5:
+                lateral = rng.normal(0.0, path_half)
+            else:
+                lateral = rng.uniform(left_x - origin[0] + 0.4, right_x - origin[0] - 0.4)
+            base = origin + forward * distance + right * lateral
+            if not (left_x + 0.4 < base[0] < right_x - 0.4):
+                continue
+            radius = 0.5 if label != "post" else 0.15
+            if all(np.hypot(base[0] - x, base[2] - z) > radius + r for x, z, r in self.footprints):
+                self.footprints.append((base[0], base[2], radius))
+                self._add_object(label, base, rng.uniform(-np.pi, np.pi), None, front_face=False,
+                                 heading=forward)
+                return
+
+    def _add_object(self, label: str, base: np.ndarray, yaw: float, size_m, front_face: bool,
+                    heading: np.ndarray) -> None:
+        """Add an obstacle standing on the ground at `base` (x, z; y ignored). With front_face, `base` is the
+        middle of its nearest face as seen along `heading`, and it is turned to face the camera squarely."""
+        rng = self.rng
+        index = len(self.objects)
+        self.objects.append({"label": label, "class_id": OBSTACLE_CLASSES.index(label), "solids": []})
+        width, height, depth = size_m if size_m is not None else _random_size(rng, label)
+        base = np.array([base[0], 0.0, base[2]])
+        if front_face:
+            base = base + heading * (depth / 2.0)
+            yaw = float(np.arctan2(heading[0], heading[2]))
+
+        def add(shape, center, half, surface, solid_yaw=yaw):
+            self.solids.append(Solid(shape, center, half, solid_yaw, surface))
+            self.objects[index]["solids"].append(len(self.solids) - 1)
+
+        def local(x, z):  # object-frame offset (x right, z forward) -> world
+            c, s = np.cos(yaw), np.sin(yaw)
+            return np.array([base[0] + c * x + s * z, 0.0, base[2] - s * x + c * z])
+
+        if label == "box":
+            kind = str(rng.choice(["cardboard", "planks", "plastic", "metal"], p=[0.5, 0.2, 0.2, 0.1]))
+            surface = self._surface(kind, rng.uniform(0.6, 1.5), index)
+            add("box", base + [0, -height / 2, 0], (width / 2, height / 2, depth / 2), surface)
+        elif label == "post":
+            kind = str(rng.choice(["stripes", "metal", "concrete", "plastic"], p=[0.35, 0.35, 0.15, 0.15]))
+            surface = self._surface(kind, rng.uniform(0.4, 1.2), index)
+            shape = "cylinder" if front_face or rng.random() < 0.75 else "box"
+            add(shape, base + [0, -height / 2, 0], (width / 2, height / 2, depth / 2), surface)
+        elif label == "bin":
+            surface = self._surface(str(rng.choice(["plastic", "metal"], p=[0.75, 0.25])), rng.uniform(0.5, 1.2),
+                                    index)
+            shape = "cylinder" if front_face or rng.random() < 0.6 else "box"
+            add(shape, base + [0, -height / 2, 0], (width / 2, height / 2, depth / 2), surface)
+            lid = self._surface("plastic", 0.8, index)
+            add(shape, base + [0, -height - 0.02, 0], (width / 2 * 1.05, 0.02, depth / 2 * 1.05), lid)
+        else:
+            self._add_person(add, local, base, width, height, depth, index)
+
+    def _add_person(self, add, local, base, width, height, depth, index) -> None:
+        rng = self.rng
+        pants = self._surface("fabric", 0.5, index, variants=3)
+        shirt = self._surface("fabric", 0.5, index, variants=3)
+        skin_tone = np.array([0.85, 0.6, 0.45]) * rng.uniform(0.35, 1.1)
+        skin = self._surface("concrete", 2.0, index, tint=np.clip(skin_tone / 0.5, 0.1, 2.0))
+        leg_half = 0.24 * height
+        leg_r = 0.06 * height / 1.75
+        for side in (-1, 1):
+            add("cylinder", local(side * width * 0.2, 0.0) + [0, -leg_half, 0], (leg_r, leg_half, leg_r), pants)
+        torso_half = 0.16 * height
+        torso_y = -(2 * leg_half + torso_half)
+        add("cylinder", local(0.0, 0.0) + [0, torso_y, 0], (width * 0.4, torso_half, depth * 0.5), shirt)
+        arm_half = 0.17 * height
+        for side in (-1, 1):
+            add("cylinder", local(side * (width * 0.4 + 0.04), 0.0) + [0, torso_y - torso_half + arm_half, 0],
+                (0.04, arm_half, 0.045), shirt)
+        head_r = 0.065 * height
+        add("sphere", local(0.0, 0.0) + [0, torso_y - torso_half - head_r * 1.05, 0],
+            (head_r * 0.85, head_r, head_r * 0.95), skin)
+
+
+def _random_size(rng: np.random.Generator, label: str) -> tuple[float, float, float]:
+    if label == "box":
+        return tuple(rng.uniform(0.25, 1.1, 3))
+    if label == "post":
+        diameter = rng.uniform(0.06, 0.25)
+        return (diameter, rng.uniform(0.7, 2.8), diameter)
+    if label == "bin":
+        diameter = rng.uniform(0.4, 0.75)
+        return (diameter, rng.uniform(0.6, 1.15), diameter * rng.uniform(0.9, 1.2))
+    height = rng.uniform(1.5, 1.95) if rng.random() < 0.85 else rng.uniform(1.0, 1.45)
+    return (0.45 * height / 1.75 * rng.uniform(0.9, 1.15), height, 0.27 * height / 1.75)
+
+
+def _render_frame(index: int, scene: Scene, atlas: TextureAtlas, camera: StereoCamera, origin: np.ndarray,
+                  rotation: np.ndarray, opts: SceneOptions, sensor_rng: np.random.Generator) -> StereoFrame:
+    cam = camera
+    active = _solids_ahead(scene, origin, rotation)
+    view_scene = scene if active is None else _with_solids(scene, active)
+    right_origin = origin + rotation @ np.array([cam.baseline_m, 0.0, 0.0])
+    left = render_view(view_scene, cam.fx, cam.fy, cam.cx, cam.cy, cam.width, cam.height, origin, rotation)
+    right = render_view(view_scene, cam.fx, cam.fy, cam.cx, cam.cy, cam.width, cam.height, right_origin, rotation)
+
+    disparity = _visible_disparity(left.depth, right.depth, cam.fx * cam.baseline_m)
+    left_linear = _shade(left, scene, atlas, cam.fx)
+    right_linear = _shade(right, scene, atlas, cam.fx)
+    if opts.photometric:
+        left_image, right_image = _sensor(left_linear, right_linear, sensor_rng)
+    else:
+        left_image, right_image = (_encode(image) for image in (left_linear, right_linear))
+    objects = _annotate(view_scene, left, origin, rotation, cam)
+    return StereoFrame(index, left_image, right_image, disparity, left.depth.copy(), objects)
+
+
+def _solids_ahead(scene: Scene, origin: np.ndarray, rotation: np.ndarray) -> list[int] | None:
+    """Solids of obstacles the camera has not driven into; None when all are kept. An obstacle whose
+    footprint comes within 0.3 m of the camera is dropped (the robot would have stopped or steered)."""
+    drop = set()
+    for obstacle in scene.objects:
+        for solid_index in obstacle["solids"]:
+            solid = scene.solids[solid_index]
+            local = solid.to_local @ (np.array([origin[0], solid.center[1], origin[2]]) - solid.center)
+            scale = solid.half_extents
+            gap = np.linalg.norm(np.maximum(np.abs(local) - 1.0, 0.0) * scale)
+            if gap < 0.3:
+                drop.update(obstacle["solids"])
+                break
+    if not drop:
+        return None
+    return [i for i in range(len(scene.solids)) if i not in drop]
+
+
+def _with_solids(scene: Scene, keep: list[int]) -> Scene:
+    """The scene with only some solids; object solid indices renumbered accordingly."""
+    renumber = {old: new for new, old in enumerate(keep)}
+    objects = [{**o, "solids": [renumber[s] for s in o["solids"] if s in renumber]} for o in scene.objects]
+    return Scene(**{**scene.__dict__, "solids": [scene.solids[i] for i in keep], "objects": objects})
+
+
+def _visible_disparity(left_depth: np.ndarray, right_depth: np.ndarray, fx_baseline: float) -> np.ndarray:
+    """fx*B/Z where the left pixel's surface point is what the right view sees at x - d, else 0.
+
+    The right view's disparity is interpolated between the two pixels around x - d (disparity is linear
+    along a row on planes); if it is larger than the left's, something nearer hides the point on the right.
+    """
+    height, width = left_depth.shape
+    with np.errstate(divide="ignore"):
+        disparity = (fx_baseline / left_depth).astype(np.float32)
+        right_disparity = (fx_baseline / right_depth).astype(np.float32)
+    disparity[~np.isfinite(left_depth)] = 0.0
+    right_disparity[~np.isfinite(right_depth)] = 0.0
+    x_right = np.arange(width, dtype=np.float32)[None, :] - disparity
+    inside = (x_right >= 0.0) & (disparity > 0)
+    x0 = np.clip(np.floor(x_right).astype(np.int32), 0, width - 1)
+    x1 = np.minimum(x0 + 1, width - 1)
+    frac = np.clip(x_right - x0, 0.0, 1.0)
+    rows = np.arange(height)[:, None]
+    seen = right_disparity[rows, x0] * (1 - frac) + right_disparity[rows, x1] * frac
+    visible = inside & (seen <= disparity * 1.01 + 0.05)
+    return np.where(visible, disparity, np.float32(0.0))
+
+
+def _shade(view: ViewBuffers, scene: Scene, atlas: TextureAtlas, fx: float) -> np.ndarray:
+    """Linear RGB of a view: trilinear texture * tint * light, sky with clouds, distance haze."""
+    surface_count = len(scene.surfaces)
+    table_tile = np.array([s.tile for s in scene.surfaces] + [scene.sky_tile], np.int32)
+    table_scale = np.array([s.texels_per_m for s in scene.surfaces] + [1.0], np.float32)
+    table_tint = np.array([s.tint for s in scene.surfaces] + [(1.0, 1.0, 1.0)], np.float32)
+    sky = view.surface < 0
+    index = np.where(sky, surface_count, view.surface)
+    scale = table_scale[index]
+    dx, dy, dz = view.directions
+    up = np.maximum(-dy, 0.02)
+    u = np.where(sky, dx / up * 64.0, view.u * scale)
+    v = np.where(sky, dz / up * 64.0, view.v * scale)
+    depth = np.where(sky, 1.0, view.depth)
+    with np.errstate(divide="ignore"):
+        lod = np.log2(np.maximum(depth * scale / fx, 1e-6)) + 0.5 * np.log2(1.0 / np.maximum(view.cosine, 0.05))
+    lod = np.where(sky, 1.5 + 2.0 * np.log2(1.0 / np.maximum(-dy / np.sqrt(dx * dx + dy * dy + dz * dz), 0.05)),
+                   lod)
+    texture = atlas.sample(table_tile[index], u, v, lod)
+    color = texture * table_tint[index] * view.light[..., None]
+    elevation = np.clip(-dy / np.sqrt(dx * dx + dy * dy + dz * dz), 0.0, 1.0)[..., None]
+    sky_color = scene.sky_horizon + (scene.sky_zenith - scene.sky_horizon) * np.sqrt(elevation)
+    cloud = texture[..., :1]
+    sky_color = sky_color * (1 - cloud) + np.float32(0.95) * cloud * (0.8 + 0.2 * elevation)
+    haze = 1.0 - np.exp(-np.where(sky, 0.0, view.depth) / scene.haze_m)[..., None]
+    color = color * (1 - haze) + scene.sky_horizon * haze
+    return np.where(sky[..., None], sky_color, color).astype(np.float32)
+
+
+def _encode(linear: np.ndarray) -> np.ndarray:
+    """Linear RGB -> 8-bit sRGB-like (gamma 1/2.2)."""
+    return np.round(np.clip(linear, 0.0, 1.0) ** (1 / 2.2) * 255.0).astype(np.uint8)
+
+
+def _sensor(left: np.ndarray, right: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A stereo camera: common exposure and white balance, per-view gain, vignetting, optical blur and noise."""
+    exposure = rng.uniform(0.7, 1.5)
+    white_balance = rng.uniform(0.9, 1.1, 3).astype(np.float32)
+    read_noise, shot_noise = rng.uniform(0.002, 0.012), rng.uniform(0.0, 0.012)
+    height, width = left.shape[:2]
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    radius2 = ((xx - width / 2) ** 2 + (yy - height / 2) ** 2) / ((width / 2) ** 2 + (height / 2) ** 2)
+    images = []
+    for linear in (left, right):
+        gain = exposure * rng.uniform(0.9, 1.1)
+        vignette = 1.0 - rng.uniform(0.0, 0.3) * radius2
+        image = linear * (white_balance * np.float32(gain)) * vignette[..., None].astype(np.float32)
+        sigma = rng.uniform(0.3, 0.9)
+        image = cv2.GaussianBlur(image, (0, 0), sigma)
+        noise = rng.standard_normal(image.shape, dtype=np.float32)
+        image = image + noise * np.sqrt(read_noise ** 2 + shot_noise ** 2 * np.maximum(image, 0.0)).astype(np.float32)
+        images.append(_encode(image))
+    return images[0], images[1]
+
+
+def _annotate(scene: Scene, left: ViewBuffers, origin, rotation, camera: StereoCamera) -> list[ObjectAnnotation]:
+    """Boxes of the obstacles visible enough in the left view (rule: MIN_VISIBLE_FRACTION, MIN_BOX_FRACTION)."""
+    if not scene.objects:
+        return []
+    object_of_surface = np.array([s.object_index for s in scene.surfaces] + [-1], np.int32)
+    object_map = object_of_surface[np.where(left.surface < 0, len(scene.surfaces), left.surface)]
+    min_side = max(3.0, MIN_BOX_FRACTION * camera.width)
+    annotations = []
+    for index, obstacle in enumerate(scene.objects):
+        if not obstacle["solids"]:
+            continue
+        mask = object_map == index
+        visible = int(mask.sum())
+        if visible == 0:
+            continue
+        unoccluded = np.zeros(mask.shape, bool)
+        for solid_index in obstacle["solids"]:
+            if solid_index in left.coverage:
+                window, hits = left.coverage[solid_index]
+                unoccluded[window] |= hits
+        if visible < MIN_VISIBLE_FRACTION * max(int(unoccluded.sum()), 1):
+            continue
+        rows = np.flatnonzero(mask.any(axis=1))
+        cols = np.flatnonzero(mask.any(axis=0))
+        x1, y1, x2, y2 = float(cols[0]), float(rows[0]), float(cols[-1] + 1), float(rows[-1] + 1)
+        if x2 - x1 < min_side or y2 - y1 < min_side:
+            continue
+        annotations.append(ObjectAnnotation(obstacle["label"], obstacle["class_id"], (x1, y1, x2, y2),
+                                            float(left.depth[mask].min())))
+    return annotations
