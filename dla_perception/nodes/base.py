@@ -1,0 +1,330 @@
+"""What every dla_perception node shares: parameters from a table, health counters with throttled logs,
+a one-frame-in-flight worker, /diagnostics, per-frame outcome listeners, and the engine manager it uses.
+
+A frame is processed on the node's own worker thread, so executor threads that receive messages never
+wait for a network; a frame that arrives while the previous one is in flight is dropped and counted.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rclpy.node import Node
+from rclpy.qos import QoSProfile
+
+from dla_perception.nodes.diagnostics import (
+    ERROR,
+    OK,
+    PREFIX,
+    WARN,
+    DiagnosticsReport,
+    Status,
+    diagnostic_array,
+)
+from dla_perception.nodes.parameters import ParamSpec, declare_all, validate
+
+PACKAGE = "dla_perception"
+DIAGNOSTICS_TOPIC = "/diagnostics"
+LOG_THROTTLE_S = 5.0
+RETRY_S = 5.0
+
+
+def share_path(relative: str) -> Path:
+    """A file installed under share/dla_perception (ament index), else the source tree's copy."""
+    try:
+        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+
+        candidate = Path(get_package_share_directory(PACKAGE)) / relative
+        if candidate.exists():
+            return candidate
+    except (ImportError, LookupError, PackageNotFoundError):
+        pass
+    return Path(__file__).resolve().parents[2] / relative
+
+
+def open_engine_manager(engines_file: str) -> tuple[Any, list[str]]:
+    """An EngineManager with every model of the engines file that could be built, and what could not.
+
+    A missing engines file or model leaves the others working (and an empty manager at worst), so a node
+    keeps running and says why in diagnostics instead of dying at start.
+    """
+    from dataclasses import replace
+
+    from dla_perception.runtime.config import EnginesConfig, load_engines_config
+    from dla_perception.runtime.manager import EngineManager
+
+    path = Path(engines_file) if engines_file else share_path("config/engines.yaml")
+    problems: list[str] = []
+    try:
+        config = load_engines_config(path, require_files=False)
+    except (OSError, ValueError) as exc:
+        problems.append(f"engines file {path}: {exc}")
+        config = EnginesConfig()
+    manager = EngineManager(replace(config, models={}))
+    for spec in config.models.values():
+        if not spec.onnx.is_file():
+            problems.append(f"model {spec.name}: ONNX file not found: {spec.onnx}")
+            continue
+        try:
+            manager.add_model(spec)
+        except Exception as exc:  # one model failing must not take the others down
+            problems.append(f"model {spec.name}: {exc}")
+    return manager, problems
+
+
+@dataclass
+class FrameOutcome:
+    """What became of one input frame; listeners get one per frame, after its outputs were published.
+
+    status: "published" (outputs sent), "dropped" (busy with the previous frame), "rejected" (bad input),
+    "failed" (the pipeline raised). `outputs` maps output topic -> the message (or, for `detections`
+    without vision_msgs, its field structure as nested dicts).
+    """
+
+    node: str
+    stamp_ns: int
+    frame_id: str
+    status: str
+    reason: str = ""
+    outputs: dict[str, Any] = field(default_factory=dict)
+    result: Any = None
+
+
+class Health:
+    """Thread-safe counters and per-kind throttled logging; turns into one DiagnosticStatus."""
+
+    def __init__(self, logger: Any, throttle_s: float = LOG_THROTTLE_S) -> None:
+        self._logger = logger
+        self._throttle_s = throttle_s
+        self._lock = threading.Lock()
+        self.counters: dict[str, int] = {}
+        self._reported: dict[str, int] = {}
+        self._last_log: dict[str, float] = {}
+        self.conditions: dict[str, tuple[int, str]] = {}  # lasting problems (e.g. no pipeline): level, text
+        self.last_problem = ""
+
+    def count(self, key: str, amount: int = 1) -> None:
+        with self._lock:
+            self.counters[key] = self.counters.get(key, 0) + amount
+
+    def problem(self, counter: str, message: str, level: int = WARN) -> None:
+        """Count a problem and log it, at most once per throttle period per counter."""
+        now = time.monotonic()
+        with self._lock:
+            self.counters[counter] = self.counters.get(counter, 0) + 1
+            self.last_problem = message
+            due = now - self._last_log.get(counter, -1e9) >= self._throttle_s
+            if due:
+                self._last_log[counter] = now
+        if due:
+            (self._logger.error if level >= ERROR else self._logger.warning)(f"{counter}: {message}")
+
+    def set_condition(self, key: str, level: int, message: str) -> None:
+        with self._lock:
+            changed = self.conditions.get(key, (OK, ""))[1] != message
+            self.conditions[key] = (level, message)
+        if changed:
+            (self._logger.error if level >= ERROR else self._logger.warning)(message)
+
+    def clear_condition(self, key: str) -> None:
+        with self._lock:
+            self.conditions.pop(key, None)
+
+    def status(self, name: str, hardware_id: str, warn_prefixes: Sequence[str] = ("dropped", "rejected"),
+               error_prefixes: Sequence[str] = ("failed",)) -> Status:
+        """Counters as a status; WARN/ERROR when the matching counters grew since the previous call."""
+        with self._lock:
+            counters = dict(self.counters)
+            grown = {k: v - self._reported.get(k, 0) for k, v in counters.items()
+                     if v > self._reported.get(k, 0)}
+            self._reported = counters
+            conditions = dict(self.conditions)
+            last = self.last_problem
+        status = Status(name=name, hardware_id=hardware_id)
+        for key in sorted(counters):
+            status.values[key] = str(counters[key])
+        status.values["last_problem"] = last
+        for key, amount in sorted(grown.items()):
+            if key.startswith(tuple(error_prefixes)):
+                status.escalate(ERROR, f"{key} +{amount}")
+            elif key.startswith(tuple(warn_prefixes)):
+                status.escalate(WARN, f"{key} +{amount}")
+        for level, message in conditions.values():
+            status.escalate(level, message)
+        return status
+
+
+class FrameSlot:
+    """At most one frame in flight, on one worker thread; `offer` refuses while busy (never queues)."""
+
+    def __init__(self, name: str) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self._lock = threading.Lock()
+        self._busy = False
+        self._idle = threading.Event()
+        self._idle.set()
+
+    def offer(self, work: Callable[[], None]) -> bool:
+        with self._lock:
+            if self._busy:
+                return False
+            self._busy = True
+            self._idle.clear()
+        try:
+            self._executor.submit(work)
+        except RuntimeError:  # shut down
+            self.release()
+            return False
+        return True
+
+    def release(self) -> None:
+        """Called once the inference is done: the next frame may start while this one publishes."""
+        with self._lock:
+            self._busy = False
+            self._idle.set()
+
+    @property
+    def busy(self) -> bool:
+        return self._busy
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        return self._idle.wait(timeout)
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+class PerceptionNode(Node):
+    """Base of the three nodes. Subclasses set PARAMETERS and implement `_build_pipeline`."""
+
+    PARAMETERS: tuple[ParamSpec, ...] = ()
+
+    def __init__(self, default_name: str, manager: Any = None, **node_kwargs: Any) -> None:
+        name = node_kwargs.pop("node_name", default_name)
+        super().__init__(name, **node_kwargs)
+        self.health = Health(self.get_logger())
+        self._frame_listeners: list[Callable[[FrameOutcome], None]] = []
+        self._manager_lock = threading.RLock()
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        for problem in declare_all(self, self.PARAMETERS):
+            self.health.problem("rejected_parameter", problem)
+        self._owns_manager = manager is None
+        self._manager_problems: list[str] = []
+        if manager is None:
+            manager, self._manager_problems = open_engine_manager(self.param("engines_file"))
+            for problem in self._manager_problems:
+                self.health.set_condition(f"engines:{problem}", WARN, problem)
+        self._manager = manager
+        self._report = _report_for(manager)
+        self._diagnostics = self.create_publisher(
+            _diagnostic_array_type(), DIAGNOSTICS_TOPIC, QoSProfile(depth=10)
+        )
+        period = self.param("diagnostics_period_s")
+        self._diagnostics_timer = self.create_timer(period, self.publish_diagnostics)
+
+    # -- parameters ------------------------------------------------------------------------------------
+    def param(self, name: str) -> Any:
+        return self.get_parameter(name).value
+
+    def _on_set_parameters(self, parameters: Sequence[Any]) -> Any:
+        from rcl_interfaces.msg import SetParametersResult
+
+        for parameter in parameters:
+            reason = validate(self.PARAMETERS, parameter.name, parameter.value)
+            if reason is not None:
+                self.health.problem("rejected_parameter", f"{parameter.name}: {reason}")
+                return SetParametersResult(successful=False, reason=f"{parameter.name} {reason}")
+        self._parameters_changed({p.name: p.value for p in parameters})
+        return SetParametersResult(successful=True)
+
+    def _parameters_changed(self, values: dict[str, Any]) -> None:
+        """Hook for subclasses: accepted values (the node's parameters are not updated yet)."""
+
+    # -- engine manager --------------------------------------------------------------------------------
+    @property
+    def manager(self) -> Any:
+        return self._manager
+
+    def set_manager(self, manager: Any) -> None:
+        """Use another (shared) manager from now on, e.g. after the engine manager node reloaded."""
+        with self._manager_lock:
+            if self._owns_manager and self._manager is not None and self._manager is not manager:
+                self._manager.close()
+            self._manager = manager
+            self._owns_manager = False
+            self._report = _report_for(manager)
+            self._manager_changed()
+
+    def _manager_changed(self) -> None:
+        """Hook for subclasses: drop what was built on the previous manager."""
+
+    # -- frames ----------------------------------------------------------------------------------------
+    def add_frame_listener(self, listener: Callable[[FrameOutcome], None]) -> None:
+        """Call `listener(outcome)` once per input frame, after its outputs (if any) were published."""
+        self._frame_listeners.append(listener)
+
+    def _finish(self, outcome: FrameOutcome) -> None:
+        self.health.count(f"frames_{outcome.status}")
+        for listener in list(self._frame_listeners):
+            try:
+                listener(outcome)
+            except Exception as exc:  # a listener's bug must not stop the node
+                self.health.problem("listener_errors", f"frame listener raised: {exc!r}", ERROR)
+
+    # -- diagnostics -----------------------------------------------------------------------------------
+    def diagnostic_statuses(self) -> list[Status]:
+        """This node's status, plus its manager's cores and engines when the manager is private."""
+        statuses = [self.health.status(f"{PREFIX}: {self.get_name()}", self.get_fully_qualified_name())]
+        if self._owns_manager and self._manager is not None and not self._manager.closed:
+            statuses.extend(self._report.statuses(self._manager.statistics(), self._manager.placements()))
+        return statuses
+
+    def publish_diagnostics(self) -> None:
+        try:
+            statuses = self.diagnostic_statuses()
+            self._diagnostics.publish(diagnostic_array(statuses, self.get_clock().now().to_msg()))
+        except Exception as exc:  # diagnostics must never take the node down
+            self.health.problem("diagnostics_errors", f"could not publish diagnostics: {exc!r}", ERROR)
+
+    def destroy_node(self) -> None:
+        if self._owns_manager and self._manager is not None:
+            self._manager.close()
+        super().destroy_node()
+
+
+def _report_for(manager: Any) -> DiagnosticsReport:
+    """A report with the latency budgets of the manager's engines file (none when it has no config)."""
+    return DiagnosticsReport(getattr(getattr(manager, "config", None), "latency_budget_ms", {}))
+
+
+def _diagnostic_array_type() -> type:
+    from diagnostic_msgs.msg import DiagnosticArray
+
+    return DiagnosticArray
+
+
+def spin_node(node_factory: Callable[[], Node], args: Sequence[str] | None = None) -> int:
+    """main() body shared by the executables: init, build, spin on a multi-threaded executor, clean up."""
+    import rclpy
+    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = node_factory()
+        executor = MultiThreadedExecutor()
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0

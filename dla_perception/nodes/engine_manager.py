@@ -1,0 +1,118 @@
+"""engine_manager: owns the process's EngineManager, publishes /diagnostics, offers ~/reload and ~/describe.
+
+In the perception container the other nodes share this node's manager and follow it across reloads
+(`add_manager_listener`). A reload that fails keeps the running manager, so a typo in the engines file
+never takes perception down.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from std_srvs.srv import Trigger
+
+from dla_perception.nodes.base import PerceptionNode, open_engine_manager, share_path, spin_node
+from dla_perception.nodes.diagnostics import ERROR, WARN, Status
+from dla_perception.nodes.parameters import ENGINE_MANAGER
+
+
+class EngineManagerNode(PerceptionNode):
+    PARAMETERS = ENGINE_MANAGER
+
+    def __init__(self, *, manager: Any = None, **node_kwargs: Any) -> None:
+        super().__init__("engine_manager", manager, **node_kwargs)
+        self._listeners: list[Callable[[Any], None]] = []
+        self._reload_lock = threading.Lock()
+        self.create_service(Trigger, "~/reload", self._on_reload)
+        self.create_service(Trigger, "~/describe", self._on_describe)
+        self._log_placements()
+
+    def add_manager_listener(self, listener: Callable[[Any], None]) -> None:
+        """Call `listener(new_manager)` after every successful reload."""
+        self._listeners.append(listener)
+
+    @property
+    def engines_file(self) -> str:
+        return self.param("engines_file") or str(share_path("config/engines.yaml"))
+
+    @property
+    def problems(self) -> list[str]:
+        """What could not be loaded from the engines file at start or at the last reload."""
+        return list(self._manager_problems)
+
+    def _log_placements(self) -> None:
+        for placement in self.manager.placements():
+            for fallback in placement["fallbacks"]:
+                self.get_logger().warning(
+                    f"model {placement['model']}: requested core {fallback['requested']} -> "
+                    f"{fallback['used']} ({fallback['reason']})"
+                )
+            self.get_logger().info(f"model {placement['model']} on {', '.join(placement['active'])}")
+
+    # -- services -----------------------------------------------------------------------------------------
+    def reload(self) -> tuple[bool, str]:
+        """Re-read engines_file; switch to the new manager only if it loaded completely (or the running
+        one is incomplete too). Returns (switched, message)."""
+        with self._reload_lock:
+            manager, problems = open_engine_manager(self.param("engines_file"))
+            if problems and not self._manager_problems:
+                manager.close()
+                message = "reload refused, still running the previous engines: " + "; ".join(problems)
+                self.health.problem("rejected_reload", message)
+                return False, message
+            previous, owned = self.manager, self._owns_manager
+            with self._manager_lock:
+                self._manager, self._owns_manager = manager, True
+                self._manager_problems = problems
+                self._report = type(self._report)(manager.config.latency_budget_ms)
+            for key in [k for k in self.health.conditions if k.startswith("engines:")]:
+                self.health.clear_condition(key)
+            for problem in problems:
+                self.health.set_condition(f"engines:{problem}", WARN, problem)
+            for listener in list(self._listeners):
+                listener(manager)
+            if owned and previous is not manager:
+                previous.close()
+            self.health.count("reloads")
+            self._log_placements()
+            message = f"reloaded {self.engines_file}: models {', '.join(manager.model_names) or 'none'}"
+            if problems:
+                message += "; problems: " + "; ".join(problems)
+            return True, message
+
+    def _on_reload(self, request: Any, response: Any) -> Any:
+        try:
+            response.success, response.message = self.reload()
+        except Exception as exc:  # a service must answer, never crash the node
+            self.health.problem("failed_reload", f"reload failed: {exc!r}", ERROR)
+            response.success, response.message = False, f"reload failed: {exc!r}"
+        return response
+
+    def describe(self) -> dict[str, Any]:
+        """The manager's description plus where it came from and what could not be loaded."""
+        return {"engines_file": self.engines_file, "problems": self.problems, **self.manager.describe()}
+
+    def _on_describe(self, request: Any, response: Any) -> Any:
+        try:
+            response.message = json.dumps(self.describe(), default=str)
+            response.success = True
+        except Exception as exc:
+            response.success, response.message = False, f"describe failed: {exc!r}"
+        return response
+
+    # -- diagnostics --------------------------------------------------------------------------------------
+    def diagnostic_statuses(self) -> list[Status]:
+        """This node's status, then one per core in use (or requested and absent) and one per engine."""
+        statuses = [self.health.status(f"dla_perception: {self.get_name()}", self.get_fully_qualified_name())]
+        manager = self.manager
+        if not manager.closed:
+            statuses.extend(self._report.statuses(manager.statistics(), manager.placements()))
+        return statuses
+
+
+def main(args: list[str] | None = None) -> int:
+    """`ros2 run dla_perception engine_manager`."""
+    return spin_node(EngineManagerNode, args)

@@ -1,0 +1,164 @@
+"""Declared parameters as data: one table per node, used to declare them and to check configs against.
+
+Keeping the tables pure (no node needed) lets the launch consistency test check config/robot.yaml and the
+launch graph against exactly what the nodes declare.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+# A validator returns None when the value is acceptable, otherwise the reason it is rejected.
+Validator = Callable[[Any], "str | None"]
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    name: str
+    default: Any
+    description: str
+    float_range: tuple[float, float] | None = None
+    int_range: tuple[int, int] | None = None
+    read_only: bool = False
+    validate: Validator | None = None
+    constraints: str = ""
+
+
+def finite_positive_list(limit: int) -> Validator:
+    def check(values: Sequence[float]) -> str | None:
+        values = list(values)
+        if not values:
+            return "needs at least one distance"
+        if len(values) > limit:
+            return f"at most {limit} distances, got {len(values)}"
+        bad = [v for v in values if not (math.isfinite(v) and v > 0)]
+        if bad:
+            return f"distances must be finite and positive metres, got {bad}"
+        if len(set(values)) != len(values):
+            return f"distances must be distinct, got {values}"
+        return None
+
+    return check
+
+
+def finite_positive(value: float) -> str | None:
+    return None if math.isfinite(value) and value > 0 else f"must be finite and positive, got {value}"
+
+
+def roi_box(values: Sequence[int]) -> str | None:
+    values = list(values)
+    if not any(values):  # empty or all zero: the whole image
+        return None
+    if len(values) != 4:
+        return f"must be empty or [x1, y1, x2, y2], got {values}"
+    x1, y1, x2, y2 = values
+    if min(values) < 0 or x2 <= x1 or y2 <= y1:
+        return f"needs 0 <= x1 < x2 and 0 <= y1 < y2, got {values}"
+    return None
+
+
+def threshold_or_model_default(value: float) -> str | None:
+    if value == -1.0 or (math.isfinite(value) and 0.0 <= value <= 1.0):
+        return None
+    return f"must be in [0, 1] or -1 (the model description's value), got {value}"
+
+
+COMMON = (
+    ParamSpec("engines_file", "", "Engines configuration (YAML). Empty: the installed config/engines.yaml. "
+              "Read at start and on ~/reload; a processing node reads it only when it runs alone."),
+    ParamSpec("diagnostics_period_s", 1.0, "Period of the /diagnostics publication.",
+              float_range=(0.1, 60.0), read_only=True),
+    ParamSpec("max_image_side", 4096, "Images wider or taller than this are rejected as absurd.",
+              int_range=(16, 8192)),
+)
+
+ENGINE_MANAGER = (COMMON[0], COMMON[1])
+
+MAX_PLANES = 32
+PROXIMITY = (
+    *COMMON,
+    ParamSpec("planes_m", [0.5, 1.0, 1.5, 2.0, 3.0], "Distances (m) of the disparity planes to test; any "
+              f"number up to {MAX_PLANES}.", validate=finite_positive_list(MAX_PLANES),
+              constraints="finite, positive, distinct"),
+    ParamSpec("alert_distance_m", 1.0, "Pixels nearer than this (m) are 255 in proximity/mask.",
+              float_range=(0.05, 100.0), validate=finite_positive),
+    ParamSpec("roi", [0, 0, 0, 0], "Region of interest for proximity/range, [x1, y1, x2, y2] pixels; "
+              "[0, 0, 0, 0] or empty: the whole image.", validate=roi_box),
+    ParamSpec("sync_slop_s", 0.005, "Left and right images pair when their stamps differ by at most this.",
+              float_range=(0.0, 1.0)),
+    ParamSpec("features_model", "proximity_features", "Engine manager model name of the feature network.",
+              read_only=True),
+    ParamSpec("head_model", "proximity_head", "Engine manager model name of the plane head.", read_only=True),
+    ParamSpec("min_blob_px", 200, "Obstacle blobs smaller than this (input pixels) do not set the range.",
+              int_range=(1, 1_000_000), read_only=True),
+)
+
+DETECTION = (
+    *COMMON,
+    ParamSpec("model", "", "Detection model description (YAML, design.md format). Empty: the installed "
+              "models/detector/detector.yaml.", read_only=True),
+    ParamSpec("engine_name", "", "Engine manager model name; empty: the ONNX file's stem (`detector` "
+              "matches config/engines.yaml). Registered on `cores` when the manager lacks it.",
+              read_only=True),
+    ParamSpec("cores", ["gpu", "cpu"], "Cores for the model when the engines file does not declare it.",
+              read_only=True),
+    ParamSpec("score_threshold", -1.0, "Minimum score; -1: the model description's value.",
+              float_range=(-1.0, 1.0), validate=threshold_or_model_default),
+    ParamSpec("iou_threshold", -1.0, "NMS overlap threshold; -1: the model description's value.",
+              float_range=(-1.0, 1.0), validate=threshold_or_model_default),
+    ParamSpec("publish_overlay", False, "Publish detections/image even when nobody subscribes to it."),
+)
+
+NODE_PARAMETERS = {
+    "engine_manager": ENGINE_MANAGER,
+    "proximity_segmentation": PROXIMITY,
+    "detection": DETECTION,
+}
+
+
+def descriptor(spec: ParamSpec) -> Any:
+    """The rcl_interfaces ParameterDescriptor for a spec (type inferred by rclpy from the default)."""
+    from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+
+    result = ParameterDescriptor(
+        name=spec.name, description=spec.description, read_only=spec.read_only,
+        additional_constraints=spec.constraints,
+    )
+    if spec.float_range is not None:
+        result.floating_point_range = [FloatingPointRange(from_value=float(spec.float_range[0]),
+                                                          to_value=float(spec.float_range[1]), step=0.0)]
+    if spec.int_range is not None:
+        low, high = spec.int_range
+        result.integer_range = [IntegerRange(from_value=low, to_value=high, step=0)]
+    return result
+
+
+def declare_all(node: Any, specs: Sequence[ParamSpec]) -> list[str]:
+    """Declare every spec on an rclpy node; an invalid override is logged and the default used instead.
+
+    Validators must already be registered (on-set callback) so overrides go through them. Returns the
+    problems found, so the node can also show them in diagnostics.
+    """
+    from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
+
+    problems = []
+    for spec in specs:
+        try:
+            node.declare_parameter(spec.name, spec.default, descriptor(spec))
+        except (InvalidParameterValueException, InvalidParameterTypeException) as exc:
+            problem = f"parameter {spec.name}: override rejected ({exc}); using the default {spec.default!r}"
+            node.get_logger().error(problem)
+            problems.append(problem)
+            node.declare_parameter(spec.name, spec.default, descriptor(spec), ignore_override=True)
+    return problems
+
+
+def validate(specs: Sequence[ParamSpec], name: str, value: Any) -> str | None:
+    """The reason a new value is rejected, or None."""
+    for spec in specs:
+        if spec.name == name and spec.validate is not None:
+            return spec.validate(value)
+    return None
