@@ -1,0 +1,449 @@
+"""Rewrites that move layers onto the DLA while keeping the network's function (onnx-graphsurgeon).
+
+Exact rewrites (applied by default; verified in onnxruntime by `verify.py`):
+- GlobalAveragePool / GlobalMaxPool over more than 8x8 -> a chain of pools with windows <= 8
+- ReduceMean over H and/or W -> AveragePool (chained the same way)
+- MaxPool / AveragePool windows over 8 -> chains of smaller pools
+- MatMul / Gemm with constant weights -> 1x1 Convolution between reshapes
+- Softmax behind a Transpose -> Softmax on the untransposed axis, then the Transpose
+- clean-ups those leave behind: reshape pairs that cancel, transposes that cancel or merge
+
+Approximate rewrites (only on request): linear (bilinear) Resize -> nearest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnx_graphsurgeon as gs
+
+from dla_perception.dla.graph import (
+    constant_value,
+    input_at,
+    is_constant,
+    is_static,
+    load_graph,
+    shape_of,
+)
+
+MAX_WINDOW = 8  # DLA pooling window limit (rules.py, rule "pooling")
+MAX_PADDING = 7
+
+
+@dataclass
+class Rewrite:
+    fix: str  # which rewrite
+    node: str  # the node it replaced
+    detail: str
+    exact: bool = True
+
+    def as_dict(self) -> dict:
+        return {"fix": self.fix, "node": self.node, "detail": self.detail, "exact": self.exact}
+
+
+@dataclass
+class FixOutcome:
+    model: onnx.ModelProto
+    applied: list[Rewrite] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # candidates left alone, with the reason
+
+
+class _Namer:
+    """Fresh tensor and node names that do not clash with the graph's."""
+
+    def __init__(self, graph: gs.Graph):
+        self.used = {n.name for n in graph.nodes} | set(graph.tensors().keys())
+
+    def __call__(self, base: str) -> str:
+        index, name = 0, base
+        while name in self.used:
+            index += 1
+            name = f"{base}_{index}"
+        self.used.add(name)
+        return name
+
+
+class _Editor:
+    """Small helpers to splice chains of new nodes into a graph."""
+
+    def __init__(self, graph: gs.Graph):
+        self.graph = graph
+        self.name = _Namer(graph)
+
+    def variable(self, base: str, like: gs.Tensor, shape: Sequence[int]) -> gs.Variable:
+        return gs.Variable(self.name(base), dtype=like.dtype or np.float32, shape=list(shape))
+
+    def constant(self, base: str, value: np.ndarray) -> gs.Constant:
+        return gs.Constant(self.name(base), np.ascontiguousarray(value))
+
+    def node(self, op: str, base: str, inputs: list, outputs: list, **attrs) -> gs.Node:
+        node = gs.Node(op=op, name=self.name(base), attrs=attrs, inputs=inputs, outputs=outputs)
+        self.graph.nodes.append(node)
+        return node
+
+    def reshape(self, base: str, tensor: gs.Tensor, shape: Sequence[int], output: gs.Tensor | None = None):
+        output = output if output is not None else self.variable(f"{base}_out", tensor, shape)
+        target = self.constant(f"{base}_shape", np.asarray(shape, dtype=np.int64))
+        self.node("Reshape", base, [tensor, target], [output])
+        return output
+
+
+def _detach(node: gs.Node) -> gs.Tensor:
+    """Disconnect a node from its outputs (cleanup removes it) and return its first output."""
+    output = node.outputs[0]
+    node.outputs.clear()
+    return output
+
+
+def split_window(size: int, limit: int = MAX_WINDOW) -> list[int] | None:
+    """Factor a window into windows <= limit whose product is size (non-overlapping chain), or None."""
+    factors: list[int] = []
+    while size > 1:
+        divisor = next((d for d in range(limit, 1, -1) if size % d == 0), None)
+        if divisor is None:
+            return None
+        factors.append(divisor)
+        size //= divisor
+    return factors or [1]
+
+
+def split_overlapping(window: int, limit: int = MAX_WINDOW) -> list[int]:
+    """Windows <= limit for a chain of stride-1 max pools: their (w - 1) add up to window - 1."""
+    stages = -(-(window - 1) // (limit - 1))
+    base, extra = divmod(window - 1, stages)
+    return [base + 1 + (1 if i < extra else 0) for i in range(stages)]
+
+
+def _pair(first: list[int], second: list[int]) -> list[tuple[int, int]]:
+    length = max(len(first), len(second))
+    first, second = first + [1] * (length - len(first)), second + [1] * (length - len(second))
+    return list(zip(first, second, strict=True))
+
+
+def _pool_chain(edit: _Editor, op: str, base: str, tensor, windows, output) -> None:
+    """Non-overlapping pools (stride = window) one after another; the last writes `output`."""
+    shape = list(shape_of(tensor))
+    for index, (kh, kw) in enumerate(windows):
+        shape = [shape[0], shape[1], shape[2] // kh, shape[3] // kw]
+        last = index == len(windows) - 1
+        out = output if last else edit.variable(f"{base}_pool{index}", tensor, shape)
+        edit.node(op, f"{base}_pool{index}", [tensor], [out], kernel_shape=[kh, kw], strides=[kh, kw])
+        tensor = out
+
+
+# --- the exact rewrites --------------------------------------------------------------------------------
+
+
+def fix_global_pooling(graph: gs.Graph, edit: _Editor, outcome: FixOutcome) -> None:
+    for node in list(graph.nodes):
+        if node.op not in ("GlobalAveragePool", "GlobalMaxPool"):
+            continue
+        shape = shape_of(node.inputs[0])
+        if not is_static(shape) or len(shape) != 4:
+            outcome.skipped.append(f"{node.name}: global pooling needs a static 4-D input")
+            continue
+        height, width = shape[2], shape[3]
+        if height <= MAX_WINDOW and width <= MAX_WINDOW:
+            windows = [(height, width)]
+        else:
+            split_h, split_w = split_window(height), split_window(width)
+            if split_h is None or split_w is None:
+                outcome.skipped.append(f"{node.name}: {height}x{width} does not factor into windows <= 8")
+                continue
+            windows = _pair(split_h, split_w)
+        op = "AveragePool" if node.op == "GlobalAveragePool" else "MaxPool"
+        _pool_chain(edit, op, node.name, node.inputs[0], windows, _detach(node))
+        outcome.applied.append(Rewrite("global-pooling", node.name, f"{op} windows {windows}"))
+
+
+def fix_reduce_mean(graph: gs.Graph, edit: _Editor, outcome: FixOutcome, opset: int) -> None:
+    for node in list(graph.nodes):
+        if node.op != "ReduceMean":
+            continue
+        shape = shape_of(node.inputs[0])
+        if not is_static(shape) or len(shape) != 4:
+            outcome.skipped.append(f"{node.name}: ReduceMean needs a static 4-D input")
+            continue
+        axes_input = input_at(node, 1)
+        axes = node.attrs.get("axes") if opset < 18 else constant_value(axes_input) if axes_input else None
+        if axes is None:
+            outcome.skipped.append(f"{node.name}: ReduceMean over all axes (or run-time axes)")
+            continue
+        axes = sorted({int(a) % 4 for a in np.atleast_1d(axes)})
+        if not axes or not set(axes) <= {2, 3}:
+            outcome.skipped.append(f"{node.name}: ReduceMean over axes {axes}, not H/W")
+            continue
+        window_h = shape[2] if 2 in axes else 1
+        window_w = shape[3] if 3 in axes else 1
+        split_h, split_w = split_window(window_h), split_window(window_w)
+        if split_h is None or split_w is None:
+            outcome.skipped.append(f"{node.name}: {window_h}x{window_w} does not factor into windows <= 8")
+            continue
+        windows = _pair(split_h, split_w)
+        output = _detach(node)
+        if int(node.attrs.get("keepdims", 1)):
+            _pool_chain(edit, "AveragePool", node.name, node.inputs[0], windows, output)
+        else:
+            pooled_shape = [shape[0], shape[1], shape[2] // window_h, shape[3] // window_w]
+            pooled = edit.variable(f"{node.name}_pooled", node.inputs[0], pooled_shape)
+            _pool_chain(edit, "AveragePool", node.name, node.inputs[0], windows, pooled)
+            kept = [d for i, d in enumerate(pooled_shape) if i not in axes]
+            edit.reshape(f"{node.name}_squeeze", pooled, kept, output)
+        outcome.applied.append(Rewrite("reduce-mean", node.name, f"AveragePool windows {windows}"))
+
+
+def fix_large_pooling(graph: gs.Graph, edit: _Editor, outcome: FixOutcome) -> None:
+    for node in list(graph.nodes):
+        if node.op not in ("MaxPool", "AveragePool"):
+            continue
+        kernel = list(node.attrs.get("kernel_shape", []))
+        if len(kernel) != 2 or max(kernel) <= MAX_WINDOW:
+            continue
+        strides = list(node.attrs.get("strides", [1, 1]))
+        pads = list(node.attrs.get("pads", [0, 0, 0, 0]))
+        plain = (
+            node.attrs.get("auto_pad", "NOTSET") in ("NOTSET", b"NOTSET")
+            and not int(node.attrs.get("ceil_mode", 0))
+            and list(node.attrs.get("dilations", [1, 1])) == [1, 1]
+            and not (len(node.outputs) > 1 and node.outputs[1].outputs)
+            and is_static(shape_of(node.inputs[0]))
+        )
+        if not plain:
+            outcome.skipped.append(f"{node.name}: pooling with auto_pad/ceil_mode/dilations/indices")
+            continue
+        if node.op == "MaxPool":
+            _split_max_pool(edit, node, kernel, strides, pads, outcome)
+        elif strides == kernel and not any(pads):
+            split_h, split_w = split_window(kernel[0]), split_window(kernel[1])
+            if split_h is None or split_w is None:
+                outcome.skipped.append(f"{node.name}: window {kernel} does not factor into windows <= 8")
+                continue
+            windows = _pair(split_h, split_w)
+            _pool_chain(edit, "AveragePool", node.name, node.inputs[0], windows, _detach(node))
+            outcome.applied.append(Rewrite("large-pooling", node.name, f"AveragePool windows {windows}"))
+        else:
+            outcome.skipped.append(
+                f"{node.name}: overlapping or padded AveragePool {kernel}: no exact split into windows <= 8"
+            )
+
+
+def _split_max_pool(edit: _Editor, node: gs.Node, kernel, strides, pads, outcome: FixOutcome) -> None:
+    """max over k = max over w1, then over w2 ... (stride 1) with sum(w - 1) = k - 1; last stage strided."""
+    stages_h, stages_w = split_overlapping(kernel[0]), split_overlapping(kernel[1])
+    count = max(len(stages_h), len(stages_w))
+    stages_h += [1] * (count - len(stages_h))
+    stages_w += [1] * (count - len(stages_w))
+    remaining = [pads[0], pads[1], pads[2], pads[3]]  # top, left, bottom, right
+    tensor, shape = node.inputs[0], list(shape_of(node.inputs[0]))
+    output = _detach(node)
+    for index in range(count):
+        window = [stages_h[index], stages_w[index]]
+        stage_pads = [min(remaining[i], window[i % 2] - 1, MAX_PADDING) for i in range(4)]
+        remaining = [r - p for r, p in zip(remaining, stage_pads, strict=True)]
+        last = index == count - 1
+        stride = strides if last else [1, 1]
+        if last and any(remaining):
+            outcome.skipped.append(f"{node.name}: padding {pads} too large to distribute (left as is)")
+        shape = [
+            shape[0],
+            shape[1],
+            (shape[2] + stage_pads[0] + stage_pads[2] - window[0]) // stride[0] + 1,
+            (shape[3] + stage_pads[1] + stage_pads[3] - window[1]) // stride[1] + 1,
+        ]
+        out = output if last else edit.variable(f"{node.name}_max{index}", tensor, shape)
+        edit.node("MaxPool", f"{node.name}_max{index}", [tensor], [out],
+                  kernel_shape=window, strides=stride, pads=stage_pads)
+        tensor = out
+    windows = list(zip(stages_h, stages_w, strict=True))
+    outcome.applied.append(Rewrite("large-pooling", node.name, f"MaxPool chain {windows}"))
+
+
+def fix_matmul(graph: gs.Graph, edit: _Editor, outcome: FixOutcome) -> None:
+    for node in list(graph.nodes):
+        if node.op not in ("MatMul", "Gemm"):
+            continue
+        data, weights = node.inputs[0], node.inputs[1]
+        if is_constant(data) or not is_constant(weights):
+            outcome.skipped.append(f"{node.name}: weights are not a constant second input")
+            continue
+        shape, matrix = shape_of(data), constant_value(weights).astype(np.float32)
+        if not is_static(shape) or len(shape) < 2 or matrix.ndim != 2:
+            outcome.skipped.append(f"{node.name}: needs a static input of rank >= 2 and 2-D weights")
+            continue
+        bias = None
+        if node.op == "Gemm":
+            if int(node.attrs.get("transA", 0)) or len(shape) != 2:
+                outcome.skipped.append(f"{node.name}: Gemm with transposed or non-2-D input")
+                continue
+            if int(node.attrs.get("transB", 0)):
+                matrix = matrix.T
+            matrix = matrix * float(node.attrs.get("alpha", 1.0))
+            bias_input = input_at(node, 2)
+            if bias_input is not None:
+                value = constant_value(bias_input)
+                if value is None or value.size not in (1, matrix.shape[1]):
+                    outcome.skipped.append(f"{node.name}: Gemm bias is not a constant per-output vector")
+                    continue
+                beta = float(node.attrs.get("beta", 1.0))
+                bias = np.broadcast_to(value.reshape(-1), (matrix.shape[1],)) * beta
+        rows = int(np.prod(shape[:-1]))
+        inner, outer = matrix.shape
+        output = _detach(node)
+        flat = edit.reshape(f"{node.name}_to4d", data, [rows, inner, 1, 1])
+        conv_out = edit.variable(f"{node.name}_conv_out", data, [rows, outer, 1, 1])
+        conv_inputs = [flat, edit.constant(f"{node.name}_weight", matrix.T.reshape(outer, inner, 1, 1))]
+        if bias is not None:
+            conv_inputs.append(edit.constant(f"{node.name}_bias", bias.astype(np.float32)))
+        edit.node("Conv", f"{node.name}_conv", conv_inputs, [conv_out], kernel_shape=[1, 1])
+        edit.reshape(f"{node.name}_from4d", conv_out, [*shape[:-1], outer], output)
+        detail = f"1x1 Conv {inner}->{outer} on {rows} rows"
+        outcome.applied.append(Rewrite("matmul-to-conv", node.name, detail))
+
+
+def fix_softmax_transpose(graph: gs.Graph, edit: _Editor, outcome: FixOutcome, opset: int) -> None:
+    for node in list(graph.nodes):
+        if node.op != "Softmax" or not node.inputs[0].inputs or node.inputs[0].inputs[0].op != "Transpose":
+            continue
+        transpose = node.inputs[0].inputs[0]
+        shape = shape_of(node.inputs[0])
+        perm = list(transpose.attrs.get("perm", []))
+        if shape is None or not perm:
+            continue
+        rank = len(shape)
+        axis = int(node.attrs.get("axis", 1 if opset < 13 else -1)) % rank
+        if opset < 13 and axis != rank - 1:
+            outcome.skipped.append(f"{node.name}: opset {opset} Softmax over flattened axes")
+            continue
+        if perm[axis] == axis:
+            continue
+        output = _detach(node)
+        moved = edit.variable(f"{node.name}_untransposed", transpose.inputs[0], shape_of(transpose.inputs[0]))
+        edit.node("Softmax", node.name + "_moved", [transpose.inputs[0]], [moved], axis=perm[axis])
+        edit.node("Transpose", f"{transpose.name}_after_softmax", [moved], [output], perm=perm)
+        detail = f"Softmax on axis {perm[axis]} before the Transpose"
+        outcome.applied.append(Rewrite("softmax-transposed-axis", node.name, detail))
+
+
+# --- clean-ups (exact) ----------------------------------------------------------------------------------
+
+
+def _bypass(graph: gs.Graph, edit: _Editor, node: gs.Node, source: gs.Tensor) -> None:
+    """Make node's consumers read `source` instead; keeps graph output names via an Identity."""
+    output = _detach(node)
+    if output in graph.outputs:
+        edit.node("Identity", node.name + "_identity", [source], [output])
+        return
+    for consumer in list(output.outputs):
+        for index, tensor in enumerate(consumer.inputs):
+            if tensor is output:
+                consumer.inputs[index] = source
+
+
+RESHAPES = ("Reshape", "Flatten", "Squeeze", "Unsqueeze")
+
+
+def clean_reshapes(graph: gs.Graph, edit: _Editor, outcome: FixOutcome) -> None:
+    """Drop reshapes that restore a shape their input already had (e.g. Flatten, then back to 4-D)."""
+    for node in list(graph.nodes):
+        if node.op not in RESHAPES or not node.outputs:
+            continue
+        target = shape_of(node.outputs[0])
+        source = node.inputs[0]
+        while source.inputs and source.inputs[0].op in RESHAPES:
+            source = source.inputs[0].inputs[0]
+        if is_static(target) and shape_of(source) == target and source is not node.inputs[0]:
+            _bypass(graph, edit, node, source)
+            outcome.applied.append(Rewrite("cancel-reshapes", node.name, f"reshapes back to {list(target)}"))
+        elif is_static(target) and shape_of(node.inputs[0]) == target:
+            _bypass(graph, edit, node, node.inputs[0])
+            outcome.applied.append(Rewrite("cancel-reshapes", node.name, "reshape to the same shape"))
+
+
+def clean_transposes(graph: gs.Graph, edit: _Editor, outcome: FixOutcome) -> None:
+    """Transpose(p) then Transpose(q): drop both when they cancel, else merge into one."""
+    for node in list(graph.nodes):
+        if node.op != "Transpose" or not node.outputs or not node.inputs[0].inputs:
+            continue
+        first = node.inputs[0].inputs[0]
+        if first.op != "Transpose":
+            continue
+        p, q = list(first.attrs.get("perm", [])), list(node.attrs.get("perm", []))
+        if not p or not q or len(p) != len(q):
+            continue
+        merged = [p[i] for i in q]
+        if merged == list(range(len(merged))):
+            _bypass(graph, edit, node, first.inputs[0])
+            outcome.applied.append(Rewrite("cancel-transposes", node.name, f"{p} then {q} cancel"))
+        else:
+            node.inputs[0] = first.inputs[0]
+            node.attrs["perm"] = merged
+            outcome.applied.append(Rewrite("merge-transposes", node.name, f"{p} then {q} = {merged}"))
+
+
+# --- the approximate rewrite ----------------------------------------------------------------------------
+
+
+def fix_resize_nearest(graph: gs.Graph, edit: _Editor, outcome: FixOutcome) -> None:
+    for node in graph.nodes:
+        if node.op not in ("Resize", "Upsample"):
+            continue
+        mode = node.attrs.get("mode", "nearest")
+        mode = mode.decode() if isinstance(mode, bytes) else mode
+        if mode not in ("linear", "bilinear"):
+            continue
+        node.attrs["mode"] = "nearest"
+        if node.op == "Resize":
+            node.attrs["coordinate_transformation_mode"] = "asymmetric"
+            node.attrs["nearest_mode"] = "floor"
+        outcome.applied.append(Rewrite("resize-nearest", node.name, f"{mode} -> nearest", exact=False))
+
+
+# --- driver ---------------------------------------------------------------------------------------------
+
+
+def _export(graph: gs.Graph) -> onnx.ModelProto:
+    graph.cleanup(remove_unused_graph_inputs=False).toposort()
+    model = gs.export_onnx(graph)
+    return onnx.shape_inference.infer_shapes(model, data_prop=True)
+
+
+def _run_passes(model: onnx.ModelProto, passes: list[Callable], outcome: FixOutcome) -> onnx.ModelProto:
+    for fix in passes:
+        graph = gs.import_onnx(model)
+        fix(graph, _Editor(graph), outcome)
+        model = _export(graph)
+    return model
+
+
+def fix_model(
+    model_or_path: onnx.ModelProto | str | Path, approximate: bool = False
+) -> tuple[FixOutcome, FixOutcome]:
+    """Apply the exact rewrites, then (when asked) the approximate ones.
+
+    Returns (exact, approximate): the exact outcome's model keeps the function; the approximate outcome's
+    model (same as the exact one when `approximate` is False) adds the numerically changing rewrites.
+    """
+    loaded = load_graph(model_or_path)
+    opset = loaded.opset
+    model = gs.export_onnx(loaded.graph)
+    exact = FixOutcome(model)
+    passes: list[Callable] = [
+        lambda g, e, o: fix_softmax_transpose(g, e, o, opset),
+        fix_global_pooling,
+        lambda g, e, o: fix_reduce_mean(g, e, o, opset),
+        fix_large_pooling,
+        fix_matmul,
+        clean_transposes,
+        clean_reshapes,
+    ]
+    exact.model = _run_passes(model, passes, exact)
+    onnx.checker.check_model(exact.model)
+    approximated = FixOutcome(exact.model)
+    if approximate:
+        approximated.model = _run_passes(exact.model, [fix_resize_nearest], approximated)
+        onnx.checker.check_model(approximated.model)
+    return exact, approximated
