@@ -42,6 +42,8 @@ def summary_text(metrics: dict, regressions: Sequence[object] | None = None) -> 
                  f"every output (missing: {missing_text})")
     if metrics.get("error"):
         lines.append(f"stopped early: {metrics['error']}")
+    for problem in (metrics.get("graph") or {}).get("problems", []):
+        lines.append(f"warning: {problem}")
     lines.append("")
     lines.append(core_table(metrics))
     e2e = metrics.get("end_to_end_ms") or {}

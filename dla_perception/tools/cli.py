@@ -16,6 +16,8 @@ from dla_perception import __version__
 SUBCOMMANDS = (
     "dla_perception.tools.devices",
     "dla_perception.tools.dla_check",
+    "dla_perception.tools.replay",
+    "dla_perception.tools.demo",
 )
 
 
