@@ -15,6 +15,7 @@ from dla_perception import __version__
 
 SUBCOMMANDS = (
     "dla_perception.tools.devices",
+    "dla_perception.tools.detect",
     "dla_perception.tools.dla_check",
     "dla_perception.tools.replay",
     "dla_perception.tools.demo",
