@@ -105,7 +105,7 @@ class InputBag:
             self._reader = Reader(self.path)
             self._reader.open()
         except Exception as exc:  # ReaderError, sqlite3/mcap parse errors, yaml errors: all "unreadable"
-            raise BagError(f"cannot open bag {self.path}: {_reason(exc)}") from exc
+            raise BagError(f"cannot open bag {self.path} (truncated or damaged?): {_reason(exc)}") from exc
         self.storage = "mcap" if any(p.suffix == ".mcap" for p in self.path.iterdir()) else "sqlite3"
         self.connections = {}  # node topic -> [connections]
         for connection in self._reader.connections:
