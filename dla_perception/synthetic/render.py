@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 NEAR_M = 0.05  # hits nearer than this are ignored (the camera is never inside what it sees)
+_ZERO, _ONE, _MINUS_ONE = np.float32(0.0), np.float32(1.0), np.float32(-1.0)
 
 
 @dataclass
@@ -85,14 +86,14 @@ class Scene:
 @dataclass
 class ViewBuffers:
     """What a view saw, per pixel: depth Z (inf = sky), surface index (-1 = sky), surface coordinates (m),
-    light (ambient + sun), cosine of the incidence angle (for texture filtering)."""
+    light (ambient + sun), incidence (for texture filtering), the ray directions."""
 
     depth: np.ndarray
     surface: np.ndarray
     u: np.ndarray
     v: np.ndarray
     light: np.ndarray
-    cosine: np.ndarray
+    cosine: np.ndarray  # |normal . ray| with the ray of camera-frame z = 1 (not normalised)
     directions: tuple[np.ndarray, np.ndarray, np.ndarray]
     coverage: dict[int, tuple[tuple[slice, slice], np.ndarray]] = field(default_factory=dict)
     """Per solid index: (window, mask of its own hits there), before occlusion by anything else."""
@@ -109,6 +110,17 @@ def camera_rotation(pitch_rad: float, yaw_rad: float = 0.0, roll_rad: float = 0.
     return yaw @ pitch @ roll
 
 
+def pixel_rays(fx: float, fy: float, cx: float, cy: float, width: int, height: int,
+               rotation: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """World directions of the pixel centres, scaled so that their camera-frame z is 1 (HxW float32 each).
+    Both views of a rectified pair share them."""
+    xn = ((np.arange(width, dtype=np.float32) - cx) / fx)[None, :]
+    yn = ((np.arange(height, dtype=np.float32) - cy) / fy)[:, None]
+    r = rotation.astype(np.float32)
+    return tuple(np.ascontiguousarray(np.broadcast_to(r[i, 0] * xn + r[i, 1] * yn + r[i, 2], (height, width)))
+                 for i in range(3))
+
+
 class _Writer:
     """Z-buffer writes into the view buffers, optionally restricted to a window (row and column slices)."""
 
@@ -121,104 +133,100 @@ class _Writer:
         closer = t < depth
         if not closer.any():
             return
-        depth[closer] = t[closer]
-        b.surface[window][closer] = surface[closer] if np.ndim(surface) else surface
-        b.u[window][closer] = u[closer]
-        b.v[window][closer] = v[closer]
-        b.light[window][closer] = light[closer] if np.ndim(light) else light
-        b.cosine[window][closer] = cosine[closer]
+        b.depth[window] = np.where(closer, t, depth)
+        b.surface[window] = np.where(closer, surface, b.surface[window])
+        b.u[window] = np.where(closer, u, b.u[window])
+        b.v[window] = np.where(closer, v, b.v[window])
+        b.light[window] = np.where(closer, light, b.light[window])
+        b.cosine[window] = np.where(closer, cosine, b.cosine[window])
 
 
 def render_view(scene: Scene, fx: float, fy: float, cx: float, cy: float, width: int, height: int,
-                origin: np.ndarray, rotation: np.ndarray) -> ViewBuffers:
-    """Cast one ray per pixel centre from `origin` (world metres) with camera->world `rotation`."""
-    xn = ((np.arange(width, dtype=np.float32) - cx) / fx)[None, :]
-    yn = ((np.arange(height, dtype=np.float32) - cy) / fy)[:, None]
-    r = rotation.astype(np.float32)
-    dx = r[0, 0] * xn + r[0, 1] * yn + r[0, 2]
-    dy = r[1, 0] * xn + r[1, 1] * yn + r[1, 2]
-    dz = r[2, 0] * xn + r[2, 1] * yn + r[2, 2]
-    dx, dy, dz = (np.broadcast_to(a, (height, width)).astype(np.float32) for a in (dx, dy, dz))
-    inv_length = 1.0 / np.sqrt(dx * dx + dy * dy + dz * dz)
+                origin: np.ndarray, rotation: np.ndarray,
+                rays: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> ViewBuffers:
+    """Cast one ray per pixel centre from `origin` (world metres) with camera->world `rotation`.
+
+    `rays` are pixel_rays(...) for this camera and rotation, when the caller already has them.
+    """
+    dx, dy, dz = rays if rays is not None else pixel_rays(fx, fy, cx, cy, width, height, rotation)
     shape = (height, width)
-    buffers = ViewBuffers(
-        depth=np.full(shape, np.inf, np.float32), surface=np.full(shape, -1, np.int32),
-        u=np.zeros(shape, np.float32), v=np.zeros(shape, np.float32), light=np.ones(shape, np.float32),
-        cosine=np.ones(shape, np.float32), directions=(dx, dy, dz),
-    )
-    writer = _Writer(buffers)
-    full = (slice(None), slice(None))
     ox, oy, oz = (float(c) for c in origin)
     sun = scene.sun.astype(np.float32)
+    full = (slice(None), slice(None))
 
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        # ground y = 0, facing up (-y)
-        t = np.where(dy > 1e-6, -oy / dy, np.inf).astype(np.float32)
-        t[t < NEAR_M] = np.inf
+        # the ground y = 0 (normal up, -y) is the first layer: written without a depth test
+        t = -oy / dy
+        t = np.where(t >= NEAR_M, t, np.float32(np.inf))
         gx, gz = ox + t * dx, oz + t * dz
         ground_surface = np.full(shape, scene.ground_bands[0][2], np.int32)
         for x_min, x_max, surface in scene.ground_bands[1:]:
             ground_surface[(gx >= x_min) & (gx < x_max)] = surface
-        ground_light = np.full(shape, scene.ambient + scene.sun_strength * max(0.0, -float(sun[1])), np.float32)
-        writer.write(full, t, ground_surface, gx, gz, ground_light, dy * inv_length)
+        sky = ~np.isfinite(t)
+        buffers = ViewBuffers(
+            depth=t, surface=np.where(sky, np.int32(-1), ground_surface), u=gx, v=gz,
+            light=np.full(shape, scene.ambient + scene.sun_strength * max(0.0, -float(sun[1])), np.float32),
+            cosine=np.abs(dy), directions=(dx, dy, dz),
+        )
+        writer = _Writer(buffers)
 
         for facade in scene.facades:
-            _cast_facade(writer, facade, scene, ox, oy, oz, dx, dy, dz, inv_length)
+            _cast_facade(writer, facade, scene, ox, oy, oz, dx, dy, dz)
 
         if scene.far_wall is not None:
             z_wall, surface = scene.far_wall
-            t = np.where(dz > 1e-6, (z_wall - oz) / dz, np.inf).astype(np.float32)
-            t[t < NEAR_M] = np.inf
-            light = scene.ambient + scene.sun_strength * max(0.0, -float(sun[2]))
-            writer.write(full, t, np.int32(surface), ox + t * dx, oy + t * dy, np.float32(light), dz * inv_length)
+            t = (z_wall - oz) / dz
+            t = np.where(t >= NEAR_M, t, np.float32(np.inf))
+            light = np.float32(scene.ambient + scene.sun_strength * max(0.0, -float(sun[2])))
+            writer.write(full, t, np.int32(surface), ox + t * dx, oy + t * dy, light, np.abs(dz))
 
         for solid_index, solid in enumerate(scene.solids):
             window = _screen_window(solid, origin, rotation, fx, fy, cx, cy, width, height)
             if window is None:
                 continue
-            hit = intersect_solid(solid, ox, oy, oz, dx[window], dy[window], dz[window])
+            wdx, wdy, wdz = dx[window], dy[window], dz[window]
+            hit = intersect_solid(solid, ox, oy, oz, wdx, wdy, wdz)
             if hit is None:
                 continue
             t, u, v, normal = hit
             buffers.coverage[solid_index] = (window, np.isfinite(t))
             light = scene.ambient + scene.sun_strength * np.maximum(
                 0.0, normal[0] * sun[0] + normal[1] * sun[1] + normal[2] * sun[2])
-            cosine = np.abs(normal[0] * dx[window] + normal[1] * dy[window] + normal[2] * dz[window])
-            writer.write(window, t, np.int32(solid.surface), u, v, light.astype(np.float32),
-                         cosine * inv_length[window])
+            cosine = np.abs(normal[0] * wdx + normal[1] * wdy + normal[2] * wdz)
+            writer.write(window, t, np.int32(solid.surface), u, v, light.astype(np.float32), cosine)
 
-        _shadow_ground(buffers, scene, origin, rotation, fx, fy, cx, cy, width, height)
+        _shadow_ground(buffers, scene, origin, rotation, (fx, fy, cx, cy, width, height))
     return buffers
 
 
-def _cast_facade(writer: _Writer, facade: Facade, scene: Scene, ox, oy, oz, dx, dy, dz, inv_length) -> None:
-    t = ((facade.x_m - ox) / dx).astype(np.float32)
-    t[~(t >= NEAR_M)] = np.inf
+def _cast_facade(writer: _Writer, facade: Facade, scene: Scene, ox, oy, oz, dx, dy, dz) -> None:
+    t = (facade.x_m - ox) / dx
+    t = np.where(t >= NEAR_M, t, np.float32(np.inf))
     hz = oz + t * dz
     hy = oy + t * dy
-    segment = np.searchsorted(facade.z_edges, hz) - 1
+    segment = np.searchsorted(facade.z_edges.astype(np.float32), hz) - 1
     inside = (segment >= 0) & (segment < len(facade.heights_m))
     segment = np.clip(segment, 0, len(facade.heights_m) - 1)
-    inside &= hy >= -facade.heights_m[segment]
-    t[~inside] = np.inf
+    inside &= hy >= -facade.heights_m.astype(np.float32)[segment]
+    t = np.where(inside, t, np.float32(np.inf))
     normal_x = 1.0 if facade.x_m < ox else -1.0
     light = np.float32(scene.ambient + scene.sun_strength * max(0.0, normal_x * float(scene.sun[0])))
     writer.write((slice(None), slice(None)), t, facade.surfaces[segment].astype(np.int32), hz, hy, light,
-                 np.abs(dx) * inv_length)
+                 np.abs(dx))
 
 
 def intersect_solid(solid: Solid, ox, oy, oz, dx, dy, dz):
     """Nearest hit (t > NEAR_M) of rays o + t d with a solid: (t, u, v, world normal) with t = inf where the
     ray misses, or None when no ray hits. o may be scalars or arrays broadcasting with d."""
-    a = solid.to_local
-    c = solid.center
+    a = solid.to_local.tolist()  # Python floats keep the float32 arrays float32
+    c = solid.center.tolist()
     px, py, pz = ox - c[0], oy - c[1], oz - c[2]
-    lox = a[0, 0] * px + a[0, 2] * pz
-    loy = a[1, 1] * py
-    loz = a[2, 0] * px + a[2, 2] * pz
-    ldx = (a[0, 0] * dx + a[0, 2] * dz).astype(np.float32)
-    ldy = (a[1, 1] * dy).astype(np.float32)
-    ldz = (a[2, 0] * dx + a[2, 2] * dz).astype(np.float32)
+    lox = a[0][0] * px + a[0][2] * pz
+    loy = a[1][1] * py
+    loz = a[2][0] * px + a[2][2] * pz
+    ldx = (a[0][0] * dx + a[0][2] * dz).astype(np.float32)
+    ldy = (a[1][1] * dy).astype(np.float32)
+    ldz = (a[2][0] * dx + a[2][2] * dz).astype(np.float32)
     if solid.shape == "box":
         t, nx, ny, nz = _hit_unit_box(lox, loy, loz, ldx, ldy, ldz)
     elif solid.shape == "cylinder":
@@ -227,10 +235,10 @@ def intersect_solid(solid: Solid, ox, oy, oz, dx, dy, dz):
         t, nx, ny, nz = _hit_unit_sphere(lox, loy, loz, ldx, ldy, ldz)
     if not np.isfinite(t).any():
         return None
-    t = np.where(np.isfinite(t), t, np.inf).astype(np.float32)
-    tt = np.where(np.isfinite(t), t, 0.0)
+    t = np.where(np.isfinite(t), t, np.float32(np.inf)).astype(np.float32)
+    tt = np.where(np.isfinite(t), t, _ZERO)
     hx, hy, hz = lox + tt * ldx, loy + tt * ldy, loz + tt * ldz  # local hit point
-    hx_m, hy_m, hz_m = (h * e for h, e in zip((hx, hy, hz), solid.half_extents, strict=True))
+    hx_m, hy_m, hz_m = (h * e for h, e in zip((hx, hy, hz), solid.half_extents.tolist(), strict=True))
     if solid.shape == "box":
         # texture coordinates on the face the ray hit, offset per face so faces do not repeat each other
         u = np.where(nx != 0, hz_m + 7.3 * nx, hx_m + 3.1 * nz + 11.7 * ny)
@@ -244,9 +252,9 @@ def intersect_solid(solid: Solid, ox, oy, oz, dx, dy, dz):
             u = np.where(cap, hx_m + 5.0, u)
             v = np.where(cap, hz_m, v)
     # local normal -> world: transpose of to_local, then normalise
-    wx = a[0, 0] * nx + a[2, 0] * nz
-    wy = a[1, 1] * ny
-    wz = a[0, 2] * nx + a[2, 2] * nz
+    wx = a[0][0] * nx + a[2][0] * nz
+    wy = a[1][1] * ny
+    wz = a[0][2] * nx + a[2][2] * nz
     norm = 1.0 / np.maximum(np.sqrt(wx * wx + wy * wy + wz * wz), 1e-12)
     return t, u.astype(np.float32), v.astype(np.float32), (wx * norm, wy * norm, wz * norm)
 
@@ -263,7 +271,7 @@ def _hit_unit_box(ox, oy, oz, dx, dy, dz):
         better = lo > t_near
         t_near = np.where(better, lo, t_near)
         axis = np.where(better, index, axis)
-        sign = np.where(better, np.where(d > 0, -1.0, 1.0), sign)
+        sign = np.where(better, np.where(d > 0, _MINUS_ONE, _ONE), sign)
         t_far = np.minimum(t_far, hi)
     hit = (t_near <= t_far) & (t_near >= NEAR_M)
     t = np.where(hit, t_near, np.inf)
@@ -280,16 +288,16 @@ def _hit_unit_cylinder(ox, oy, oz, dx, dy, dz):
     t_side = (-b - root) / a
     y_side = oy + t_side * dy
     t_side = np.where((disc >= 0) & (t_side >= NEAR_M) & (np.abs(y_side) <= 1.0), t_side, np.inf)
-    cap_y = np.where(dy > 0, -1.0, 1.0)  # the cap a ray enters through
+    cap_y = np.where(dy > 0, _MINUS_ONE, _ONE)  # the cap a ray enters through
     t_cap = (cap_y - oy) / dy
     cx, cz = ox + t_cap * dx, oz + t_cap * dz
     t_cap = np.where((t_cap >= NEAR_M) & (cx * cx + cz * cz <= 1.0), t_cap, np.inf)
     use_cap = t_cap < t_side
     t = np.where(use_cap, t_cap, t_side)
     tt = np.where(np.isfinite(t), t, 0.0)
-    nx = np.where(use_cap, 0.0, ox + tt * dx)
-    nz = np.where(use_cap, 0.0, oz + tt * dz)
-    ny = np.where(use_cap, cap_y, 0.0)
+    nx = np.where(use_cap, _ZERO, ox + tt * dx)
+    nz = np.where(use_cap, _ZERO, oz + tt * dz)
+    ny = np.where(use_cap, cap_y, _ZERO)
     return t, nx, ny, nz
 
 
@@ -329,30 +337,32 @@ def _screen_window(solid, origin, rotation, fx, fy, cx, cy, width, height):
     return _window_of(solid.corners(), origin, rotation, fx, fy, cx, cy, width, height)
 
 
-def _shadow_ground(buffers: ViewBuffers, scene: Scene, origin, rotation, fx, fy, cx, cy, width, height) -> None:
+def _shadow_ground(buffers: ViewBuffers, scene: Scene, origin, rotation, intrinsics) -> None:
     """Sun shadows on the ground: of the facades (analytically) and of the solids (shadow rays cast only
     where a solid's shadow can fall on screen). Computed in world coordinates, so both views agree."""
     sun = scene.sun
-    ground_surfaces = {band[2] for band in scene.ground_bands}
-    is_ground = np.isin(buffers.surface, list(ground_surfaces)) & np.isfinite(buffers.depth)
+    ground_table = np.zeros(len(scene.surfaces) + 1, bool)  # the last entry is for sky (-1)
+    ground_table[[band[2] for band in scene.ground_bands]] = True
+    is_ground = ground_table[buffers.surface]
     if not is_ground.any() or sun[1] >= -1e-3:
         return
     shadow_light = np.float32(scene.ambient)
     gx, gz = buffers.u, buffers.v  # ground surface coordinates are world x, z
+    sun_x, sun_y, sun_z = (float(c) for c in sun)
     for facade in scene.facades:
-        if abs(sun[0]) < 1e-6:
+        if abs(sun_x) < 1e-6:
             continue
-        s = (facade.x_m - gx) / sun[0]  # along the sun ray from the ground point to the facade plane
-        hit_z = gz + s * sun[2]
-        segment = np.clip(np.searchsorted(facade.z_edges, hit_z) - 1, 0, len(facade.heights_m) - 1)
-        within = (hit_z >= facade.z_edges[0]) & (hit_z <= facade.z_edges[-1])
-        shaded = is_ground & (s > 0) & within & (-s * sun[1] <= facade.heights_m[segment])
-        buffers.light[shaded] = shadow_light
+        s = (float(facade.x_m) - gx) * (1.0 / sun_x)  # along the sun ray from the ground to the facade plane
+        hit_z = gz + s * sun_z
+        edges = facade.z_edges.astype(np.float32)
+        segment = np.clip(np.searchsorted(edges, hit_z) - 1, 0, len(facade.heights_m) - 1)
+        shaded = is_ground & (s > 0) & (hit_z >= edges[0]) & (hit_z <= edges[-1])
+        shaded &= s * -sun_y <= facade.heights_m.astype(np.float32)[segment]
+        buffers.light = np.where(shaded, shadow_light, buffers.light)
     for solid in scene.solids:
         corners = solid.corners()
         shadow_corners = corners - (corners[:, 1:2] / sun[1]) * sun[None, :]
-        window = _window_of(np.vstack([corners, shadow_corners]), origin, rotation, fx, fy, cx, cy,
-                            width, height)
+        window = _window_of(np.vstack([corners, shadow_corners]), origin, rotation, *intrinsics)
         if window is None:
             continue
         ground = is_ground[window]

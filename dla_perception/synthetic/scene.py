@@ -8,8 +8,10 @@ balance, vignetting, blur, noise) that differs between the views as it does on r
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from statistics import NormalDist
 
 import cv2
 import numpy as np
@@ -22,9 +24,10 @@ from dla_perception.synthetic.render import (
     Surface,
     ViewBuffers,
     camera_rotation,
+    pixel_rays,
     render_view,
 )
-from dla_perception.synthetic.textures import TextureAtlas, make_tile
+from dla_perception.synthetic.textures import TextureAtlas, tile_mips
 
 OBSTACLE_CLASSES: tuple[str, ...] = ("box", "post", "bin", "person")
 
@@ -33,6 +36,7 @@ OBSTACLE_CLASSES: tuple[str, ...] = ("box", "post", "bin", "person")
 # MIN_BOX_FRACTION of the image width on each side (and never under 3 px).
 MIN_VISIBLE_FRACTION = 0.3
 MIN_BOX_FRACTION = 0.01
+TEXTURE_VARIANTS = 24  # per texture kind; scenes pick from this cached pool and tint/scale each use
 
 
 @dataclass
@@ -121,19 +125,16 @@ def generate_sequence(seed: int, n_frames: int, camera: StereoCamera | None = No
     opts = _options(options)
     if n_frames < 0:
         raise ValueError(f"n_frames must be >= 0, got {n_frames}")
-    streams = np.random.SeedSequence(int(seed)).spawn(3)
-    scene_rng, texture_rng, sensor_seed = np.random.default_rng(streams[0]), np.random.default_rng(streams[1]), \
-        streams[2]
+    scene_stream, sensor_stream = np.random.SeedSequence(int(seed)).spawn(2)
     travel_m = opts.speed_mps * max(n_frames - 1, 0) / opts.rate_hz
-    builder = _SceneBuilder(scene_rng, texture_rng, camera, opts, travel_m)
-    scene, atlas, pose = builder.build()
-    sensor_streams = sensor_seed.spawn(max(n_frames, 1))
-    for index in range(n_frames):
+    scene, atlas, pose = _SceneBuilder(np.random.default_rng(scene_stream), camera, opts, travel_m).build()
+    rays = pixel_rays(camera.fx, camera.fy, camera.cx, camera.cy, camera.width, camera.height, pose["rotation"])
+    for index, frame_stream in enumerate(sensor_stream.spawn(n_frames)):
         forward = opts.speed_mps * index / opts.rate_hz
-        bob = 0.004 * np.sin(index * 1.7) if index else 0.0
+        bob = 0.004 * np.sin(index * 1.7) if index else 0.0  # the robot's ride is not perfectly smooth
         origin = pose["origin"] + forward * pose["forward"] + np.array([0.0, bob, 0.0])
-        yield _render_frame(index, scene, atlas, camera, origin, pose["rotation"], opts,
-                            np.random.default_rng(sensor_streams[index]))
+        yield _render_frame(index, scene, atlas, camera, origin, pose["rotation"], rays, opts,
+                            np.random.default_rng(frame_stream))
 
 
 def _options(options: dict) -> SceneOptions:
@@ -154,32 +155,31 @@ def _options(options: dict) -> SceneOptions:
 class _SceneBuilder:
     """Draws one street scene from the seed."""
 
-    def __init__(self, rng: np.random.Generator, texture_rng: np.random.Generator, camera: StereoCamera,
-                 opts: SceneOptions, travel_m: float):
-        self.rng, self.texture_rng, self.camera, self.opts, self.travel_m = rng, texture_rng, camera, opts, travel_m
+    def __init__(self, rng: np.random.Generator, camera: StereoCamera, opts: SceneOptions, travel_m: float):
+        self.rng, self.camera, self.opts, self.travel_m = rng, camera, opts, travel_m
         self.tile_size = opts.texture_size or (256 if camera.width >= 480 else 128)
-        self.tiles: list[np.ndarray] = []
+        self.tiles: list[tuple[np.ndarray, ...]] = []
         self.tile_kind: dict[str, list[int]] = {}
         self.surfaces: list[Surface] = []
         self.solids: list[Solid] = []
         self.objects: list[dict] = []
         self.footprints: list[tuple[float, float, float]] = []  # x, z, radius of placed obstacles
 
-    def _tile(self, kind: str, variants: int = 1) -> int:
-        """A tile of this kind (one of `variants` drawn lazily), made from the texture stream."""
+    def _tile(self, kind: str, per_scene: int = 3) -> int:
+        """A tile of this kind: one of at most `per_scene` variants (drawn from the cached pool) per scene."""
         made = self.tile_kind.setdefault(kind, [])
-        if len(made) < variants and (not made or self.rng.random() < 0.7):
-            self.tiles.append(make_tile(kind, self.texture_rng, self.tile_size))
+        if len(made) < per_scene and (not made or self.rng.random() < 0.6):
+            self.tiles.append(tile_mips(kind, int(self.rng.integers(TEXTURE_VARIANTS)), self.tile_size))
             made.append(len(self.tiles) - 1)
             return made[-1]
         return made[int(self.rng.integers(len(made)))]
 
-    def _surface(self, kind: str, metres_per_tile: float, object_index: int = -1, variants: int = 2,
+    def _surface(self, kind: str, metres_per_tile: float, object_index: int = -1,
                  tint: Sequence[float] | None = None) -> int:
         rng = self.rng
         if tint is None:
             tint = np.clip(rng.uniform(0.85, 1.15) * rng.uniform(0.92, 1.08, 3), 0.5, 1.5)
-        self.surfaces.append(Surface(self._tile(kind, variants), self.tile_size / metres_per_tile,
+        self.surfaces.append(Surface(self._tile(kind), self.tile_size / metres_per_tile,
                                      tuple(float(t) for t in tint), object_index))
         return len(self.surfaces) - 1
 
@@ -318,8 +318,8 @@ class _SceneBuilder:
 
     def _add_person(self, add, local, base, width, height, depth, index) -> None:
         rng = self.rng
-        pants = self._surface("fabric", 0.5, index, variants=3)
-        shirt = self._surface("fabric", 0.5, index, variants=3)
+        pants = self._surface("fabric", 0.5, index)
+        shirt = self._surface("fabric", 0.5, index)
         skin_tone = np.array([0.85, 0.6, 0.45]) * rng.uniform(0.35, 1.1)
         skin = self._surface("concrete", 2.0, index, tint=np.clip(skin_tone / 0.5, 0.1, 2.0))
         leg_half = 0.24 * height
@@ -352,26 +352,28 @@ def _random_size(rng: np.random.Generator, label: str) -> tuple[float, float, fl
 
 
 def _render_frame(index: int, scene: Scene, atlas: TextureAtlas, camera: StereoCamera, origin: np.ndarray,
-                  rotation: np.ndarray, opts: SceneOptions, sensor_rng: np.random.Generator) -> StereoFrame:
+                  rotation: np.ndarray, rays, opts: SceneOptions, sensor_rng: np.random.Generator) -> StereoFrame:
     cam = camera
-    active = _solids_ahead(scene, origin, rotation)
+    active = _solids_ahead(scene, origin)
     view_scene = scene if active is None else _with_solids(scene, active)
+    intrinsics = (cam.fx, cam.fy, cam.cx, cam.cy, cam.width, cam.height)
     right_origin = origin + rotation @ np.array([cam.baseline_m, 0.0, 0.0])
-    left = render_view(view_scene, cam.fx, cam.fy, cam.cx, cam.cy, cam.width, cam.height, origin, rotation)
-    right = render_view(view_scene, cam.fx, cam.fy, cam.cx, cam.cy, cam.width, cam.height, right_origin, rotation)
+    left = render_view(view_scene, *intrinsics, origin, rotation, rays)
+    right = render_view(view_scene, *intrinsics, right_origin, rotation, rays)
 
     disparity = _visible_disparity(left.depth, right.depth, cam.fx * cam.baseline_m)
-    left_linear = _shade(left, scene, atlas, cam.fx)
-    right_linear = _shade(right, scene, atlas, cam.fx)
+    inverse_length = 1.0 / np.sqrt(rays[0] * rays[0] + rays[1] * rays[1] + rays[2] * rays[2])
+    left_linear = _shade(left, scene, atlas, cam.fx, inverse_length)
+    right_linear = _shade(right, scene, atlas, cam.fx, inverse_length)
     if opts.photometric:
         left_image, right_image = _sensor(left_linear, right_linear, sensor_rng)
     else:
-        left_image, right_image = (_encode(image) for image in (left_linear, right_linear))
-    objects = _annotate(view_scene, left, origin, rotation, cam)
-    return StereoFrame(index, left_image, right_image, disparity, left.depth.copy(), objects)
+        left_image, right_image = _encode(left_linear), _encode(right_linear)
+    objects = _annotate(view_scene, left, cam)
+    return StereoFrame(index, left_image, right_image, disparity, left.depth, objects)
 
 
-def _solids_ahead(scene: Scene, origin: np.ndarray, rotation: np.ndarray) -> list[int] | None:
+def _solids_ahead(scene: Scene, origin: np.ndarray) -> list[int] | None:
     """Solids of obstacles the camera has not driven into; None when all are kept. An obstacle whose
     footprint comes within 0.3 m of the camera is dropped (the robot would have stopped or steered)."""
     drop = set()
@@ -419,63 +421,84 @@ def _visible_disparity(left_depth: np.ndarray, right_depth: np.ndarray, fx_basel
     return np.where(visible, disparity, np.float32(0.0))
 
 
-def _shade(view: ViewBuffers, scene: Scene, atlas: TextureAtlas, fx: float) -> np.ndarray:
-    """Linear RGB of a view: trilinear texture * tint * light, sky with clouds, distance haze."""
-    surface_count = len(scene.surfaces)
-    table_tile = np.array([s.tile for s in scene.surfaces] + [scene.sky_tile], np.int32)
-    table_scale = np.array([s.texels_per_m for s in scene.surfaces] + [1.0], np.float32)
-    table_tint = np.array([s.tint for s in scene.surfaces] + [(1.0, 1.0, 1.0)], np.float32)
-    sky = view.surface < 0
-    index = np.where(sky, surface_count, view.surface)
-    scale = table_scale[index]
+def _shade(view: ViewBuffers, scene: Scene, atlas: TextureAtlas, fx: float,
+           inverse_length: np.ndarray) -> np.ndarray:
+    """Linear RGB of a view (0..1): trilinear texture * tint * light, distance haze, sky with clouds."""
+    # per-surface tables with one more entry at the end for the sky, which index -1 picks
+    tiles = np.array([s.tile for s in scene.surfaces] + [scene.sky_tile], np.int32)
+    scales = np.array([s.texels_per_m for s in scene.surfaces] + [48.0], np.float32)
+    tints = np.array([s.tint for s in scene.surfaces] + [(1.0, 1.0, 1.0)], np.float32) / 255.0
+    surface = view.surface
+    scale = np.take(scales, surface)
+    u, v = view.u * scale, view.v * scale
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        # texels under one pixel, grown at grazing incidence (half the anisotropy: sharp yet stable)
+        footprint = view.depth * scale * (np.float32(1.0 / fx) / inverse_length)
+        incidence = np.maximum(view.cosine * inverse_length, np.float32(0.05))
+        lod = np.float32(0.5) * np.log2(footprint * footprint / incidence)
     dx, dy, dz = view.directions
-    up = np.maximum(-dy, 0.02)
-    u = np.where(sky, dx / up * 64.0, view.u * scale)
-    v = np.where(sky, dz / up * 64.0, view.v * scale)
-    depth = np.where(sky, 1.0, view.depth)
-    with np.errstate(divide="ignore"):
-        lod = np.log2(np.maximum(depth * scale / fx, 1e-6)) + 0.5 * np.log2(1.0 / np.maximum(view.cosine, 0.05))
-    lod = np.where(sky, 1.5 + 2.0 * np.log2(1.0 / np.maximum(-dy / np.sqrt(dx * dx + dy * dy + dz * dz), 0.05)),
-                   lod)
-    texture = atlas.sample(table_tile[index], u, v, lod)
-    color = texture * table_tint[index] * view.light[..., None]
-    elevation = np.clip(-dy / np.sqrt(dx * dx + dy * dy + dz * dz), 0.0, 1.0)[..., None]
-    sky_color = scene.sky_horizon + (scene.sky_zenith - scene.sky_horizon) * np.sqrt(elevation)
-    cloud = texture[..., :1]
-    sky_color = sky_color * (1 - cloud) + np.float32(0.95) * cloud * (0.8 + 0.2 * elevation)
-    haze = 1.0 - np.exp(-np.where(sky, 0.0, view.depth) / scene.haze_m)[..., None]
-    color = color * (1 - haze) + scene.sky_horizon * haze
-    return np.where(sky[..., None], sky_color, color).astype(np.float32)
+    sky_rows = np.flatnonzero((surface < 0).any(axis=1))
+    sky_slice = slice(0, sky_rows[-1] + 1) if len(sky_rows) else slice(0, 0)
+    sky = surface[sky_slice] < 0
+    elevation = np.clip(-dy[sky_slice] * inverse_length[sky_slice], 0.0, 1.0)
+    if sky.any():
+        # clouds on a plane high above: the same direction shows the same cloud from both cameras
+        up = np.maximum(-dy[sky_slice], np.float32(0.02))
+        u[sky_slice] = np.where(sky, dx[sky_slice] / up * scales[-1], u[sky_slice])
+        v[sky_slice] = np.where(sky, dz[sky_slice] / up * scales[-1], v[sky_slice])
+        lod[sky_slice] = np.where(sky, 1.0 - 2.0 * np.log2(np.maximum(elevation, np.float32(0.05))),
+                                  lod[sky_slice])
+    texture = atlas.sample(np.take(tiles, surface), u, v, np.nan_to_num(lod, nan=0.0, posinf=20.0))
+    color = texture * (np.take(tints, surface, axis=0) * view.light[..., None])
+    haze = np.exp(view.depth * np.float32(-1.0 / scene.haze_m))[..., None]
+    color = (color - scene.sky_horizon) * haze + scene.sky_horizon
+    if sky.any():
+        height = elevation[..., None]
+        sky_color = scene.sky_horizon + (scene.sky_zenith - scene.sky_horizon) * np.sqrt(height)
+        cloud = texture[sky_slice, :, :1] * np.float32(1 / 255)
+        sky_color = sky_color * (1 - cloud) + np.float32(0.95) * cloud * (0.8 + 0.2 * height)
+        color[sky_slice] = np.where(sky[..., None], sky_color, color[sky_slice])
+    return color
+
+
+_ENCODE_STEPS = 4096
+_ENCODE_LUT = np.round((np.arange(_ENCODE_STEPS) / (_ENCODE_STEPS - 1)) ** (1 / 2.2) * 255).astype(np.uint8)
+# standard normal quantiles of 256 equiprobable bins: Gaussian noise from one random byte per sample
+_GAUSS_LUT = np.array([NormalDist().inv_cdf((i + 0.5) / 256) for i in range(256)], np.float32)
 
 
 def _encode(linear: np.ndarray) -> np.ndarray:
-    """Linear RGB -> 8-bit sRGB-like (gamma 1/2.2)."""
-    return np.round(np.clip(linear, 0.0, 1.0) ** (1 / 2.2) * 255.0).astype(np.uint8)
+    """Linear RGB (0..1) -> 8-bit with gamma 1/2.2, through a lookup table (pow per pixel is slow)."""
+    index = np.clip(linear * np.float32(_ENCODE_STEPS - 1) + np.float32(0.5), 0, _ENCODE_STEPS - 1)
+    return np.take(_ENCODE_LUT, index.astype(np.int32))
+
+
+@functools.lru_cache(maxsize=8)
+def _radius2(height: int, width: int) -> np.ndarray:
+    """Squared distance from the image centre, 1 at the corners (for vignetting)."""
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    return ((xx - width / 2) ** 2 + (yy - height / 2) ** 2) / ((width / 2) ** 2 + (height / 2) ** 2)
 
 
 def _sensor(left: np.ndarray, right: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """A stereo camera: common exposure and white balance, per-view gain, vignetting, optical blur and noise."""
+    """A stereo camera: common exposure and white balance; per view gain, vignetting, blur and noise."""
     exposure = rng.uniform(0.7, 1.5)
     white_balance = rng.uniform(0.9, 1.1, 3).astype(np.float32)
     read_noise, shot_noise = rng.uniform(0.002, 0.012), rng.uniform(0.0, 0.012)
-    height, width = left.shape[:2]
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    radius2 = ((xx - width / 2) ** 2 + (yy - height / 2) ** 2) / ((width / 2) ** 2 + (height / 2) ** 2)
+    radius2 = _radius2(*left.shape[:2])
     images = []
     for linear in (left, right):
-        gain = exposure * rng.uniform(0.9, 1.1)
-        vignette = 1.0 - rng.uniform(0.0, 0.3) * radius2
-        image = linear * (white_balance * np.float32(gain)) * vignette[..., None].astype(np.float32)
-        sigma = rng.uniform(0.3, 0.9)
-        image = cv2.GaussianBlur(image, (0, 0), sigma)
-        noise = rng.standard_normal(image.shape, dtype=np.float32)
-        image = image + noise * np.sqrt(read_noise ** 2 + shot_noise ** 2 * np.maximum(image, 0.0)).astype(np.float32)
-        images.append(_encode(image))
+        gain = white_balance * np.float32(exposure * rng.uniform(0.9, 1.1))
+        vignette = (1.0 - np.float32(rng.uniform(0.0, 0.3)) * radius2)[..., None]
+        image = cv2.GaussianBlur(linear * gain * vignette, (0, 0), rng.uniform(0.3, 0.9))
+        noise = np.take(_GAUSS_LUT, rng.integers(0, 256, image.shape, dtype=np.uint8))
+        sigma = np.sqrt(np.float32(read_noise ** 2) + np.float32(shot_noise ** 2) * np.maximum(image, 0.0))
+        images.append(_encode(image + noise * sigma))
     return images[0], images[1]
 
 
-def _annotate(scene: Scene, left: ViewBuffers, origin, rotation, camera: StereoCamera) -> list[ObjectAnnotation]:
-    """Boxes of the obstacles visible enough in the left view (rule: MIN_VISIBLE_FRACTION, MIN_BOX_FRACTION)."""
+def _annotate(scene: Scene, left: ViewBuffers, camera: StereoCamera) -> list[ObjectAnnotation]:
+    """Boxes of obstacles visible enough in the left view (rule: MIN_VISIBLE_FRACTION, MIN_BOX_FRACTION)."""
     if not scene.objects:
         return []
     object_of_surface = np.array([s.object_index for s in scene.surfaces] + [-1], np.int32)

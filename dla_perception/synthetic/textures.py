@@ -7,6 +7,8 @@ second view. Mip-mapping (trilinear) keeps distant ground from aliasing into vie
 
 from __future__ import annotations
 
+import functools
+
 import cv2
 import numpy as np
 
@@ -252,53 +254,75 @@ _MAKERS = {
 }
 
 
+@functools.lru_cache(maxsize=160)
+def tile_mips(kind: str, variant: int, size: int) -> tuple[np.ndarray, ...]:
+    """Variant number `variant` of a texture kind as uint8 mip levels (size, size/2, ... 8), each padded by
+    wrapping. Cached: scenes draw their textures from a fixed pool of variants per kind, which makes a new
+    scene cheap while tints and scales still make every scene's surfaces differ."""
+    seed = [TILE_KINDS.index(kind) if kind in TILE_KINDS else 0, int(variant), int(size)]
+    tile = make_tile(kind, np.random.default_rng(seed), size)
+    levels = []
+    for level in range(int(np.log2(size)) - 2):
+        if level:
+            tile = cv2.resize(tile, (size >> level, size >> level), interpolation=cv2.INTER_AREA)
+        padded = np.pad(tile, ((_PAD, _PAD), (_PAD, _PAD), (0, 0)), mode="wrap")
+        levels.append(np.round(padded * 255).astype(np.uint8))
+    for level in levels:
+        level.setflags(write=False)
+    return tuple(levels)
+
+
 class TextureAtlas:
     """All tiles of a scene and their mip levels in one uint8 image, so that shading a whole view is two
     `cv2.remap` calls (trilinear filtering) whatever the number of materials."""
 
-    def __init__(self, tiles: list[np.ndarray]):
+    def __init__(self, tiles: list[tuple[np.ndarray, ...]]):
+        """tiles: per tile its padded uint8 mip levels, as tile_mips returns them."""
         if not tiles:
             raise ValueError("an atlas needs at least one tile")
-        self.tile_size = size = tiles[0].shape[0]
-        self.levels = int(np.log2(size)) - 2  # down to 8x8 texels
+        self.tile_size = size = tiles[0][0].shape[0] - 2 * _PAD
+        self.levels = len(tiles[0])
         widths = [(size >> level) + 2 * _PAD for level in range(self.levels)]
-        self._level_x = np.cumsum([0, *widths[:-1]]).astype(np.float32)
+        self._level_x = np.cumsum([0, *widths[:-1]]).astype(np.float32) + _PAD - 0.5
         self._level_size = np.array([size >> level for level in range(self.levels)], np.float32)
-        row_height = size + 2 * _PAD
-        self._tile_y = np.arange(len(tiles), dtype=np.float32) * row_height
-        atlas = np.zeros((row_height * len(tiles), sum(widths), 3), np.uint8)
-        for index, tile in enumerate(tiles):
-            if tile.shape != (size, size, 3):
-                raise ValueError(f"tile {index} has shape {tile.shape}, expected {(size, size, 3)}")
-            level_image = tile
-            for level in range(self.levels):
-                if level:
-                    level_image = cv2.resize(level_image, (size >> level, size >> level),
-                                             interpolation=cv2.INTER_AREA)
-                padded = np.pad(level_image, ((_PAD, _PAD), (_PAD, _PAD), (0, 0)), mode="wrap")
-                y0, x0 = int(self._tile_y[index]), int(self._level_x[level])
-                atlas[y0:y0 + padded.shape[0], x0:x0 + padded.shape[1]] = np.round(padded * 255)
+        self._level_scale = np.array([0.5 ** level for level in range(self.levels)], np.float32)
+        # tiles on a grid of cells, each cell one tile's levels side by side (remap wants < 32767 px sides)
+        cell_height, cell_width = size + 2 * _PAD, sum(widths)
+        columns = max(1, int(np.ceil(np.sqrt(len(tiles) * cell_height / cell_width))))
+        rows = -(-len(tiles) // columns)
+        index = np.arange(len(tiles))
+        self._tile_x = ((index % columns) * cell_width).astype(np.float32)
+        self._tile_y = ((index // columns) * cell_height).astype(np.float32) + _PAD - 0.5
+        atlas = np.zeros((rows * cell_height, columns * cell_width, 3), np.uint8)
+        for index, levels in enumerate(tiles):
+            if len(levels) != self.levels or levels[0].shape[0] != size + 2 * _PAD:
+                raise ValueError(f"tile {index} does not match the size of the first tile ({size})")
+            y0 = int(self._tile_y[index] + 0.5) - _PAD
+            for level, image in enumerate(levels):
+                x0 = int(self._tile_x[index]) + int(self._level_x[level] + 0.5) - _PAD
+                atlas[y0:y0 + image.shape[0], x0:x0 + image.shape[1]] = image
         self.image = atlas
 
     def sample(self, tile: np.ndarray, u: np.ndarray, v: np.ndarray, lod: np.ndarray) -> np.ndarray:
-        """Trilinear samples, HxWx3 float32 in [0, 1].
+        """Trilinear samples, HxWx3 float32 in [0, 255].
 
         tile: HxW int index of the tile per pixel; u, v: level-0 texel coordinates (any real value, the
         tile repeats); lod: mip level per pixel (0 = full resolution, fractional values blend).
         """
-        lod = np.clip(lod, 0.0, self.levels - 1.0001).astype(np.float32)
+        lod = np.clip(lod, np.float32(0.0), np.float32(self.levels - 1.0001))
         low = lod.astype(np.int32)
-        blend = (lod - low)[..., None]
-        tile_y = self._tile_y[tile]
-        result = None
-        for level, weight in ((low, 1.0 - blend), (low + 1, blend)):
-            scale = np.float32(0.5) ** level.astype(np.float32)
-            size = self._level_size[level]
-            map_x = np.mod(u * scale, size) + (self._level_x[level] + _PAD)
-            map_y = np.mod(v * scale, size) + (tile_y + _PAD)
-            # remap reads texel centres at integer coordinates; the -0.5 keeps texel i over [i, i+1)
-            sampled = cv2.remap(self.image, map_x - 0.5, map_y - 0.5, cv2.INTER_LINEAR,
-                                borderMode=cv2.BORDER_REPLICATE)
-            contribution = sampled.astype(np.float32) * weight
-            result = contribution if result is None else result + contribution
-        return result * np.float32(1 / 255)
+        blend = lod - low
+        tile_x, tile_y = np.take(self._tile_x, tile), np.take(self._tile_y, tile)
+        samples = []
+        for level in (low, low + 1):
+            scale = np.take(self._level_scale, level)
+            size = np.take(self._level_size, level)
+            x, y = u * scale, v * scale
+            # wrap into the tile (x mod size, cheaper than np.mod); remap reads texel i's centre at i, the
+            # offsets hold -0.5 so that texel i covers [i, i+1) in texture coordinates
+            map_x = x - np.floor(x / size) * size + (np.take(self._level_x, level) + tile_x)
+            map_y = y - np.floor(y / size) * size + tile_y
+            samples.append(cv2.remap(self.image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE))
+        low_sample, high_sample = samples
+        weight = blend[..., None]
+        return low_sample * (1.0 - weight) + high_sample * weight
