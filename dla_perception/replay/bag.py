@@ -205,23 +205,29 @@ class InputBag:
             index += 1
             return frame
 
-        for message in self._messages():
-            if message.topic in (LEFT_INFO, RIGHT_INFO):
-                latest_info[message.topic] = message
-            pending.setdefault(message.stamp_ns, {})[message.topic] = message
-            if message.topic == LEFT_IMAGE:
-                for stamp in sorted(s for s in pending if s < message.stamp_ns):
-                    frame = complete(stamp)
+        error: BagError | None = None
+        try:
+            for message in self._messages():
+                if message.topic in (LEFT_INFO, RIGHT_INFO):
+                    latest_info[message.topic] = message
+                pending.setdefault(message.stamp_ns, {})[message.topic] = message
+                if message.topic == LEFT_IMAGE:
+                    for stamp in sorted(s for s in pending if s < message.stamp_ns):
+                        frame = complete(stamp)
+                        if frame is not None:
+                            yield frame
+                while len(pending) > PAIRING_WINDOW:
+                    frame = complete(min(pending))
                     if frame is not None:
                         yield frame
-            while len(pending) > PAIRING_WINDOW:
-                frame = complete(min(pending))
-                if frame is not None:
-                    yield frame
+        except BagError as exc:  # the frames completed before the damage still count
+            error = exc
         for stamp in sorted(pending):
             frame = complete(stamp)
             if frame is not None:
                 yield frame
+        if error is not None:
+            raise error
 
     def close(self) -> None:
         try:
