@@ -5,7 +5,7 @@ Exact rewrites (applied by default; verified in onnxruntime by `verify.py`):
 - ReduceMean over H and/or W -> AveragePool (chained the same way)
 - MaxPool / AveragePool windows over 8 -> chains of smaller pools
 - MatMul / Gemm with constant weights -> 1x1 Convolution between reshapes
-- Softmax behind a Transpose -> Softmax on the untransposed axis, then the Transpose
+- Softmax behind Transposes/Reshapes -> Softmax on the 4-D tensor's matching axis, then the Transpose
 - clean-ups those leave behind: reshape pairs that cancel, transposes that cancel or merge
 
 Approximate rewrites (only on request): linear (bilinear) Resize -> nearest.
@@ -27,6 +27,7 @@ from dla_perception.dla.graph import (
     is_constant,
     is_static,
     load_graph,
+    lower_ir_version,
     shape_of,
 )
 
@@ -148,13 +149,12 @@ def fix_global_pooling(graph: gs.Graph, edit: _Editor, outcome: FixOutcome) -> N
             continue
         height, width = shape[2], shape[3]
         if height <= MAX_WINDOW and width <= MAX_WINDOW:
-            windows = [(height, width)]
-        else:
-            split_h, split_w = split_window(height), split_window(width)
-            if split_h is None or split_w is None:
-                outcome.skipped.append(f"{node.name}: {height}x{width} does not factor into windows <= 8")
-                continue
-            windows = _pair(split_h, split_w)
+            continue  # already a DLA pooling
+        split_h, split_w = split_window(height), split_window(width)
+        if split_h is None or split_w is None:
+            outcome.skipped.append(f"{node.name}: {height}x{width} does not factor into windows <= 8")
+            continue
+        windows = _pair(split_h, split_w)
         op = "AveragePool" if node.op == "GlobalAveragePool" else "MaxPool"
         _pool_chain(edit, op, node.name, node.inputs[0], windows, _detach(node))
         outcome.applied.append(Rewrite("global-pooling", node.name, f"{op} windows {windows}"))
@@ -304,28 +304,56 @@ def fix_matmul(graph: gs.Graph, edit: _Editor, outcome: FixOutcome) -> None:
         outcome.applied.append(Rewrite("matmul-to-conv", node.name, detail))
 
 
-def fix_softmax_transpose(graph: gs.Graph, edit: _Editor, outcome: FixOutcome, opset: int) -> None:
-    for node in list(graph.nodes):
-        if node.op != "Softmax" or not node.inputs[0].inputs or node.inputs[0].inputs[0].op != "Transpose":
-            continue
-        transpose = node.inputs[0].inputs[0]
-        shape = shape_of(node.inputs[0])
-        perm = list(transpose.attrs.get("perm", []))
-        if shape is None or not perm:
-            continue
-        rank = len(shape)
-        axis = int(node.attrs.get("axis", 1 if opset < 13 else -1)) % rank
-        if opset < 13 and axis != rank - 1:
-            outcome.skipped.append(f"{node.name}: opset {opset} Softmax over flattened axes")
-            continue
-        if perm[axis] == axis:
-            continue
-        output = _detach(node)
-        moved = edit.variable(f"{node.name}_untransposed", transpose.inputs[0], shape_of(transpose.inputs[0]))
-        edit.node("Softmax", node.name + "_moved", [transpose.inputs[0]], [moved], axis=perm[axis])
-        edit.node("Transpose", f"{transpose.name}_after_softmax", [moved], [output], perm=perm)
-        detail = f"Softmax on axis {perm[axis]} before the Transpose"
-        outcome.applied.append(Rewrite("softmax-transposed-axis", node.name, detail))
+def _matching_axis(before: Sequence[int], after: Sequence[int], axis: int) -> int | None:
+    """The axis of `before` that a reshape to `after` keeps intact as `after`'s axis, or None."""
+    leading = int(np.prod(after[:axis]))
+    for index in range(len(before)):
+        if int(np.prod(before[:index])) == leading and before[index] == after[axis]:
+            return index
+    return None
+
+
+def _move_softmax_up(edit: _Editor, node: gs.Node, opset: int, outcome: FixOutcome) -> bool:
+    """Softmax(Transpose(x)) -> Transpose(Softmax(x)); Softmax(Reshape(x)) -> Reshape(Softmax(x)) when the
+    reshape keeps the softmax axis whole. Exact; it brings the Softmax back to a 4-D tensor and the
+    transposes/reshapes together, where the clean-ups cancel them."""
+    producer = node.inputs[0].inputs[0] if node.inputs[0].inputs else None
+    shape = shape_of(node.inputs[0])
+    if producer is None or not is_static(shape) or producer.op not in ("Transpose", *RESHAPES):
+        return False
+    source = producer.inputs[0]
+    source_shape = shape_of(source)
+    if not is_static(source_shape) or len(source_shape) != 4:
+        return False
+    rank = len(shape)
+    axis = int(node.attrs.get("axis", 1 if opset < 13 else -1)) % rank
+    if producer.op == "Transpose":
+        perm = list(producer.attrs.get("perm", reversed(range(rank))))
+        new_axis = perm[axis]
+    else:
+        new_axis = _matching_axis(source_shape, shape, axis)
+    if new_axis in (None, 0) or (opset < 13 and (axis != rank - 1 or new_axis != len(source_shape) - 1)):
+        return False
+    output = _detach(node)
+    moved = edit.variable(f"{node.name}_moved", source, source_shape)
+    edit.node("Softmax", f"{node.name}_moved", [source], [moved], axis=new_axis)
+    if producer.op == "Transpose":
+        edit.node("Transpose", f"{producer.name}_after_softmax", [moved], [output], perm=perm)
+        fix = "softmax-transposed-axis"
+    else:
+        edit.reshape(f"{producer.name}_after_softmax", moved, shape, output)
+        fix = "softmax-before-reshape"
+    detail = f"Softmax on axis {new_axis} of the 4-D tensor before the {producer.op}"
+    outcome.applied.append(Rewrite(fix, node.name, detail))
+    return True
+
+
+def fix_softmax_placement(graph: gs.Graph, edit: _Editor, outcome: FixOutcome, opset: int) -> None:
+    for _ in range(8):  # each round moves every Softmax one Transpose/Reshape up
+        moved = [_move_softmax_up(edit, n, opset, outcome) for n in list(graph.nodes) if n.op == "Softmax"]
+        graph.cleanup(remove_unused_graph_inputs=False)
+        if not any(moved):
+            return
 
 
 # --- clean-ups (exact) ----------------------------------------------------------------------------------
@@ -335,7 +363,13 @@ def _bypass(graph: gs.Graph, edit: _Editor, node: gs.Node, source: gs.Tensor) ->
     """Make node's consumers read `source` instead; keeps graph output names via an Identity."""
     output = _detach(node)
     if output in graph.outputs:
-        edit.node("Identity", node.name + "_identity", [source], [output])
+        if source.inputs and source not in graph.outputs:  # the source takes over the output's name
+            name = output.name
+            output.name = edit.name(f"{name}_replaced")
+            source.name = name
+            graph.outputs[graph.outputs.index(output)] = source
+        else:
+            edit.node("Identity", node.name + "_identity", [source], [output])
         return
     for consumer in list(output.outputs):
         for index, tensor in enumerate(consumer.inputs):
@@ -408,6 +442,7 @@ def fix_resize_nearest(graph: gs.Graph, edit: _Editor, outcome: FixOutcome) -> N
 def _export(graph: gs.Graph) -> onnx.ModelProto:
     graph.cleanup(remove_unused_graph_inputs=False).toposort()
     model = gs.export_onnx(graph)
+    lower_ir_version(model)
     return onnx.shape_inference.infer_shapes(model, data_prop=True)
 
 
@@ -430,13 +465,15 @@ def fix_model(
     loaded = load_graph(model_or_path)
     opset = loaded.opset
     model = gs.export_onnx(loaded.graph)
+    lower_ir_version(model)
     exact = FixOutcome(model)
     passes: list[Callable] = [
-        lambda g, e, o: fix_softmax_transpose(g, e, o, opset),
+        lambda g, e, o: fix_softmax_placement(g, e, o, opset),
         fix_global_pooling,
         lambda g, e, o: fix_reduce_mean(g, e, o, opset),
         fix_large_pooling,
         fix_matmul,
+        clean_reshapes,
         clean_transposes,
         clean_reshapes,
     ]

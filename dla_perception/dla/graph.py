@@ -17,6 +17,9 @@ import onnx_graphsurgeon as gs
 
 Shape = tuple  # of int (static) or str/None (dynamic or unknown)
 
+# onnx-graphsurgeon logs folding hiccups as warnings on stdout; the analysis reports what matters itself.
+gs.logger.G_LOGGER.severity = gs.logger.G_LOGGER.ERROR
+
 
 @dataclass
 class LoadedGraph:
@@ -31,14 +34,29 @@ class LoadedGraph:
 def load_model(model_or_path: onnx.ModelProto | str | Path) -> tuple[onnx.ModelProto, str]:
     """A private copy of the model and a printable name for it; ValueError for unreadable input."""
     if isinstance(model_or_path, onnx.ModelProto):
-        return copy.deepcopy(model_or_path), "<model>"
-    path = Path(model_or_path)
-    if not path.is_file():
-        raise ValueError(f"no ONNX file at {path}")
+        model, source = copy.deepcopy(model_or_path), "<model>"
+    else:
+        path = Path(model_or_path)
+        if not path.is_file():
+            raise ValueError(f"no ONNX file at {path}")
+        try:
+            model, source = onnx.load(str(path)), str(path)
+        except Exception as exc:  # protobuf raises a variety of errors on non-ONNX bytes
+            raise ValueError(f"{path} is not a readable ONNX model: {exc}") from exc
+    if not model.graph.node:
+        raise ValueError(f"{source} has no nodes")
+    lower_ir_version(model)
+    return model, source
+
+
+def lower_ir_version(model: onnx.ModelProto) -> None:
+    """Use the lowest IR version the opsets allow: a fresh onnx writes IR versions that onnxruntime (used
+    for folding and verification) and TensorRT's parser do not read yet; the graph is unchanged."""
     try:
-        return onnx.load(str(path)), str(path)
-    except Exception as exc:  # protobuf raises a variety of errors on non-ONNX bytes
-        raise ValueError(f"{path} is not a readable ONNX model: {exc}") from exc
+        needed = onnx.helper.find_min_ir_version_for(list(model.opset_import), ignore_unknown=True)
+    except Exception:
+        return
+    model.ir_version = min(model.ir_version, max(needed, 3))
 
 
 def default_opset(model: onnx.ModelProto) -> int:
@@ -76,8 +94,12 @@ def load_graph(model_or_path: onnx.ModelProto | str | Path, fold: bool = True) -
     graph = gs.import_onnx(model)
     if fold:
         try:
-            graph.fold_constants(fold_shapes=True, error_ok=True)
-            graph.cleanup(remove_unused_graph_inputs=False)
+            for _ in range(4):  # folding shapes exposes more constants: repeat until nothing changes
+                count = len(graph.nodes)
+                graph.fold_constants(fold_shapes=True, error_ok=True)
+                graph.cleanup(remove_unused_graph_inputs=False)
+                if len(graph.nodes) == count:
+                    break
             model = infer_shapes(gs.export_onnx(graph), warnings)
             graph = gs.import_onnx(model)
         except Exception as exc:

@@ -3,10 +3,13 @@ random inputs, and the largest absolute difference over all outputs is reported.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
 import onnx
+
+from dla_perception.dla.graph import lower_ir_version
 
 # Exact rewrites only reorder float additions (pool chains, 1x1 convolutions): allow rounding noise.
 EXACT_TOLERANCE = 1e-4
@@ -56,6 +59,8 @@ def random_inputs(model: onnx.ModelProto, rng: np.random.Generator) -> dict[str,
 def _session(model: onnx.ModelProto):
     import onnxruntime
 
+    model = copy.deepcopy(model)
+    lower_ir_version(model)
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
