@@ -50,15 +50,16 @@ def test_yolov8_decoding_matches_hand_computation():
 def test_native_decoding_matches_hand_computation():
     # 16x16 input, stride 8: 2x2 cells; 1 class. Cell (row 0, col 1) has its centre at (12, 4).
     stride8 = np.zeros((1, 6, 2, 2), np.float32)
-    stride8[0, :, 0, 1] = [math.log(0.5), math.log(0.25), 0.0, math.log(2), 0.5, 0.8]
-    # stride 16: one cell centred at (8, 8), distances 16 px each way
+    stride8[0, :, 0, 1] = [0.25, -0.5, math.log(2), math.log(0.5), 0.5, 0.8]
+    # stride 16: one cell centred at (8, 8), a 16x16 box
     stride16 = np.zeros((1, 6, 1, 1), np.float32)
     stride16[0, :, 0, 0] = [0, 0, 0, 0, 1.0, 0.3]
     boxes, class_scores = decode_native([stride8, stride16], [8, 16])
     assert boxes.shape == (5, 4)
-    np.testing.assert_allclose(boxes[1], [8, 2, 20, 20], atol=1e-5)  # distances 4, 2, 8, 16
+    # cx = (1 + 0.5 + 0.25) * 8 = 14, cy = (0 + 0.5 - 0.5) * 8 = 0, w = 2 * 8 = 16, h = 0.5 * 8 = 4
+    np.testing.assert_allclose(boxes[1], [6, -2, 22, 2], atol=1e-5)
     np.testing.assert_allclose(class_scores[1], [0.4], atol=1e-6)
-    np.testing.assert_allclose(boxes[4], [-8, -8, 24, 24], atol=1e-5)
+    np.testing.assert_allclose(boxes[4], [0, 0, 16, 16], atol=1e-5)
     np.testing.assert_allclose(class_scores[4], [0.3], atol=1e-6)
 
 

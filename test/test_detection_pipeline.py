@@ -23,9 +23,9 @@ LABELS = ["box", "post"]
 def native_outputs() -> dict[str, np.ndarray]:
     """64x48 input, strides 8 (8x6 grid) and 16 (4x3 grid), 2 classes."""
     stride8 = np.zeros((1, 7, 6, 8), np.float32)
-    stride8[0, :, 2, 3] = [0, 0, 0, 0, 1.0, 0.2, 0.9]  # centre (28, 20), 8 px each way -> [20, 12, 36, 28]
+    stride8[0, :, 2, 3] = [0, 0, math.log(2), math.log(2), 1.0, 0.2, 0.9]  # centre (28, 20), 16x16 box
     stride16 = np.zeros((1, 7, 3, 4), np.float32)
-    stride16[0, :, 0, 0] = [math.log(2)] * 4 + [0.6, 0.5, 0.0]  # centre (8, 8), 32 px -> [-24, -24, 40, 40]
+    stride16[0, :, 0, 0] = [0, 0, math.log(4), math.log(4), 0.6, 0.5, 0.0]  # centre (8, 8), 64x64 box
     return {"stride16": stride16, "stride8": stride8}  # deliberately not in stride order
 
 

@@ -10,10 +10,11 @@ Formats:
   wh = exp(o_wh) * stride, score = objectness * class score.
 - `yolov8`: one output [1, 4 + C, N] (cx, cy, w, h in network pixels, C class scores), as Ultralytics exports.
 - `native` (the project's own detector): one output per stride, [1, 5 + C, H / stride, W / stride]:
-  channels 0-3 = log of the distances from the cell centre ((col + 0.5) * stride, (row + 0.5) * stride) to
-  the left, top, right and bottom box edges in units of the stride (distance = exp(v) * stride),
-  channel 4 = objectness probability, channels 5.. = class probabilities; score = objectness * class.
-  Keeping exp and the grid outside the network keeps the graph convolution-only (DLA-friendly).
+  channels 0-1 = the box centre's offset from the cell centre in strides,
+  cx = (col + 0.5 + v0) * stride, cy = (row + 0.5 + v1) * stride; channels 2-3 = log of the box width and
+  height in strides, w = exp(v2) * stride, h = exp(v3) * stride; channel 4 = objectness probability,
+  channels 5.. = class probabilities; score = objectness * class. Keeping exp and the grid outside the
+  network keeps the graph convolution-only (DLA-friendly).
 """
 
 from __future__ import annotations
@@ -81,10 +82,9 @@ def decode_native(outputs: Sequence[np.ndarray], strides: Sequence[int]) -> tupl
         channels, height, width = output.shape[1:]
         maps = output[0].reshape(channels, height * width).T.astype(np.float64)
         gx, gy = _grid(height, width)
-        cx, cy = (gx + 0.5) * stride, (gy + 0.5) * stride
-        distances = np.exp(np.minimum(maps[:, :4], _MAX_LOG_SIZE)) * stride
-        all_boxes.append(np.stack([cx - distances[:, 0], cy - distances[:, 1],
-                                   cx + distances[:, 2], cy + distances[:, 3]], axis=1))
+        cx, cy = (gx + 0.5 + maps[:, 0]) * stride, (gy + 0.5 + maps[:, 1]) * stride
+        sizes = np.exp(np.minimum(maps[:, 2:4], _MAX_LOG_SIZE)) * stride
+        all_boxes.append(_centre_size_to_corners(cx, cy, sizes[:, 0], sizes[:, 1]))
         all_scores.append(maps[:, 4:5] * maps[:, 5:])
     return np.concatenate(all_boxes), np.concatenate(all_scores)
 
