@@ -123,14 +123,21 @@ class Health:
             if due:
                 self._last_log[counter] = now
         if due:
-            (self._logger.error if level >= ERROR else self._logger.warning)(f"{counter}: {message}")
+            self._log(level, f"{counter}: {message}")
 
     def set_condition(self, key: str, level: int, message: str) -> None:
         with self._lock:
             changed = self.conditions.get(key, (OK, ""))[1] != message
             self.conditions[key] = (level, message)
         if changed:
-            (self._logger.error if level >= ERROR else self._logger.warning)(message)
+            self._log(level, message)
+
+    def _log(self, level: int, message: str) -> None:
+        # Two call sites on purpose: rclpy refuses one call site logging at different severities.
+        if level >= ERROR:
+            self._logger.error(message)
+        else:
+            self._logger.warning(message)
 
     def clear_condition(self, key: str) -> None:
         with self._lock:
