@@ -8,7 +8,6 @@ execution providers when installed) and native TensorRT 10 (gpu, dla0, dla1).
 from __future__ import annotations
 
 import abc
-import importlib.util
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,13 +66,11 @@ class Engine(abc.ABC):
 
 def tensorrt_importable() -> bool:
     """True when a real `tensorrt` module imports (the registry stubs raise on import)."""
-    if importlib.util.find_spec("tensorrt") is None:
-        return False
     try:
-        import tensorrt  # noqa: F401
+        import tensorrt
     except Exception:
         return False
-    return True
+    return hasattr(tensorrt, "Builder")
 
 
 def create_engine(
