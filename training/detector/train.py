@@ -162,6 +162,11 @@ def train(args: argparse.Namespace) -> None:
     print(f"rendered in {render_s:.0f} s: {objects} objects, "
           f"{int(targets_np[:, 4].sum())} positive cells", flush=True)
 
+    train_seconds = args.train_seconds
+    if args.total_seconds:  # keep rendering + training inside a fixed wall-clock budget
+        train_seconds = max(30.0, min(train_seconds, args.total_seconds - render_s))
+    print(f"training for {train_seconds:.0f} s", flush=True)
+
     images = torch.from_numpy(images_np).to(device)  # N, H, W, 3 uint8
     targets = torch.from_numpy(targets_np).to(device)
     cell_x = torch.from_numpy(CELL_X).float().to(device)
@@ -177,9 +182,9 @@ def train(args: argparse.Namespace) -> None:
     generator = torch.Generator(device="cpu").manual_seed(args.torch_seed)
     while True:
         elapsed = time.time() - start
-        if elapsed >= args.train_seconds or (args.max_steps and step >= args.max_steps):
+        if elapsed >= train_seconds or (args.max_steps and step >= args.max_steps):
             break
-        progress = elapsed / args.train_seconds
+        progress = elapsed / train_seconds
         warmup = min(1.0, (step + 1) / 200)
         lr = args.lr * warmup * 0.5 * (1 + math.cos(math.pi * progress))
         for group in optimizer.param_groups:
@@ -275,6 +280,8 @@ def main() -> None:
     parser.add_argument("--train-frames", type=int, default=3600)
     parser.add_argument("--train-seed-start", type=int, default=0)
     parser.add_argument("--train-seconds", type=float, default=240.0, help="wall-clock training budget")
+    parser.add_argument("--total-seconds", type=float, default=0.0,
+                        help="cap rendering + training together (0: off); training gets what is left")
     parser.add_argument("--max-steps", type=int, default=0,
                         help="stop earlier after this many steps (0: off)")
     parser.add_argument("--batch", type=int, default=32)
