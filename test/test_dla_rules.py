@@ -355,6 +355,10 @@ def test_report_to_dict_is_json_able_and_complete():
     assert data["passes_strict"] and data["counts"]["dla_layers"] == 1
     assert {"nodes", "subgraphs", "boundaries", "verdict", "findings", "trt_version"} <= set(data)
     assert data["nodes"][0]["device"] == "DLA" and data["nodes"][0]["source"]
+    # the same keys as the engine build's placement report, so prediction and build compare directly
+    assert data["placement"]["DLA"] == 1 and data["placement"]["GPU"] == 0
+    assert data["placement"]["dla_subgraph_names"] == ["{ForeignNode[n...n]}"]
+    assert data["placement"]["verdict"].startswith("DLA: ")
 
 
 def test_yolox_nano_is_analysed(shared_data):

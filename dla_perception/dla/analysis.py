@@ -143,6 +143,19 @@ class Report:
             f"DLA<->GPU boundaries ({where})"
         )
 
+    def placement(self) -> dict[str, Any]:
+        """The prediction in the shape of the engine build's placement report
+        (`runtime.tensorrt_engine.placement_report`), so the two can be put side by side."""
+        return {
+            "DLA": len(self.dla_layers),
+            "GPU": len(self.gpu_layers),
+            "subgraphs": len(self.subgraphs),
+            "boundaries": len(self.device_boundaries),
+            "dla_subgraph_names": [f"{{ForeignNode[{s.nodes[0]}...{s.nodes[-1]}]}}" for s in self.subgraphs],
+            "gpu_layer_names": [n.name for n in self.gpu_layers],
+            "verdict": self.verdict,
+        }
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "model": self.model,
@@ -153,6 +166,7 @@ class Report:
             "verdict": self.verdict,
             "passes_strict": self.passes_strict,
             "counts": self.counts(),
+            "placement": self.placement(),
             "findings": list(self.findings),
             "warnings": list(self.warnings),
             "nodes": [asdict(n) for n in self.nodes],
