@@ -165,6 +165,17 @@ def inspector_layer_names(trt: ModuleType, engine: Any) -> list[str]:
     return names
 
 
+def inspect_plan(trt: ModuleType, plan: bytes, core: str, dla_layers: int | None = None) -> dict[str, Any]:
+    """Deserialize `plan` on its core (no buffers, no context) and return its placement report."""
+    runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+    if core.startswith("dla"):
+        runtime.DLA_core = int(core[3:])
+    engine = runtime.deserialize_cuda_engine(plan)
+    if engine is None:
+        raise EngineError(f"TensorRT could not deserialize the plan it built for {core}")
+    return placement_report(inspector_layer_names(trt, engine), dla_layers)
+
+
 # -- INT8 calibration -------------------------------------------------------------------------------
 
 
