@@ -14,6 +14,7 @@ import sys
 from dla_perception import __version__
 
 SUBCOMMANDS = (
+    "dla_perception.tools.build_engine",
     "dla_perception.tools.devices",
     "dla_perception.tools.detect",
     "dla_perception.tools.dla_check",
