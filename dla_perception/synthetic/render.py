@@ -200,6 +200,12 @@ def render_view(scene: Scene, fx: float, fy: float, cx: float, cy: float, width:
 
 
 def _cast_facade(writer: _Writer, facade: Facade, scene: Scene, ox, oy, oz, dx, dy, dz) -> None:
+    side = 1.0 if facade.x_m > ox else -1.0
+    columns = np.flatnonzero((dx * side > 0).any(axis=0))  # only rays heading towards the plane can hit it
+    if not len(columns):
+        return
+    window = (slice(None), slice(int(columns[0]), int(columns[-1]) + 1))
+    dx, dy, dz = dx[window], dy[window], dz[window]
     t = (facade.x_m - ox) / dx
     t = np.where(t >= NEAR_M, t, np.float32(np.inf))
     hz = oz + t * dz
@@ -209,10 +215,8 @@ def _cast_facade(writer: _Writer, facade: Facade, scene: Scene, ox, oy, oz, dx, 
     segment = np.clip(segment, 0, len(facade.heights_m) - 1)
     inside &= hy >= -facade.heights_m.astype(np.float32)[segment]
     t = np.where(inside, t, np.float32(np.inf))
-    normal_x = 1.0 if facade.x_m < ox else -1.0
-    light = np.float32(scene.ambient + scene.sun_strength * max(0.0, normal_x * float(scene.sun[0])))
-    writer.write((slice(None), slice(None)), t, facade.surfaces[segment].astype(np.int32), hz, hy, light,
-                 np.abs(dx))
+    light = np.float32(scene.ambient + scene.sun_strength * max(0.0, -side * float(scene.sun[0])))
+    writer.write(window, t, facade.surfaces[segment].astype(np.int32), hz, hy, light, np.abs(dx))
 
 
 def intersect_solid(solid: Solid, ox, oy, oz, dx, dy, dz):
@@ -349,16 +353,18 @@ def _shadow_ground(buffers: ViewBuffers, scene: Scene, origin, rotation, intrins
     shadow_light = np.float32(scene.ambient)
     gx, gz = buffers.u, buffers.v  # ground surface coordinates are world x, z
     sun_x, sun_y, sun_z = (float(c) for c in sun)
+    ground_rows = np.flatnonzero(is_ground.any(axis=1))
+    rows = (slice(int(ground_rows[0]), int(ground_rows[-1]) + 1), slice(None))
     for facade in scene.facades:
-        if abs(sun_x) < 1e-6:
-            continue
-        s = (float(facade.x_m) - gx) * (1.0 / sun_x)  # along the sun ray from the ground to the facade plane
-        hit_z = gz + s * sun_z
+        if (facade.x_m - origin[0]) * sun_x <= 0:
+            continue  # the sun is on the street's side of this facade: its shadow falls behind it
+        s = (float(facade.x_m) - gx[rows]) * (1.0 / sun_x)  # along the sun ray from the ground to the facade
+        hit_z = gz[rows] + s * sun_z
         edges = facade.z_edges.astype(np.float32)
         segment = np.clip(np.searchsorted(edges, hit_z) - 1, 0, len(facade.heights_m) - 1)
-        shaded = is_ground & (s > 0) & (hit_z >= edges[0]) & (hit_z <= edges[-1])
+        shaded = is_ground[rows] & (s > 0) & (hit_z >= edges[0]) & (hit_z <= edges[-1])
         shaded &= s * -sun_y <= facade.heights_m.astype(np.float32)[segment]
-        buffers.light = np.where(shaded, shadow_light, buffers.light)
+        buffers.light[rows] = np.where(shaded, shadow_light, buffers.light[rows])
     for solid in scene.solids:
         corners = solid.corners()
         shadow_corners = corners - (corners[:, 1:2] / sun[1]) * sun[None, :]

@@ -27,7 +27,7 @@ from dla_perception.synthetic.render import (
     pixel_rays,
     render_view,
 )
-from dla_perception.synthetic.textures import TextureAtlas, tile_mips
+from dla_perception.synthetic.textures import TextureAtlas, lookup, tile_mips
 
 OBSTACLE_CLASSES: tuple[str, ...] = ("box", "post", "bin", "person")
 
@@ -423,22 +423,27 @@ def _visible_disparity(left_depth: np.ndarray, right_depth: np.ndarray, fx_basel
 
 def _shade(view: ViewBuffers, scene: Scene, atlas: TextureAtlas, fx: float,
            inverse_length: np.ndarray) -> np.ndarray:
-    """Linear RGB of a view (0..1): trilinear texture * tint * light, distance haze, sky with clouds."""
+    """Linear RGB of a view (0..1): trilinear texture * tint * light, distance haze, sky with clouds.
+
+    Three-channel work goes through OpenCV (cvtColor to expand, multiply with per-channel scalars):
+    numpy's broadcasting of HxW or (3,) over HxWx3 is several times slower.
+    """
     # per-surface tables with one more entry at the end for the sky, which index -1 picks
-    tiles = np.array([s.tile for s in scene.surfaces] + [scene.sky_tile], np.int32)
+    tiles = np.array([s.tile for s in scene.surfaces] + [scene.sky_tile], np.float32)
     scales = np.array([s.texels_per_m for s in scene.surfaces] + [48.0], np.float32)
     tints = np.array([s.tint for s in scene.surfaces] + [(1.0, 1.0, 1.0)], np.float32) / 255.0
     surface = view.surface
-    scale = np.take(scales, surface)
+    index = surface.astype(np.uint8) if len(scene.surfaces) < 255 else surface  # uint8: -1 -> 255, the sky
+    scale = lookup(scales, index)
     u, v = view.u * scale, view.v * scale
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         # texels under one pixel, grown at grazing incidence (half the anisotropy: sharp yet stable)
         footprint = view.depth * scale * (np.float32(1.0 / fx) / inverse_length)
         incidence = np.maximum(view.cosine * inverse_length, np.float32(0.05))
-        lod = np.float32(0.5) * np.log2(footprint * footprint / incidence)
+        lod = np.float32(0.5 / np.log(2.0)) * cv2.log(np.minimum(footprint * footprint / incidence, 1e12))
     dx, dy, dz = view.directions
     sky_rows = np.flatnonzero((surface < 0).any(axis=1))
-    sky_slice = slice(0, sky_rows[-1] + 1) if len(sky_rows) else slice(0, 0)
+    sky_slice = slice(0, int(sky_rows[-1]) + 1 if len(sky_rows) else 0)
     sky = surface[sky_slice] < 0
     elevation = np.clip(-dy[sky_slice] * inverse_length[sky_slice], 0.0, 1.0)
     if sky.any():
@@ -448,51 +453,57 @@ def _shade(view: ViewBuffers, scene: Scene, atlas: TextureAtlas, fx: float,
         v[sky_slice] = np.where(sky, dz[sky_slice] / up * scales[-1], v[sky_slice])
         lod[sky_slice] = np.where(sky, 1.0 - 2.0 * np.log2(np.maximum(elevation, np.float32(0.05))),
                                   lod[sky_slice])
-    texture = atlas.sample(np.take(tiles, surface), u, v, np.nan_to_num(lod, nan=0.0, posinf=20.0))
-    color = texture * (np.take(tints, surface, axis=0) * view.light[..., None])
-    haze = np.exp(view.depth * np.float32(-1.0 / scene.haze_m))[..., None]
-    color = (color - scene.sky_horizon) * haze + scene.sky_horizon
+    texture = atlas.sample(lookup(tiles, index).astype(np.int32), u, v, lod)
+    tint = cv2.merge([lookup(tints[:, channel], index) for channel in range(3)])
+    color = texture * tint * cv2.cvtColor(view.light, cv2.COLOR_GRAY2RGB)
+    clear = cv2.cvtColor(np.exp(view.depth * np.float32(-1.0 / scene.haze_m)), cv2.COLOR_GRAY2RGB)
+    haze = cv2.multiply(1.0 - clear, tuple(float(c) for c in scene.sky_horizon) + (0.0,))
+    color = color * clear + haze
     if sky.any():
-        height = elevation[..., None]
-        sky_color = scene.sky_horizon + (scene.sky_zenith - scene.sky_horizon) * np.sqrt(height)
-        cloud = texture[sky_slice, :, :1] * np.float32(1 / 255)
-        sky_color = sky_color * (1 - cloud) + np.float32(0.95) * cloud * (0.8 + 0.2 * height)
-        color[sky_slice] = np.where(sky[..., None], sky_color, color[sky_slice])
+        horizon, zenith = scene.sky_horizon, scene.sky_zenith
+        height = cv2.cvtColor(np.sqrt(elevation), cv2.COLOR_GRAY2RGB)
+        sky_color = cv2.add(cv2.multiply(height, tuple(float(c) for c in zenith - horizon) + (0.0,)),
+                            tuple(float(c) for c in horizon) + (0.0,))
+        cloud = cv2.cvtColor(np.ascontiguousarray(texture[sky_slice, :, 0]) * np.float32(1 / 255),
+                             cv2.COLOR_GRAY2RGB)
+        sky_color = sky_color + cloud * (np.float32(0.95) * (0.8 + 0.2 * height) - sky_color)
+        color[sky_slice] = cv2.copyTo(sky_color, sky.astype(np.uint8), color[sky_slice])
     return color
 
 
-_ENCODE_STEPS = 4096
-_ENCODE_LUT = np.round((np.arange(_ENCODE_STEPS) / (_ENCODE_STEPS - 1)) ** (1 / 2.2) * 255).astype(np.uint8)
+_GAMMA = 1 / 2.2
 # standard normal quantiles of 256 equiprobable bins: Gaussian noise from one random byte per sample
-_GAUSS_LUT = np.array([NormalDist().inv_cdf((i + 0.5) / 256) for i in range(256)], np.float32)
+_GAUSS_LUT = np.array([[NormalDist().inv_cdf((i + 0.5) / 256) for i in range(256)]], np.float32)
 
 
 def _encode(linear: np.ndarray) -> np.ndarray:
-    """Linear RGB (0..1) -> 8-bit with gamma 1/2.2, through a lookup table (pow per pixel is slow)."""
-    index = np.clip(linear * np.float32(_ENCODE_STEPS - 1) + np.float32(0.5), 0, _ENCODE_STEPS - 1)
-    return np.take(_ENCODE_LUT, index.astype(np.int32))
+    """Linear RGB (0..1) -> 8-bit with gamma 1/2.2 (rounded, saturated)."""
+    return cv2.convertScaleAbs(cv2.pow(np.clip(linear, 0.0, 1.0), _GAMMA), alpha=255.0)
 
 
 @functools.lru_cache(maxsize=8)
 def _radius2(height: int, width: int) -> np.ndarray:
     """Squared distance from the image centre, 1 at the corners (for vignetting)."""
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    return ((xx - width / 2) ** 2 + (yy - height / 2) ** 2) / ((width / 2) ** 2 + (height / 2) ** 2)
+    radius2 = ((xx - width / 2) ** 2 + (yy - height / 2) ** 2) / ((width / 2) ** 2 + (height / 2) ** 2)
+    return cv2.cvtColor(radius2, cv2.COLOR_GRAY2RGB)
 
 
 def _sensor(left: np.ndarray, right: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """A stereo camera: common exposure and white balance; per view gain, vignetting, blur and noise."""
     exposure = rng.uniform(0.7, 1.5)
-    white_balance = rng.uniform(0.9, 1.1, 3).astype(np.float32)
+    white_balance = rng.uniform(0.9, 1.1, 3)
     read_noise, shot_noise = rng.uniform(0.002, 0.012), rng.uniform(0.0, 0.012)
     radius2 = _radius2(*left.shape[:2])
     images = []
     for linear in (left, right):
-        gain = white_balance * np.float32(exposure * rng.uniform(0.9, 1.1))
-        vignette = (1.0 - np.float32(rng.uniform(0.0, 0.3)) * radius2)[..., None]
-        image = cv2.GaussianBlur(linear * gain * vignette, (0, 0), rng.uniform(0.3, 0.9))
-        noise = np.take(_GAUSS_LUT, rng.integers(0, 256, image.shape, dtype=np.uint8))
-        sigma = np.sqrt(np.float32(read_noise ** 2) + np.float32(shot_noise ** 2) * np.maximum(image, 0.0))
+        gain = white_balance * (exposure * rng.uniform(0.9, 1.1))
+        vignette = 1.0 - np.float32(rng.uniform(0.0, 0.3)) * radius2
+        image = cv2.multiply(linear * vignette, (*gain.tolist(), 0.0))
+        image = cv2.GaussianBlur(image, (0, 0), rng.uniform(0.3, 0.9))
+        raw = np.frombuffer(rng.bytes(image.size), np.uint8).reshape(image.shape)
+        noise = cv2.LUT(raw, _GAUSS_LUT)
+        sigma = cv2.sqrt(np.maximum(image, 0.0) * np.float32(shot_noise ** 2) + np.float32(read_noise ** 2))
         images.append(_encode(image + noise * sigma))
     return images[0], images[1]
 

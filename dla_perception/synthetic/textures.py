@@ -254,6 +254,17 @@ _MAKERS = {
 }
 
 
+def lookup(table: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """table[index] as float32. A uint8 index goes through cv2.LUT (several times faster than np.take);
+    index 255 then reads the table's last entry, so -1 cast to uint8 means "the last one" either way."""
+    table = np.asarray(table, np.float32)
+    if index.dtype == np.uint8 and len(table) <= 256:
+        lut = np.full(256, table[-1], np.float32)
+        lut[:len(table)] = table
+        return cv2.LUT(index, lut)
+    return np.take(table, index)
+
+
 @functools.lru_cache(maxsize=160)
 def tile_mips(kind: str, variant: int, size: int) -> tuple[np.ndarray, ...]:
     """Variant number `variant` of a texture kind as uint8 mip levels (size, size/2, ... 8), each padded by
@@ -284,7 +295,6 @@ class TextureAtlas:
         self.levels = len(tiles[0])
         widths = [(size >> level) + 2 * _PAD for level in range(self.levels)]
         self._level_x = np.cumsum([0, *widths[:-1]]).astype(np.float32) + _PAD - 0.5
-        self._level_size = np.array([size >> level for level in range(self.levels)], np.float32)
         self._level_scale = np.array([0.5 ** level for level in range(self.levels)], np.float32)
         # tiles on a grid of cells, each cell one tile's levels side by side (remap wants < 32767 px sides)
         cell_height, cell_width = size + 2 * _PAD, sum(widths)
@@ -310,19 +320,21 @@ class TextureAtlas:
         tile repeats); lod: mip level per pixel (0 = full resolution, fractional values blend).
         """
         lod = np.clip(lod, np.float32(0.0), np.float32(self.levels - 1.0001))
-        low = lod.astype(np.int32)
-        blend = lod - low
-        tile_x, tile_y = np.take(self._tile_x, tile), np.take(self._tile_y, tile)
+        low = lod.astype(np.uint8)
+        blend = lod - low.astype(np.float32)
+        tile = tile.astype(np.uint8) if len(self._tile_x) <= 256 else tile
+        tile_x, tile_y = lookup(self._tile_x, tile), lookup(self._tile_y, tile)
         samples = []
         for level in (low, low + 1):
-            scale = np.take(self._level_scale, level)
-            size = np.take(self._level_size, level)
+            scale = lookup(self._level_scale, level)
+            size = scale * np.float32(self.tile_size)
             x, y = u * scale, v * scale
             # wrap into the tile (x mod size, cheaper than np.mod); remap reads texel i's centre at i, the
             # offsets hold -0.5 so that texel i covers [i, i+1) in texture coordinates
-            map_x = x - np.floor(x / size) * size + (np.take(self._level_x, level) + tile_x)
+            map_x = x - np.floor(x / size) * size + (lookup(self._level_x, level) + tile_x)
             map_y = y - np.floor(y / size) * size + tile_y
-            samples.append(cv2.remap(self.image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE))
+            sampled = cv2.remap(self.image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            samples.append(sampled.astype(np.float32))
         low_sample, high_sample = samples
-        weight = blend[..., None]
-        return low_sample * (1.0 - weight) + high_sample * weight
+        # (3-channel weights made with cvtColor: numpy broadcasting of HxW over HxWx3 is slow)
+        return low_sample + (high_sample - low_sample) * cv2.cvtColor(blend, cv2.COLOR_GRAY2RGB)
