@@ -232,3 +232,51 @@ def test_compare_reports_a_real_difference(trials):
     result = compare(model, other, trials=trials)
     assert result.max_abs_diff > 0.1 and not result.passed and result.trials == trials
     assert compare(model, model).max_abs_diff == 0.0
+
+
+def test_strided_slices_become_depthwise_convs():
+    """A space-to-depth stem: four strided slices of the image, concatenated on channels."""
+    nodes = [
+        helper.make_node("Slice", ["x", f"s{i}", "e", "axes", "steps"], [f"q{i}"], f"slice{i}")
+        for i in range(4)
+    ] + [helper.make_node("Concat", [f"q{i}" for i in range(4)], ["y"], "stack", axis=1)]
+    inits = {f"s{i}": np.array([i // 2, i % 2], np.int64) for i in range(4)}
+    inits |= {
+        "e": np.array([1 << 30, 1 << 30], np.int64),
+        "axes": np.array([2, 3], np.int64),
+        "steps": np.array([2, 2], np.int64),
+    }
+    model = make_model(nodes, {"x": [1, 3, 32, 32]}, {"y": None}, inits)
+    assert sorted(n.name for n in analyze(model).gpu_nodes) == [f"slice{i}" for i in range(4)]
+    exact, _, check = fixed(model)
+    assert ops(exact.model) == ["Conv"] * 4 + ["Concat"] and check.max_abs_diff == 0.0
+    assert analyze(exact.model).passes_strict
+
+
+def test_strided_slice_that_stops_early_is_left():
+    nodes = [helper.make_node("Slice", ["x", "s", "e", "axes", "steps"], ["y"], "cut")]
+    inits = {
+        "s": np.array([0, 0], np.int64),
+        "e": np.array([8, 10], np.int64),
+        "axes": np.array([2, 3], np.int64),
+        "steps": np.array([2, 2], np.int64),
+    }
+    model = make_model(nodes, {"x": X}, {"y": None}, inits)
+    exact, _, _ = fixed(model)
+    assert ops(exact.model) == ["Slice"] and "end" in exact.skipped[0]
+
+
+def test_yolox_nano_fix_moves_the_stem_and_spp_onto_dla(shared_data):
+    path = shared_data / "models" / "yolox_nano.onnx"
+    if not path.is_file():
+        pytest.skip(f"{path} not present")
+    import onnx
+
+    model = onnx.load(str(path))
+    before = analyze(model)
+    exact, _, check = fixed(model)
+    after = analyze(exact.model)
+    assert check.max_abs_diff == 0.0
+    assert before.counts()["gpu_layers"] == 15 and after.counts()["gpu_layers"] == 5
+    assert {n.op for n in after.gpu_layers} == {"Reshape", "Concat", "Transpose"}  # the 3-D decode tail
+    assert len(after.subgraphs) == 1

@@ -5,6 +5,7 @@ Exact rewrites (applied by default; verified in onnxruntime by `verify.py`):
 - ReduceMean over H and/or W -> AveragePool (chained the same way)
 - MaxPool / AveragePool windows over 8 -> chains of smaller pools
 - MatMul / Gemm with constant weights -> 1x1 Convolution between reshapes
+- Slice with steps over H/W (space-to-depth stems) -> depthwise Convolution with a one-hot kernel
 - Softmax behind Transposes/Reshapes -> Softmax on the 4-D tensor's matching axis, then the Transpose
 - clean-ups those leave behind: reshape pairs that cancel, transposes that cancel or merge
 
@@ -262,6 +263,68 @@ def _split_max_pool(edit: _Editor, node: gs.Node, kernel, strides, pads, outcome
     outcome.applied.append(Rewrite("large-pooling", node.name, f"MaxPool chain {windows}"))
 
 
+def _slice_steps(node: gs.Node, shape: Sequence[int]) -> dict[int, tuple[int, int, int]] | None:
+    """{axis: (start, end, step)} of a Slice with constant parameters (opset >= 10), or None."""
+    values = [constant_value(input_at(node, index)) for index in range(1, 5)]
+    starts, ends, axes, steps = values
+    if starts is None or ends is None or (input_at(node, 3) is not None and axes is None):
+        return None
+    if input_at(node, 4) is not None and steps is None:
+        return None
+    axes = range(len(starts)) if axes is None else axes
+    steps = [1] * len(starts) if steps is None else steps
+    found = {}
+    for start, end, axis, step in zip(starts, ends, axes, steps, strict=True):
+        axis, size = int(axis) % len(shape), shape[int(axis) % len(shape)]
+        start = int(start) + size if int(start) < 0 else int(start)
+        found[axis] = (min(max(start, 0), size), int(end), int(step))
+    return found
+
+
+def fix_strided_slice(graph: gs.Graph, edit: _Editor, outcome: FixOutcome) -> None:
+    """x[:, :, h0::sh, w0::sw] (YOLOX's Focus stem) = a depthwise Conv whose one-hot kernel picks the
+    pixel at (h0, w0) of every stride-sized block. Exact for finite inputs (multiplies by 1 and 0)."""
+    for node in list(graph.nodes):
+        if node.op != "Slice":
+            continue
+        shape, out_shape = shape_of(node.inputs[0]), shape_of(node.outputs[0])
+        if not (is_static(shape) and is_static(out_shape)) or len(shape) != 4:
+            continue
+        parameters = _slice_steps(node, shape)
+        if parameters is None or all(step == 1 for _, _, step in parameters.values()):
+            continue
+        if any(axis < 2 and step != 1 for axis, (_, _, step) in parameters.items()) or 0 in parameters:
+            outcome.skipped.append(f"{node.name}: strided slice over the batch or channel axis")
+            continue
+        kernel, stride = [1, 1], [1, 1]
+        for axis in (2, 3):
+            start, _, step = parameters.get(axis, (0, shape[axis], 1))
+            kernel[axis - 2], stride[axis - 2] = start + 1, step
+        if max(stride) > 8 or max(kernel) > 32 or min(stride) < 1:
+            outcome.skipped.append(f"{node.name}: slice steps {stride} beyond a DLA convolution's stride")
+            continue
+        source = node.inputs[0]
+        if 1 in parameters:  # channels first, with a plain (DLA) slice
+            start, end, _ = parameters[1]
+            channels = shape[:1] + [len(range(*slice(start, end).indices(shape[1])))] + list(shape[2:])
+            picked = edit.variable(f"{node.name}_channels", source, channels)
+            inputs = [source] + [edit.constant(f"{node.name}_{k}", np.array([v], np.int64))
+                                 for k, v in (("start", start), ("end", end), ("axis", 1))]
+            edit.node("Slice", f"{node.name}_channels", inputs, [picked])
+            source, shape = picked, channels
+        conv_h = (shape[2] - kernel[0]) // stride[0] + 1
+        conv_w = (shape[3] - kernel[1]) // stride[1] + 1
+        if [conv_h, conv_w] != list(out_shape[2:]):
+            outcome.skipped.append(f"{node.name}: slice end is not the end of the axis")
+            continue
+        weight = np.zeros((shape[1], 1, kernel[0], kernel[1]), np.float32)
+        weight[:, 0, kernel[0] - 1, kernel[1] - 1] = 1.0
+        edit.node("Conv", f"{node.name}_conv", [source, edit.constant(f"{node.name}_pick", weight)],
+                  [_detach(node)], kernel_shape=kernel, strides=stride, group=shape[1])
+        detail = f"depthwise Conv kernel {kernel} stride {stride} picking one pixel per block"
+        outcome.applied.append(Rewrite("strided-slice-to-conv", node.name, detail))
+
+
 def fix_matmul(graph: gs.Graph, edit: _Editor, outcome: FixOutcome) -> None:
     for node in list(graph.nodes):
         if node.op not in ("MatMul", "Gemm"):
@@ -472,6 +535,7 @@ def fix_model(
         fix_global_pooling,
         lambda g, e, o: fix_reduce_mean(g, e, o, opset),
         fix_large_pooling,
+        fix_strided_slice,
         fix_matmul,
         clean_reshapes,
         clean_transposes,
