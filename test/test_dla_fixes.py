@@ -280,3 +280,17 @@ def test_yolox_nano_fix_moves_the_stem_and_spp_onto_dla(shared_data):
     assert before.counts()["gpu_layers"] == 15 and after.counts()["gpu_layers"] == 5
     assert {n.op for n in after.gpu_layers} == {"Reshape", "Concat", "Transpose"}  # the 3-D decode tail
     assert len(after.subgraphs) == 1
+
+
+def test_strided_slice_that_also_picks_channels():
+    nodes = [helper.make_node("Slice", ["x", "s", "e", "axes", "steps"], ["y"], "pick")]
+    inits = {
+        "s": np.array([2, 1], np.int64),
+        "e": np.array([6, 1 << 30], np.int64),
+        "axes": np.array([1, 3], np.int64),
+        "steps": np.array([1, 4], np.int64),
+    }
+    model = make_model(nodes, {"x": X}, {"y": None}, inits)
+    exact, _, check = fixed(model)
+    assert ops(exact.model) == ["Slice", "Conv"] and check.max_abs_diff == 0.0
+    assert analyze(exact.model).passes_strict

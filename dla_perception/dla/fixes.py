@@ -306,7 +306,7 @@ def fix_strided_slice(graph: gs.Graph, edit: _Editor, outcome: FixOutcome) -> No
         source = node.inputs[0]
         if 1 in parameters:  # channels first, with a plain (DLA) slice
             start, end, _ = parameters[1]
-            channels = shape[:1] + [len(range(*slice(start, end).indices(shape[1])))] + list(shape[2:])
+            channels = [shape[0], len(range(*slice(start, end).indices(shape[1]))), *shape[2:]]
             picked = edit.variable(f"{node.name}_channels", source, channels)
             inputs = [source] + [edit.constant(f"{node.name}_{k}", np.array([v], np.int64))
                                  for k, v in (("start", start), ("end", end), ("axis", 1))]
