@@ -18,7 +18,7 @@ from dla_perception.replay.timing import RunLog, recording_factory
 
 PROXIMITY_OUTPUTS = ("proximity/mask", "proximity/disparity", "proximity/range")
 DETECTION_OUTPUTS = ("detections",)
-OPTIONAL_OUTPUTS = ("detections/image", "diagnostics")
+DIAGNOSTICS = "diagnostics"  # /diagnostics; recorded, never waited for
 
 
 class GraphError(Exception):
@@ -40,12 +40,17 @@ def package_file(relative: str) -> Path:
 
 @dataclass
 class GraphNode:
-    """One started node and the output topics the replay waits for (node-relative names)."""
+    """One started node, the output topics the replay waits for, and those it only records."""
 
     name: str
     node: Any
     required: list[str] = field(default_factory=list)
     optional: list[str] = field(default_factory=list)
+
+    @property
+    def answers_frames(self) -> bool:
+        """Whether the node processes frames (the engine manager node only reports)."""
+        return bool(self.required)
 
 
 class PerceptionGraph:
@@ -106,15 +111,18 @@ class PerceptionGraph:
     def _start_nodes(self, robot_config: Path | None) -> None:
         try:
             from dla_perception.nodes.detection import DetectionNode
+            from dla_perception.nodes.engine_manager import EngineManagerNode
             from dla_perception.nodes.proximity import ProximitySegmentationNode
         except ImportError as exc:
             raise GraphError(f"the perception nodes are not importable: {exc}") from exc
         kwargs = {"context": self.context}
+        arguments = self._node_arguments(robot_config, {})
+        node = EngineManagerNode(manager=self.manager, cli_args=arguments, **kwargs)
+        self.nodes.append(GraphNode("engine_manager", node, [], [DIAGNOSTICS]))
         if self.mode == "stereo":
-            node = ProximitySegmentationNode(
-                manager=self.manager, cli_args=self._node_arguments(robot_config, {}), **kwargs
-            )
-            self.nodes.append(GraphNode("proximity_segmentation", node, list(PROXIMITY_OUTPUTS)))
+            node = ProximitySegmentationNode(manager=self.manager, cli_args=arguments, **kwargs)
+            self.nodes.append(GraphNode("proximity_segmentation", node, list(PROXIMITY_OUTPUTS),
+                                        [DIAGNOSTICS]))
         detection_remaps = {"image": "left/image_rect"} if self.mode == "stereo" else {}
         try:
             node = DetectionNode(
@@ -125,7 +133,8 @@ class PerceptionGraph:
                 raise GraphError(f"the detection node did not start: {exc}") from exc
             self.problems.append(f"detection node not started: {exc}")
         else:
-            self.nodes.append(GraphNode("detection", node, list(DETECTION_OUTPUTS), ["detections/image"]))
+            self.nodes.append(GraphNode("detection", node, list(DETECTION_OUTPUTS),
+                                        ["detections/image", DIAGNOSTICS]))
 
     # -- what the replay needs to know ----------------------------------------------------------------
 
@@ -134,6 +143,10 @@ class PerceptionGraph:
             if graph_node.name == node_name and graph_node.node.has_parameter(name):
                 return graph_node.node.get_parameter(name).value
         return default
+
+    def frame_nodes(self) -> list[GraphNode]:
+        """The nodes that answer each frame (the replay waits for these)."""
+        return [graph_node for graph_node in self.nodes if graph_node.answers_frames]
 
     def rcl_nodes(self) -> list[Any]:
         return [graph_node.node for graph_node in self.nodes]

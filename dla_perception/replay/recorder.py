@@ -31,7 +31,11 @@ class OutputBag:
         self._closed = False
 
     def write(self, topic: str, msgtype: str, log_time_ns: int, raw: bytes) -> None:
-        """Adds one CDR message; the topic's connection is made on its first message."""
+        """Adds one CDR message; the topic's connection is made on its first message.
+
+        Topics are stored fully qualified (`/proximity/mask`), as `ros2 bag record` does.
+        """
+        topic = "/" + topic.lstrip("/")
         connection = self._connections.get(topic)
         if connection is None:
             connection = self._writer.add_connection(topic, msgtype, typestore=typestore())

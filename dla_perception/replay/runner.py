@@ -24,7 +24,7 @@ import numpy as np
 
 from dla_perception.replay import bag as bagmod
 from dla_perception.replay.baseline import Regression, Tolerances, compare, load_metrics
-from dla_perception.replay.graph import GraphNode, PerceptionGraph
+from dla_perception.replay.graph import DIAGNOSTICS, GraphNode, PerceptionGraph
 from dla_perception.replay.messages import DETECTION_ARRAY_TYPE, typestore
 from dla_perception.replay.metrics import ProximityScore, latency_summary, plane_disparities, stereo_geometry
 from dla_perception.replay.recorder import OutputBag
@@ -110,6 +110,7 @@ class _ReplayNode:
         self.node = Node("replay", context=graph.context)
         self.output, self.inbox = output, inbox
         self.write_lock = threading.Lock()
+        self.to_write: list[tuple[str, str, int, bytes]] = []  # written by the main thread (flush)
         self.log_time_of_stamp: dict[int, int] = {}
         self.current_log_time_ns = 0
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -120,6 +121,7 @@ class _ReplayNode:
                        for topic, msgtype in inputs.items()}
         self.required: dict[str, list[str]] = {}  # node name -> output topics it publishes and we wait for
         self.subscriptions = []
+        self.subscribed: set[str] = set()
         for graph_node in graph.nodes:
             self.required[graph_node.name] = self._subscribe(graph_node)
 
@@ -132,13 +134,16 @@ class _ReplayNode:
             publisher = publishers.get(topic)
             if publisher is None:
                 continue  # e.g. `detections` where vision_msgs is missing: taken from the node's outcome
+            if topic in graph_node.required:
+                required.append(topic)
+            if topic in self.subscribed:
+                continue  # /diagnostics has several publishers; one subscription records them all
             msg_class = publisher.msg_type
             msgtype = _ros_type_name(msg_class)
             qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
             self.subscriptions.append(self.node.create_subscription(
                 msg_class, topic, self._callback(topic, msgtype), qos, raw=True))
-            if topic in graph_node.required:
-                required.append(topic)
+            self.subscribed.add(topic)
         return required
 
     def _callback(self, topic: str, msgtype: str) -> Callable[[bytes], None]:
@@ -146,19 +151,27 @@ class _ReplayNode:
             at = time.perf_counter()
             try:
                 stamp_ns = _stamp_of(typestore().deserialize_cdr(raw, msgtype))
-            except Exception:  # a type the typestore lacks: kept in the bag at the current frame's time
-                stamp_ns = -1
+            except Exception:  # a type the typestore lacks: not decodable here, not recordable either
+                return
             with self.write_lock:
                 log_time = self.log_time_of_stamp.get(stamp_ns, self.current_log_time_ns)
-                if msgtype in typestore().fielddefs:
-                    self.output.write(topic, msgtype, log_time, raw)
-            self.inbox.add_message(_Received(topic, msgtype, stamp_ns, raw, at))
+                self.to_write.append((topic, msgtype, log_time, raw))
+            if topic != DIAGNOSTICS:
+                self.inbox.add_message(_Received(topic, msgtype, stamp_ns, raw, at))
 
         return receive
 
     def write(self, topic: str, msgtype: str, stamp_ns: int, raw: bytes) -> None:
+        """Queues a message for the output bag at the bag time of the frame with this stamp."""
         with self.write_lock:
             log_time = self.log_time_of_stamp.get(stamp_ns, self.current_log_time_ns)
+            self.to_write.append((topic, msgtype, log_time, raw))
+
+    def flush(self) -> None:
+        """Writes the queued messages; main thread only (the sqlite3 writer is bound to its thread)."""
+        with self.write_lock:
+            pending, self.to_write = self.to_write, []
+        for topic, msgtype, log_time, raw in pending:
             self.output.write(topic, msgtype, log_time, raw)
 
     def play(self, frame: bagmod.Frame) -> float:
@@ -258,6 +271,7 @@ def replay(options: ReplayOptions) -> ReplayResult:
                     time.sleep(0.3)
                 record, overlay = _replay_frame(frame, graph, player, inbox, scorer, options,
                                                 frame.index in overlay_at)
+                player.flush()
                 records.append(record)
                 if overlay is not None:
                     overlays.append(overlay)
@@ -279,6 +293,7 @@ def replay(options: ReplayOptions) -> ReplayResult:
         if spinner is not None:
             spinner.join(timeout=5.0)
         if player is not None:
+            player.flush()
             player.destroy()
         if output is not None:
             output.close()
@@ -327,7 +342,7 @@ def _replay_frame(frame: bagmod.Frame, graph: PerceptionGraph, player: _ReplayNo
     messages, outcomes = inbox.pop(frame.stamp_ns)
     record = FrameRecord(frame.index, frame.stamp_ns)
     finished = []
-    for graph_node in graph.nodes:
+    for graph_node in graph.frame_nodes():
         outcome, outcome_at = outcomes.get(graph_node.name, (None, None))
         for topic in player.required[graph_node.name]:
             if topic in messages:
@@ -353,7 +368,7 @@ def _answered(stamp_ns: int, graph: PerceptionGraph, player: _ReplayNode, inbox:
     """Every node has either sent all its required outputs for the stamp or reported a failure for it."""
     messages = inbox.messages.get(stamp_ns, {})
     outcomes = inbox.outcomes.get(stamp_ns, {})
-    for graph_node in graph.nodes:
+    for graph_node in graph.frame_nodes():
         outcome = outcomes.get(graph_node.name)
         if outcome is not None and outcome[0].status != "published":
             continue
