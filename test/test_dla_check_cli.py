@@ -82,3 +82,27 @@ def test_usage_errors_exit_2(tmp_path, capsys):
     assert main(["dla-check", str(junk), "--trt", "7.1"]) == 2
     errors = capsys.readouterr().err
     assert "no ONNX file" in errors and "not a line this check knows" in errors
+
+
+def test_input_shape_makes_a_dynamic_model_static(tmp_path, capsys):
+    model = make_model(
+        [helper.make_node("Relu", ["x"], ["y"], "relu")],
+        {"x": ["batch", 8, 16, 16]},
+        {"y": ["batch", 8, 16, 16]},
+    )
+    path, fixed_path = tmp_path / "dynamic.onnx", tmp_path / "static.onnx"
+    onnx.save(model, str(path))
+    assert main(["dla-check", str(path), "--strict"]) == 1
+    assert "finding: input 'x' has dynamic or unknown shape" in capsys.readouterr().out
+    assert main(["dla-check", str(path), "--strict", "--input-shape", "x:1x8x16x16"]) == 0
+    assert (
+        main(["dla-check", str(path), "--input-shape", "x:2x8x16x16", "--fix", str(fixed_path), "--strict"])
+        == 0
+    )
+    dims = onnx.load(str(fixed_path)).graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_value for d in dims] == [2, 8, 16, 16]
+    capsys.readouterr()
+    assert main(["dla-check", str(path), "--input-shape", "x:1xbadx16"]) == 2
+    assert main(["dla-check", str(path), "--input-shape", "images:1x8x16x16"]) == 2
+    errors = capsys.readouterr().err
+    assert "NAME:1x3x416x416" in errors and "no graph input named 'images'" in errors

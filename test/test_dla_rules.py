@@ -373,3 +373,19 @@ def test_yolox_nano_is_analysed(shared_data):
     assert "MaxPool" in gpu_ops  # SPP windows 9 and 13
     assert report.subgraphs and report.device_boundaries
     assert not report.passes_strict
+
+
+def test_input_shapes_fix_dynamic_dimensions():
+    model = make_model(
+        [helper.make_node("Conv", ["x", "w"], ["y"], "n", kernel_shape=[3, 3], pads=[1] * 4)],
+        {"x": ["batch", 8, "height", "width"]},
+        {"y": ["batch", 8, "height", "width"]},
+        {"w": weights(8, 8, 3, 3)},
+    )
+    assert not analyze(model).passes_strict
+    report = analyze(model, input_shapes={"x": [1, 8, 64, 64]})
+    assert report.passes_strict and not report.findings
+    with pytest.raises(ValueError, match="no graph input named 'images'"):
+        analyze(model, input_shapes={"images": [1, 8, 64, 64]})
+    with pytest.raises(ValueError, match="rank 4"):
+        analyze(model, input_shapes={"x": [1, 8, 64]})

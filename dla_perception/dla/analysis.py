@@ -10,7 +10,7 @@ its engine inspector), a "boundary" is a tensor that crosses between a DLA subgr
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -207,15 +207,18 @@ def analyze(
     model_or_path: onnx.ModelProto | str | Path,
     trt_version: str = rules.DEFAULT_TRT_VERSION,
     precision: str = "fp16",
+    input_shapes: dict[str, Sequence[int]] | None = None,
 ) -> Report:
     """Predict the DLA/GPU placement of every node of an ONNX model for one TensorRT line.
 
-    ValueError for an unreadable model, an unknown TensorRT line or a precision DLA does not run.
+    `input_shapes` fixes dynamic input dimensions, as a TensorRT profile with min = opt = max would.
+    ValueError for an unreadable model, an unknown TensorRT line, a precision DLA does not run or an
+    input shape that does not fit the model.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"DLA runs fp16 or int8, not {precision!r}")
     line = rules.trt_line(rules.parse_trt_version(trt_version))
-    loaded = load_graph(model_or_path)
+    loaded = load_graph(model_or_path, input_shapes=input_shapes)
     context = checks.Context(loaded.opset, precision, line.strongly_typed_only)
     version = ".".join(str(trt_version).split(".")[:2])
 

@@ -517,15 +517,21 @@ def _run_passes(model: onnx.ModelProto, passes: list[Callable], outcome: FixOutc
     return model
 
 
+FOLD_SIZE_LIMIT = 1 << 20  # bytes: larger folded constants would bloat the written model
+
+
 def fix_model(
-    model_or_path: onnx.ModelProto | str | Path, approximate: bool = False
+    model_or_path: onnx.ModelProto | str | Path,
+    approximate: bool = False,
+    input_shapes: dict[str, Sequence[int]] | None = None,
 ) -> tuple[FixOutcome, FixOutcome]:
     """Apply the exact rewrites, then (when asked) the approximate ones.
 
-    Returns (exact, approximate): the exact outcome's model keeps the function; the approximate outcome's
-    model (same as the exact one when `approximate` is False) adds the numerically changing rewrites.
+    Returns (exact, approximate): the exact outcome's model keeps the function (for the given
+    `input_shapes`, which become the model's static input shapes); the approximate outcome's model (the
+    exact one when `approximate` is False) adds the numerically changing rewrites.
     """
-    loaded = load_graph(model_or_path)
+    loaded = load_graph(model_or_path, input_shapes=input_shapes, fold_size_limit=FOLD_SIZE_LIMIT)
     opset = loaded.opset
     model = gs.export_onnx(loaded.graph)
     lower_ir_version(model)

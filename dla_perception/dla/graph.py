@@ -8,6 +8,7 @@ onnxruntime) and remember which nodes disappeared, so the report can say "folded
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -85,8 +86,39 @@ def infer_shapes(model: onnx.ModelProto, warnings: list[str]) -> onnx.ModelProto
         return model
 
 
-def load_graph(model_or_path: onnx.ModelProto | str | Path, fold: bool = True) -> LoadedGraph:
+def set_input_shapes(model: onnx.ModelProto, input_shapes: dict[str, Sequence[int]]) -> None:
+    """Fix graph input dimensions (what an optimisation profile with min = opt = max does for TensorRT).
+
+    Inferred shapes recorded in the file are dropped so that inference starts from the new inputs.
+    ValueError for an unknown input name or a rank that does not match.
+    """
+    inputs = {value.name: value for value in model.graph.input}
+    for name, dims in input_shapes.items():
+        if name not in inputs:
+            raise ValueError(f"no graph input named {name!r} (inputs: {', '.join(inputs)})")
+        shape = inputs[name].type.tensor_type.shape
+        if len(shape.dim) != len(dims):
+            raise ValueError(f"input {name!r} has rank {len(shape.dim)}, got shape {list(dims)}")
+        for dim, size in zip(shape.dim, dims, strict=True):
+            if int(size) < 1:
+                raise ValueError(f"input {name!r}: dimensions must be >= 1, got {list(dims)}")
+            dim.Clear()
+            dim.dim_value = int(size)
+    del model.graph.value_info[:]
+    for output in model.graph.output:
+        output.type.tensor_type.ClearField("shape")
+
+
+def load_graph(
+    model_or_path: onnx.ModelProto | str | Path,
+    fold: bool = True,
+    input_shapes: dict[str, Sequence[int]] | None = None,
+    fold_size_limit: int | None = None,
+) -> LoadedGraph:
+    """The model as TensorRT's parser sees it; `fold_size_limit` (bytes) keeps larger constants unfolded."""
     model, source = load_model(model_or_path)
+    if input_shapes:
+        set_input_shapes(model, input_shapes)
     name_nodes(model)
     warnings: list[str] = []
     original = [(node.name, node.op_type) for node in model.graph.node]
@@ -96,7 +128,7 @@ def load_graph(model_or_path: onnx.ModelProto | str | Path, fold: bool = True) -
         try:
             for _ in range(4):  # folding shapes exposes more constants: repeat until nothing changes
                 count = len(graph.nodes)
-                graph.fold_constants(fold_shapes=True, error_ok=True)
+                graph.fold_constants(fold_shapes=True, error_ok=True, size_threshold=fold_size_limit)
                 graph.cleanup(remove_unused_graph_inputs=False)
                 if len(graph.nodes) == count:
                     break

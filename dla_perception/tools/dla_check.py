@@ -26,6 +26,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--precision", choices=("fp16", "int8"), default="fp16", help="DLA build precision (default fp16)"
     )
+    parser.add_argument(
+        "--input-shape",
+        action="append",
+        default=[],
+        metavar="NAME:1x3x416x416",
+        help="fix a dynamic input's shape (repeatable), as a TensorRT profile with min = opt = max; "
+        "with --fix the written model gets these static shapes",
+    )
     parser.add_argument("--fix", type=Path, metavar="OUT.onnx", help="write the rewritten model here")
     parser.add_argument(
         "--approximate",
@@ -43,8 +51,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.approximate and not args.fix:
         raise UsageError("--approximate only applies with --fix OUT.onnx")
+    args.input_shapes = parse_input_shapes(args.input_shape)
     try:
-        report = analyze(args.model, trt_version=args.trt, precision=args.precision)
+        report = analyze(args.model, args.trt, args.precision, args.input_shapes)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     result = report.to_dict()
@@ -64,6 +73,23 @@ def run(args: argparse.Namespace) -> int:
     return 1 if args.strict and not final.passes_strict else 0
 
 
+def parse_input_shapes(texts: list[str]) -> dict[str, list[int]]:
+    """["images:1x3x416x416"] -> {"images": [1, 3, 416, 416]}; UsageError for anything else."""
+    from dla_perception.tools.cli import UsageError
+
+    shapes = {}
+    for text in texts:
+        name, _, dims = text.rpartition(":")
+        try:
+            shape = [int(d) for d in dims.lower().split("x")]
+        except ValueError:
+            shape = []
+        if not name or not shape or min(shape) < 1:
+            raise UsageError(f"--input-shape expects NAME:1x3x416x416, got {text!r}")
+        shapes[name] = shape
+    return shapes
+
+
 def _fix(args: argparse.Namespace, before) -> tuple[dict, object, int]:
     import onnx
 
@@ -73,7 +99,7 @@ def _fix(args: argparse.Namespace, before) -> tuple[dict, object, int]:
     from dla_perception.dla.verify import compare
 
     original, _ = load_model(args.model)
-    exact, approximated = fix_model(original, approximate=args.approximate)
+    exact, approximated = fix_model(original, approximate=args.approximate, input_shapes=args.input_shapes)
     verification = compare(original, exact.model)
     summary = {
         "output": str(args.fix),
@@ -85,7 +111,7 @@ def _fix(args: argparse.Namespace, before) -> tuple[dict, object, int]:
     }
     if args.approximate:
         summary["approximation"] = compare(exact.model, approximated.model, tolerance=float("inf")).as_dict()
-    after = analyze(approximated.model, trt_version=args.trt, precision=args.precision)
+    after = analyze(approximated.model, args.trt, args.precision)
     after.model = str(args.fix)
     summary["after"] = after.counts()
     summary["verdict_after"] = after.verdict
