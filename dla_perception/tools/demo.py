@@ -77,7 +77,7 @@ def demo_bag(cache_dir: Path, seed: int, frames: int, width: int, height: int) -
 
 def run(args: argparse.Namespace) -> int:
     from dla_perception.replay.runner import ReplayOptions
-    from dla_perception.replay.summary import core_table, summary_text
+    from dla_perception.replay.summary import summary_text
     from dla_perception.tools.replay import execute, resolve_configs
 
     if args.frames < 1:
@@ -93,13 +93,13 @@ def run(args: argparse.Namespace) -> int:
                             frame_timeout_s=args.frame_timeout, progress=not args.no_progress)
     result = execute(options)
     print()
-    print(summary_text(result.metrics))
-    print()
-    print("per-core latency:")
-    print(core_table(result.metrics))
+    print(summary_text(result.metrics))  # includes the per-core latency table
     print(f"\nreport: {result.report.resolve()}")
     print(f"metrics: {(args.out / 'metrics.json').resolve()}")
     if result.error:
         print(f"dla-perception demo: error: {result.error}")
         return 2
+    if not result.metrics["frames_with_output"]:
+        print("dla-perception demo: no frame produced all of its outputs (see the warnings above)")
+        return 1
     return 0
