@@ -389,3 +389,12 @@ def test_input_shapes_fix_dynamic_dimensions():
         analyze(model, input_shapes={"images": [1, 8, 64, 64]})
     with pytest.raises(ValueError, match="rank 4"):
         analyze(model, input_shapes={"x": [1, 8, 64]})
+
+
+def test_a_failed_general_rule_is_named():
+    node, _ = placement(unary("Relu", ["batch", 8, 16, 16]))
+    assert node.rule == "static-shapes" and node.certainty == "documented"
+    node, _ = placement(unary("Flatten", axis=1))
+    assert node.rule == "rank-4" and node.certainty == "conservative"
+    node, _ = placement(unary("Relu"))
+    assert node.rule == "activation"

@@ -259,8 +259,8 @@ def _place(node: gs.Node, context: checks.Context, line: rules.TrtLine, version:
         placement.device = None
         placement.reasons = [rule.reason]
         return placement
-    if rule.layer is None and rule is not rules.UNKNOWN_OP_RULE:
-        placement.layer = node.op
+    if rule.layer is None:
+        placement.layer = node.op  # a GPU layer whose TensorRT type this check does not track
     if not line.dla:
         placement.reasons = [line.note]
         return placement
@@ -272,11 +272,15 @@ def _place(node: gs.Node, context: checks.Context, line: rules.TrtLine, version:
         return placement
     general = rules.GENERAL_RULES_BY_ID
     limits = {**general["rank-4"].limits, **general["dimension-limits"].limits}
-    problems = checks.general(node, context, limits)
+    failed = checks.general(node, context, limits)
+    problems = [text for _, text in failed]
     if rule.check:
         problems += checks.CHECKERS[rule.check](node, rule, context)
     if problems:
         placement.reasons = problems
+        if failed:  # name the general rule that failed first; the layer's own rule stays in rule_reason
+            first = general[failed[0][0]]
+            placement.rule, placement.certainty, placement.source = first.id, first.certainty, first.source
         return placement
     placement.device = DLA
     placement.reasons = [f"{rule.layer} within DLA limits"]

@@ -47,30 +47,36 @@ def _axis(axis: int, rank: int) -> int:
 # --- general restrictions -----------------------------------------------------------------------------
 
 
-def general(node: gs.Node, context: Context, limits: dict) -> Problems:
-    """Static shapes, 4-D activations, dimension limits and float types for every DLA layer."""
-    problems: Problems = []
+def general(node: gs.Node, context: Context, limits: dict) -> list[tuple[str, str]]:
+    """Static shapes, 4-D activations, dimension limits and float types for every DLA layer.
+
+    Returns (general rule id, problem) pairs, so the report can name the rule that failed."""
+    problems: list[tuple[str, str]] = []
     tensors = activations(node) + [t for t in node.outputs if present(t)]
     for tensor in tensors:
         shape = shape_of(tensor)
         if shape is None:
-            problems.append(f"shape of '{tensor.name}' unknown after ONNX shape inference")
+            problems.append(("static-shapes", f"shape of '{tensor.name}' unknown after ONNX shape inference"))
             continue
         if not is_static(shape):
-            problems.append(f"dynamic shape {list(shape)} of '{tensor.name}'")
+            problems.append(("static-shapes", f"dynamic shape {list(shape)} of '{tensor.name}'"))
             continue
         if len(shape) != limits["rank"]:
-            problems.append(f"'{tensor.name}' is {len(shape)}-D, DLA layers take 4-D (NCHW) tensors")
+            text = f"'{tensor.name}' is {len(shape)}-D, DLA layers take 4-D (NCHW) tensors"
+            problems.append(("rank-4", text))
             continue
         if shape[0] > limits["max_batch"] or any(d > limits["max_dim"] for d in shape[1:]):
-            problems.append(f"'{tensor.name}' {list(shape)} exceeds the DLA dimension limits")
+            text = f"'{tensor.name}' {list(shape)} exceeds the DLA dimension limits"
+            problems.append(("dimension-limits", text))
         dtype = np.dtype(tensor.dtype) if tensor.dtype is not None else None
         if node.op in ("Equal", "Greater", "Less") and tensor in node.outputs:
             continue  # the comparison rule decides about its boolean output
         if dtype is not None and dtype.kind != "f":
-            problems.append(f"'{tensor.name}' is {dtype.name}, DLA computes FP16/INT8 only")
+            text = f"'{tensor.name}' is {dtype.name}, DLA computes FP16/INT8 only"
+            problems.append(("float-tensors", text))
         elif context.strongly_typed and dtype is not None and dtype != np.float16:
-            problems.append(f"'{tensor.name}' is {dtype.name}: a strongly typed DLA network needs float16")
+            text = f"'{tensor.name}' is {dtype.name}: a strongly typed DLA network needs float16"
+            problems.append(("strongly-typed-fp16", text))
     return problems
 
 
