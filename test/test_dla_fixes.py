@@ -294,3 +294,19 @@ def test_strided_slice_that_also_picks_channels():
     exact, _, check = fixed(model)
     assert ops(exact.model) == ["Slice", "Conv"] and check.max_abs_diff == 0.0
     assert analyze(exact.model).passes_strict
+
+
+def test_squeeze_and_excitation_gate_is_expanded_by_nearest_resize():
+    nodes = [
+        helper.make_node("GlobalAveragePool", ["x"], ["pooled"], "squeeze"),
+        helper.make_node("Conv", ["pooled", "w"], ["logits"], "excite", kernel_shape=[1, 1]),
+        helper.make_node("Sigmoid", ["logits"], ["gate"], "sigmoid"),
+        helper.make_node("Mul", ["x", "gate"], ["y"], "scale"),
+    ]
+    model = make_model(nodes, {"x": [1, 8, 64, 64]}, {"y": None}, {"w": weights(8, 8, 1, 1)})
+    assert sorted(n.name for n in analyze(model).gpu_nodes) == ["scale", "squeeze"]
+    exact, _, check = fixed(model)
+    assert "broadcast-to-resize" in {r.fix for r in exact.applied}
+    assert ops(exact.model).count("Resize") == 2  # 64 = 32 x 2
+    assert check.max_abs_diff < 1e-6
+    assert analyze(exact.model).passes_strict

@@ -6,6 +6,8 @@ Exact rewrites (applied by default; verified in onnxruntime by `verify.py`):
 - MaxPool / AveragePool windows over 8 -> chains of smaller pools
 - MatMul / Gemm with constant weights -> 1x1 Convolution between reshapes
 - Slice with steps over H/W (space-to-depth stems) -> depthwise Convolution with a one-hot kernel
+- element-wise ops between [N, C, H, W] and a computed [N, C, 1, 1] (squeeze-and-excitation) -> the small
+  operand expanded by nearest Resizes first
 - Softmax behind Transposes/Reshapes -> Softmax on the 4-D tensor's matching axis, then the Transpose
 - clean-ups those leave behind: reshape pairs that cancel, transposes that cancel or merge
 
@@ -325,6 +327,48 @@ def fix_strided_slice(graph: gs.Graph, edit: _Editor, outcome: FixOutcome) -> No
         outcome.applied.append(Rewrite("strided-slice-to-conv", node.name, detail))
 
 
+BROADCAST_OPS = ("Add", "Sub", "Mul", "Max", "Min", "Div", "Pow")
+MAX_NEAREST_SCALE = 32  # DLA nearest Resize (rules.py, rule "resize")
+
+
+def fix_broadcast(graph: gs.Graph, edit: _Editor, outcome: FixOutcome) -> None:
+    """x * gate with gate [N, C, 1, 1] (squeeze-and-excitation): expand the gate with nearest Resizes by
+    integer scales, so both operands have the same shape. Nearest upsampling repeats values: exact."""
+    for node in list(graph.nodes):
+        inputs = [t for t in node.inputs if t.name]
+        if node.op not in BROADCAST_OPS or len(inputs) != 2 or any(is_constant(t) for t in inputs):
+            continue
+        output = shape_of(node.outputs[0])
+        shapes = [shape_of(t) for t in inputs]
+        if not is_static(output) or len(output) != 4 or not all(is_static(x) and len(x) == 4 for x in shapes):
+            continue
+        small = [i for i, x in enumerate(shapes) if list(x) != list(output)]
+        if len(small) != 1:
+            continue
+        index = small[0]
+        shape = shapes[index]
+        if list(shape[:2]) != list(output[:2]) or output[2] % shape[2] or output[3] % shape[3]:
+            outcome.skipped.append(f"{node.name}: broadcast {list(shape)} -> {list(output)} is not spatial")
+            continue
+        factors_h = split_window(output[2] // shape[2], MAX_NEAREST_SCALE)
+        factors_w = split_window(output[3] // shape[3], MAX_NEAREST_SCALE)
+        if factors_h is None or factors_w is None:
+            outcome.skipped.append(f"{node.name}: scales do not factor into nearest Resizes <= 32")
+            continue
+        tensor, current = inputs[index], list(shape)
+        for step, (fh, fw) in enumerate(_pair(factors_h, factors_w)):
+            current = [current[0], current[1], current[2] * fh, current[3] * fw]
+            expanded = edit.variable(f"{node.name}_expand{step}", tensor, current)
+            scales = edit.constant(f"{node.name}_scales{step}", np.array([1, 1, fh, fw], np.float32))
+            resize_inputs = [tensor, gs.Variable.empty(), scales]
+            edit.node("Resize", f"{node.name}_expand{step}", resize_inputs, [expanded], mode="nearest",
+                      coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+            tensor = expanded
+        node.inputs[node.inputs.index(inputs[index])] = tensor
+        detail = f"operand {list(shape)} expanded to {list(output)} by nearest Resize"
+        outcome.applied.append(Rewrite("broadcast-to-resize", node.name, detail))
+
+
 def fix_matmul(graph: gs.Graph, edit: _Editor, outcome: FixOutcome) -> None:
     for node in list(graph.nodes):
         if node.op not in ("MatMul", "Gemm"):
@@ -543,6 +587,7 @@ def fix_model(
         fix_large_pooling,
         fix_strided_slice,
         fix_matmul,
+        fix_broadcast,
         clean_reshapes,
         clean_transposes,
         clean_reshapes,
