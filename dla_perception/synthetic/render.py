@@ -280,7 +280,8 @@ def _hit_unit_box(ox, oy, oz, dx, dy, dz):
     hit = (t_near <= t_far) & (t_near >= NEAR_M)
     t = np.where(hit, t_near, np.inf)
     zero = np.zeros_like(sign)
-    return t, np.where(axis == 0, sign, zero), np.where(axis == 1, sign, zero), np.where(axis == 2, sign, zero)
+    normal = (np.where(axis == index, sign, zero) for index in range(3))
+    return (t, *normal)
 
 
 def _hit_unit_cylinder(ox, oy, oz, dx, dy, dz):

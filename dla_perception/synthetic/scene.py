@@ -128,7 +128,8 @@ def generate_sequence(seed: int, n_frames: int, camera: StereoCamera | None = No
     scene_stream, sensor_stream = np.random.SeedSequence(int(seed)).spawn(2)
     travel_m = opts.speed_mps * max(n_frames - 1, 0) / opts.rate_hz
     scene, atlas, pose = _SceneBuilder(np.random.default_rng(scene_stream), camera, opts, travel_m).build()
-    rays = pixel_rays(camera.fx, camera.fy, camera.cx, camera.cy, camera.width, camera.height, pose["rotation"])
+    intrinsics = (camera.fx, camera.fy, camera.cx, camera.cy, camera.width, camera.height)
+    rays = pixel_rays(*intrinsics, pose["rotation"])
     for index, frame_stream in enumerate(sensor_stream.spawn(n_frames)):
         forward = opts.speed_mps * index / opts.rate_hz
         bob = 0.004 * np.sin(index * 1.7) if index else 0.0  # the robot's ride is not perfectly smooth
@@ -233,7 +234,8 @@ class _SceneBuilder:
         sky_tile = self._tile("clouds")
         scene = Scene(
             surfaces=self.surfaces, ground_bands=ground_bands, facades=facades, far_wall=far_wall,
-            solids=self.solids, sun=sun, ambient=float(rng.uniform(0.35, 0.6)), sun_strength=float(sun_strength),
+            solids=self.solids, sun=sun, ambient=float(rng.uniform(0.35, 0.6)),
+            sun_strength=float(sun_strength),
             sky_horizon=horizon.astype(np.float32), sky_zenith=zenith.astype(np.float32), sky_tile=sky_tile,
             haze_m=float(rng.uniform(150.0, 600.0)), objects=self.objects,
         )
@@ -307,8 +309,8 @@ class _SceneBuilder:
             shape = "cylinder" if front_face or rng.random() < 0.75 else "box"
             add(shape, base + [0, -height / 2, 0], (width / 2, height / 2, depth / 2), surface)
         elif label == "bin":
-            surface = self._surface(str(rng.choice(["plastic", "metal"], p=[0.75, 0.25])), rng.uniform(0.5, 1.2),
-                                    index)
+            kind = str(rng.choice(["plastic", "metal"], p=[0.75, 0.25]))
+            surface = self._surface(kind, rng.uniform(0.5, 1.2), index)
             shape = "cylinder" if front_face or rng.random() < 0.6 else "box"
             add(shape, base + [0, -height / 2, 0], (width / 2, height / 2, depth / 2), surface)
             lid = self._surface("plastic", 0.8, index)
@@ -325,7 +327,8 @@ class _SceneBuilder:
         leg_half = 0.24 * height
         leg_r = 0.06 * height / 1.75
         for side in (-1, 1):
-            add("cylinder", local(side * width * 0.2, 0.0) + [0, -leg_half, 0], (leg_r, leg_half, leg_r), pants)
+            add("cylinder", local(side * width * 0.2, 0.0) + [0, -leg_half, 0], (leg_r, leg_half, leg_r),
+                pants)
         torso_half = 0.16 * height
         torso_y = -(2 * leg_half + torso_half)
         add("cylinder", local(0.0, 0.0) + [0, torso_y, 0], (width * 0.4, torso_half, depth * 0.5), shirt)
@@ -352,7 +355,8 @@ def _random_size(rng: np.random.Generator, label: str) -> tuple[float, float, fl
 
 
 def _render_frame(index: int, scene: Scene, atlas: TextureAtlas, camera: StereoCamera, origin: np.ndarray,
-                  rotation: np.ndarray, rays, opts: SceneOptions, sensor_rng: np.random.Generator) -> StereoFrame:
+                  rotation: np.ndarray, rays, opts: SceneOptions,
+                  sensor_rng: np.random.Generator) -> StereoFrame:
     cam = camera
     active = _solids_ahead(scene, origin)
     view_scene = scene if active is None else _with_solids(scene, active)

@@ -232,8 +232,10 @@ def _metal(rng, size):
 def _poster(rng, size):
     yy, xx = _grid(size)
     angle = rng.uniform(0, 2 * np.pi)
-    ramp = (np.sin(angle) * np.sin(2 * np.pi * xx / size) + np.cos(angle) * np.sin(2 * np.pi * yy / size)) * 0.5 + 0.5
-    color = _mix(_color(rng, tuple(rng.uniform(0, 1, 3)), 0.2), _color(rng, tuple(rng.uniform(0, 1, 3)), 0.2), ramp)
+    wave_x, wave_y = np.sin(2 * np.pi * xx / size), np.sin(2 * np.pi * yy / size)
+    ramp = (np.sin(angle) * wave_x + np.cos(angle) * wave_y) * 0.5 + 0.5
+    color = _mix(_color(rng, tuple(rng.uniform(0, 1, 3)), 0.2), _color(rng, tuple(rng.uniform(0, 1, 3)), 0.2),
+                 ramp)
     blobs = value_noise(rng, size, 4, 2)
     color = _mix(color, _color(rng, tuple(rng.uniform(0, 1, 3)), 0.2), (blobs - 0.55) * 5)
     return color * (0.9 + 0.2 * value_noise(rng, size, 32, 2))[..., None]
