@@ -310,3 +310,11 @@ def test_squeeze_and_excitation_gate_is_expanded_by_nearest_resize():
     assert ops(exact.model).count("Resize") == 2  # 64 = 32 x 2
     assert check.max_abs_diff < 1e-6
     assert analyze(exact.model).passes_strict
+
+
+def test_max_pool_with_one_wide_axis():
+    nodes = [helper.make_node("MaxPool", ["x"], ["y"], "wide", kernel_shape=[1, 12], strides=[1, 3])]
+    model = make_model(nodes, {"x": X}, {"y": None})
+    exact, _, check = fixed(model)
+    assert [r.node for r in exact.applied] == ["wide"] and check.max_abs_diff == 0.0
+    assert analyze(exact.model).passes_strict

@@ -117,6 +117,8 @@ def split_window(size: int, limit: int = MAX_WINDOW) -> list[int] | None:
 
 def split_overlapping(window: int, limit: int = MAX_WINDOW) -> list[int]:
     """Windows <= limit for a chain of stride-1 max pools: their (w - 1) add up to window - 1."""
+    if window <= limit:
+        return [window]
     stages = -(-(window - 1) // (limit - 1))
     base, extra = divmod(window - 1, stages)
     return [base + 1 + (1 if i < extra else 0) for i in range(stages)]
@@ -235,22 +237,25 @@ def fix_large_pooling(graph: gs.Graph, edit: _Editor, outcome: FixOutcome) -> No
 
 
 def _split_max_pool(edit: _Editor, node: gs.Node, kernel, strides, pads, outcome: FixOutcome) -> None:
-    """max over k = max over w1, then over w2 ... (stride 1) with sum(w - 1) = k - 1; last stage strided."""
+    """max over k = max over w1, then over w2 ... (stride 1) with sum(w - 1) = k - 1; last stage strided.
+    Each stage takes part of the padding (at most w - 1 per side), so out-of-range cells stay excluded."""
     stages_h, stages_w = split_overlapping(kernel[0]), split_overlapping(kernel[1])
     count = max(len(stages_h), len(stages_w))
-    stages_h += [1] * (count - len(stages_h))
-    stages_w += [1] * (count - len(stages_w))
-    remaining = [pads[0], pads[1], pads[2], pads[3]]  # top, left, bottom, right
-    tensor, shape = node.inputs[0], list(shape_of(node.inputs[0]))
-    output = _detach(node)
-    for index in range(count):
-        window = [stages_h[index], stages_w[index]]
+    windows = list(zip(stages_h + [1] * (count - len(stages_h)), stages_w + [1] * (count - len(stages_w)),
+                       strict=True))
+    remaining, plan = list(pads), []  # pads: top, left, bottom, right
+    for window in windows:
         stage_pads = [min(remaining[i], window[i % 2] - 1, MAX_PADDING) for i in range(4)]
         remaining = [r - p for r, p in zip(remaining, stage_pads, strict=True)]
-        last = index == count - 1
+        plan.append((list(window), stage_pads))
+    if any(remaining):
+        outcome.skipped.append(f"{node.name}: padding {pads} too large to spread over windows <= 8")
+        return
+    tensor, shape = node.inputs[0], list(shape_of(node.inputs[0]))
+    output = _detach(node)
+    for index, (window, stage_pads) in enumerate(plan):
+        last = index == len(plan) - 1
         stride = strides if last else [1, 1]
-        if last and any(remaining):
-            outcome.skipped.append(f"{node.name}: padding {pads} too large to distribute (left as is)")
         shape = [
             shape[0],
             shape[1],
@@ -261,7 +266,6 @@ def _split_max_pool(edit: _Editor, node: gs.Node, kernel, strides, pads, outcome
         edit.node("MaxPool", f"{node.name}_max{index}", [tensor], [out],
                   kernel_shape=window, strides=stride, pads=stage_pads)
         tensor = out
-    windows = list(zip(stages_h, stages_w, strict=True))
     outcome.applied.append(Rewrite("large-pooling", node.name, f"MaxPool chain {windows}"))
 
 
