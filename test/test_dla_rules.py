@@ -398,3 +398,61 @@ def test_a_failed_general_rule_is_named():
     assert node.rule == "rank-4" and node.certainty == "conservative"
     node, _ = placement(unary("Relu"))
     assert node.rule == "activation"
+
+
+def test_bi3d_style_plane_head_is_dla_end_to_end():
+    """The kind of head design.md asks for (batched over planes): Conv/ReLU/Mul/Add/Concat/ConvTranspose/
+    Sigmoid on static shapes is one DLA subgraph with no boundary."""
+    planes, channels, height, width = 4, 24, 36, 60
+    inits, nodes = {}, []
+
+    def conv(name, source, out_ch, in_ch, kernel=3, stride=1, relu=True):
+        inits[f"{name}_w"] = weights(out_ch, in_ch, kernel, kernel)
+        inits[f"{name}_b"] = weights(out_ch)
+        target = f"{name}_c" if relu else name
+        nodes.append(
+            helper.make_node(
+                "Conv",
+                [source, f"{name}_w", f"{name}_b"],
+                [target],
+                name,
+                kernel_shape=[kernel, kernel],
+                strides=[stride] * 2,
+                pads=[kernel // 2] * 4,
+            )
+        )
+        if relu:
+            nodes.append(helper.make_node("Relu", [target], [name], f"{name}_relu"))
+        return name
+
+    def up(name, source, out_ch, in_ch, skip):
+        inits[f"{name}_w"] = weights(in_ch, out_ch, 2, 2)
+        nodes.append(
+            helper.make_node(
+                "ConvTranspose",
+                [source, f"{name}_w"],
+                [f"{name}_u"],
+                name,
+                kernel_shape=[2, 2],
+                strides=[2, 2],
+            )
+        )
+        nodes.append(helper.make_node("Add", [f"{name}_u", skip], [f"{name}_s"], f"{name}_add"))
+        nodes.append(helper.make_node("Relu", [f"{name}_s"], [name], f"{name}_relu"))
+        return name
+
+    nodes.append(helper.make_node("Mul", ["left", "right"], ["product"], "product"))
+    nodes.append(helper.make_node("Concat", ["left", "right", "product"], ["stacked"], "stack", axis=1))
+    e1 = conv("enc1", conv("enter", "stacked", 32, 3 * channels, kernel=1), 32, 32)
+    e2 = conv("enc2", conv("down2", e1, 48, 32, stride=2), 48, 48)
+    e3 = conv("enc3", conv("down3", e2, 64, 48, stride=2), 64, 64)
+    d2 = conv("dec2", up("up2", e3, 48, 64, e2), 48, 48)
+    d1 = conv("dec1", up("up1", d2, 32, 48, e1), 32, 32)
+    logits = conv("classify", d1, 1, 32, kernel=1, relu=False)
+    nodes.append(helper.make_node("Sigmoid", [logits], ["near"], "probability"))
+    shape = [planes, channels, height, width]
+    model = make_model(nodes, {"left": shape, "right": shape}, {"near": [planes, 1, height, width]}, inits)
+    report = analyze(model)
+    assert report.passes_strict, report.format_text()
+    assert len(report.subgraphs) == 1 and not report.boundaries
+    assert report.subgraphs[0].inputs == ["left", "right"] and report.subgraphs[0].outputs == ["near"]
