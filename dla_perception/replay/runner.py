@@ -284,6 +284,9 @@ def replay(options: ReplayOptions) -> ReplayResult:
             error = "interrupted by the user"
         finally:
             progress.close()
+        if not records and error is None:
+            error = ("the bag has no complete frame: no left/right image pair with the same header stamp "
+                     "and camera_info on both sides" if bag.mode == "stereo" else "the bag has no image")
         time.sleep(STRAGGLER_WAIT_S if records else 0)  # optional outputs (overlay images) still in flight
         wall_s = time.perf_counter() - started_wall
         metrics = _metrics(bag, graph, records, scorer, wall_s, error, output_path)
@@ -324,6 +327,7 @@ class _Scorer:
         self.planes_m = [float(p) for p in graph.parameter("proximity_segmentation", "planes_m", []) or []]
         self.alert_distance_m = graph.parameter("proximity_segmentation", "alert_distance_m")
         self.score = ProximityScore(sorted(self.planes_m)) if has_ground_truth and self.planes_m else None
+        self.problems: list[str] = []  # ground truth that could not be scored, once per kind
 
     def geometry(self, frame: bagmod.Frame) -> tuple[float, float]:
         left = bagmod.decode(frame.messages[bagmod.LEFT_INFO])
@@ -427,8 +431,13 @@ def _proximity(frame: bagmod.Frame, messages: dict[str, _Received], scorer: _Sco
         return
     level = bagmod.image_array(typestore().deserialize_cdr(disparity.raw, disparity.msgtype).image)
     fx, baseline = scorer.geometry(frame)
-    record.iou = scorer.score.add(frame.index, np.asarray(level, dtype=np.float32), truth,
-                                  plane_disparities(scorer.score.thresholds_m, fx, baseline))
+    try:
+        record.iou = scorer.score.add(frame.index, np.asarray(level, dtype=np.float32), truth,
+                                      plane_disparities(scorer.score.thresholds_m, fx, baseline))
+    except (ValueError, ZeroDivisionError) as exc:  # e.g. ground truth of another size: not scored
+        problem = f"ground truth not scored: {exc}"
+        if problem not in scorer.problems:
+            scorer.problems.append(problem)
 
 
 def _overlay(frame: bagmod.Frame, messages: dict[str, _Received], scorer: _Scorer,
@@ -487,7 +496,7 @@ def _metrics(bag: bagmod.InputBag, graph: PerceptionGraph, records: list[FrameRe
         "wall_s": round(wall_s, 3),
         "complete": error is None,
         "error": error,
-        "graph": {"nodes": [n.name for n in graph.nodes], "problems": graph.problems,
+        "graph": {"nodes": [n.name for n in graph.nodes], "problems": graph.problems + scorer.problems,
                   "placements": graph.manager.placements() if graph.manager is not None else []},
     }
     if scorer.score is not None:
