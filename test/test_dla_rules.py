@@ -456,3 +456,9 @@ def test_bi3d_style_plane_head_is_dla_end_to_end():
     assert report.passes_strict, report.format_text()
     assert len(report.subgraphs) == 1 and not report.boundaries
     assert report.subgraphs[0].inputs == ["left", "right"] and report.subgraphs[0].outputs == ["near"]
+
+
+def test_strongly_typed_line_flags_float32_models():
+    report = analyze(unary("Relu"), trt_version="11.4")
+    assert any("strongly typed" in text for text in report.findings)
+    assert not analyze(unary("Relu"), trt_version="10.3").findings

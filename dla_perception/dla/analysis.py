@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
@@ -179,7 +180,7 @@ class Report:
         lines = [f"model: {self.model}", f"TensorRT {self.trt_version}: {self.trt_note}"]
         lines += [f"finding: {text}" for text in self.findings]
         lines += [f"warning: {text}" for text in self.warnings]
-        shown = self.nodes if verbose else [n for n in self.nodes if n.device == GPU]
+        shown = self.nodes if verbose else [n for n in self.nodes if n.device == GPU and self.dla_available]
         if shown:
             lines.append("nodes:" if verbose else "GPU fallback:")
         for node in shown:
@@ -241,7 +242,7 @@ def analyze(
         nodes=nodes,
         subgraphs=subgraphs,
         boundaries=boundaries,
-        findings=_findings(loaded),
+        findings=_findings(loaded, line),
         warnings=warnings,
         dla_available=line.dla,
     )
@@ -437,8 +438,15 @@ def _in_original_order(loaded: LoadedGraph, placements: dict[str, NodePlacement]
     return nodes
 
 
-def _findings(loaded: LoadedGraph) -> list[str]:
+def _findings(loaded: LoadedGraph, line: rules.TrtLine) -> list[str]:
     findings = []
+    if line.strongly_typed_only and any(
+        np.dtype(t.dtype) == np.float32 for t in loaded.graph.inputs if t.dtype is not None
+    ):
+        findings.append(
+            "float32 inputs: this TensorRT line builds DLA engines from strongly typed networks only, "
+            "and DLA does not run FP32; export the model in float16"
+        )
     for tensor in loaded.graph.inputs:
         shape = shape_of(tensor)
         if not is_static(shape):
