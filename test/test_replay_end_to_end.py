@@ -192,3 +192,15 @@ def test_ros_written_bag_replays(shared_data: Path, tmp_path: Path, capsys: pyte
     assert code in (0, 1)
     assert "detection: no answer" not in metrics["missing_outputs"]
     assert np.isfinite(metrics["wall_s"])
+
+
+def test_demo_makes_the_bag_once_then_reuses_it(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    arguments = ["demo", "--frames", "2", "--width", "160", "--height", "120", "--no-progress",
+                 "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "out")]
+    assert main(arguments) == 0
+    first = capsys.readouterr().out
+    assert "made now" in first and "p99 ms" in first and "report: " in first
+    assert (tmp_path / "out" / "report.html").is_file()
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == ["demo_seed2024_2f_160x120"]
+    assert main(arguments) == 0
+    assert "reused from the cache" in capsys.readouterr().out
