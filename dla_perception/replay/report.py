@@ -62,10 +62,13 @@ def write_report(
     out_dir: Path,
     metrics: dict,
     frames: Sequence[FrameRecord],
-    latencies_by_core: dict[str, list[float]],
+    latencies_by_core: dict[str, dict[str, list[float]]],
     overlays: Sequence[Overlay] = (),
 ) -> Path:
-    """Writes the PNGs and report.html into out_dir; returns the report's path."""
+    """Writes the PNGs and report.html into out_dir; returns the report's path.
+
+    latencies_by_core: core -> model -> engine run times (ms) of every successful run.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -77,15 +80,20 @@ def write_report(
     if latencies_by_core:
         fig, axes = plt.subplots(1, len(latencies_by_core), figsize=(4.5 * len(latencies_by_core), 3.2),
                                  squeeze=False)
-        for axis, (core, samples) in zip(axes[0], latencies_by_core.items(), strict=True):
-            axis.hist(samples, bins=min(40, max(5, len(samples) // 3)), color="tab:blue")
-            axis.set_title(f"{core}: {len(samples)} inferences")
+        for axis, (core, by_model) in zip(axes[0], latencies_by_core.items(), strict=True):
+            models = sorted(by_model)
+            total = sum(len(by_model[m]) for m in models)
+            axis.hist([by_model[m] for m in models], bins=min(40, max(5, total // 3)), stacked=True,
+                      label=models)
+            axis.set_title(f"{core}: {total} inferences")
             axis.set_xlabel("engine latency (ms)")
             axis.set_ylabel("runs")
+            axis.legend(fontsize="small")
         fig.tight_layout()
         fig.savefig(out_dir / "latency_per_core.png", dpi=90)
         plt.close(fig)
-        figures.append(("latency_per_core.png", "Engine latency per core (every inference of the replay)."))
+        figures.append(("latency_per_core.png",
+                        "Engine latency per core, stacked by model (every inference of the replay)."))
 
     timed = [(f.index, f.end_to_end_ms) for f in frames if f.end_to_end_ms is not None]
     if timed:

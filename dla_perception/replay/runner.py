@@ -309,7 +309,11 @@ def replay(options: ReplayOptions) -> ReplayResult:
     regressions = None
     if options.baseline is not None:
         regressions = compare(metrics, load_metrics(options.baseline), options.tolerances)
-    latencies = {core: [r.latency_ms for r in runs if r.ok] for core, runs in graph.run_log.by_core().items()}
+    latencies: dict[str, dict[str, list[float]]] = {}
+    for core, runs in graph.run_log.by_core().items():
+        for run in runs:
+            if run.ok:
+                latencies.setdefault(core, {}).setdefault(run.model, []).append(run.latency_ms)
     report = write_report(options.out, metrics, records, latencies, overlays)
     return ReplayResult(metrics, report, output_path, regressions, error)
 
