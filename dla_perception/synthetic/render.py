@@ -180,10 +180,16 @@ def render_view(scene: Scene, fx: float, fy: float, cx: float, cy: float, width:
             light = np.float32(scene.ambient + scene.sun_strength * max(0.0, -float(sun[2])))
             writer.write(full, t, np.int32(surface), ox + t * dx, oy + t * dy, light, np.abs(dz))
 
+        # nearest first, so that solids hidden behind nearer ones are skipped without casting
+        placed = []
         for solid_index, solid in enumerate(scene.solids):
-            window = _screen_window(solid, origin, rotation, fx, fy, cx, cy, width, height)
-            if window is None:
-                continue
+            found = _window_of(solid.corners(), origin, rotation, fx, fy, cx, cy, width, height)
+            if found is not None:
+                placed.append((found[1], solid_index, found[0]))
+        for nearest, solid_index, window in sorted(placed, key=lambda item: (item[0], item[1])):
+            if buffers.depth[window].max() < nearest:
+                continue  # everything in its window is already nearer than it can be
+            solid = scene.solids[solid_index]
             wdx, wdy, wdz = dx[window], dy[window], dz[window]
             hit = intersect_solid(solid, ox, oy, oz, wdx, wdy, wdz)
             if hit is None:
@@ -317,29 +323,35 @@ def _hit_unit_sphere(ox, oy, oz, dx, dy, dz):
     return t, ox + tt * dx, oy + tt * dy, oz + tt * dz
 
 
-def _project(points: np.ndarray, origin, rotation, fx, fy, cx, cy):
-    """World points (Nx3) -> pixel x, y and depth Z."""
-    camera = (points - origin) @ rotation  # rotation is camera->world; its transpose maps back
-    z = camera[:, 2]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return fx * camera[:, 0] / z + cx, fy * camera[:, 1] / z + cy, z
+def _clipped_camera_points(points: np.ndarray, origin, rotation) -> np.ndarray:
+    """Camera-frame points of the convex hull of `points` (world, Nx3) clipped to z >= NEAR_M: the points in
+    front, plus where every segment between a point in front and one behind crosses the near plane (all
+    pairs, so every hull edge is among them; the extra crossings lie inside the clipped hull anyway)."""
+    camera = (np.asarray(points, np.float64) - origin) @ rotation  # rotation is camera->world
+    front = camera[:, 2] >= NEAR_M
+    if front.all() or not front.any():
+        return camera[front]
+    ahead, behind = camera[front], camera[~front]
+    a = np.repeat(ahead, len(behind), axis=0)
+    b = np.tile(behind, (len(ahead), 1))
+    fraction = (a[:, 2] - NEAR_M) / (a[:, 2] - b[:, 2])
+    crossings = a + (b - a) * fraction[:, None]
+    return np.vstack([ahead, crossings])
 
 
 def _window_of(points, origin, rotation, fx, fy, cx, cy, width, height):
-    x, y, z = _project(points, origin, rotation, fx, fy, cx, cy)
-    if (z < NEAR_M).all():
+    """The pixel window (row, column slices) that the convex hull of world `points` covers in a view, with
+    the nearest depth it can have there; None when it is behind the camera or off screen."""
+    camera = _clipped_camera_points(points, origin, rotation)
+    if not len(camera):
         return None
-    if (z < NEAR_M).any():
-        return (slice(None), slice(None))  # straddles the camera plane: cast the whole view
+    z = np.maximum(camera[:, 2], NEAR_M)
+    x, y = fx * camera[:, 0] / z + cx, fy * camera[:, 1] / z + cy
     x0, x1 = int(max(np.floor(x.min()) - 1, 0)), int(min(np.ceil(x.max()) + 2, width))
     y0, y1 = int(max(np.floor(y.min()) - 1, 0)), int(min(np.ceil(y.max()) + 2, height))
     if x0 >= x1 or y0 >= y1:
         return None
-    return (slice(y0, y1), slice(x0, x1))
-
-
-def _screen_window(solid, origin, rotation, fx, fy, cx, cy, width, height):
-    return _window_of(solid.corners(), origin, rotation, fx, fy, cx, cy, width, height)
+    return (slice(y0, y1), slice(x0, x1)), float(z.min())
 
 
 def _shadow_ground(buffers: ViewBuffers, scene: Scene, origin, rotation, intrinsics) -> None:
@@ -369,9 +381,10 @@ def _shadow_ground(buffers: ViewBuffers, scene: Scene, origin, rotation, intrins
     for solid in scene.solids:
         corners = solid.corners()
         shadow_corners = corners - (corners[:, 1:2] / sun[1]) * sun[None, :]
-        window = _window_of(np.vstack([corners, shadow_corners]), origin, rotation, *intrinsics)
-        if window is None:
+        found = _window_of(np.vstack([corners, shadow_corners]), origin, rotation, *intrinsics)
+        if found is None:
             continue
+        window = found[0]
         ground = is_ground[window]
         if not ground.any():
             continue

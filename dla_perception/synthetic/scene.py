@@ -27,7 +27,7 @@ from dla_perception.synthetic.render import (
     pixel_rays,
     render_view,
 )
-from dla_perception.synthetic.textures import TextureAtlas, lookup, tile_mips
+from dla_perception.synthetic.textures import TEXTURE_VARIANTS, TextureAtlas, lookup, tile_mips
 
 OBSTACLE_CLASSES: tuple[str, ...] = ("box", "post", "bin", "person")
 
@@ -36,7 +36,6 @@ OBSTACLE_CLASSES: tuple[str, ...] = ("box", "post", "bin", "person")
 # MIN_BOX_FRACTION of the image width on each side (and never under 3 px).
 MIN_VISIBLE_FRACTION = 0.3
 MIN_BOX_FRACTION = 0.01
-TEXTURE_VARIANTS = 24  # per texture kind; scenes pick from this cached pool and tint/scale each use
 
 
 @dataclass
@@ -475,14 +474,14 @@ def _shade(view: ViewBuffers, scene: Scene, atlas: TextureAtlas, fx: float,
     return color
 
 
-_GAMMA = 1 / 2.2
 # standard normal quantiles of 256 equiprobable bins: Gaussian noise from one random byte per sample
 _GAUSS_LUT = np.array([[NormalDist().inv_cdf((i + 0.5) / 256) for i in range(256)]], np.float32)
 
 
 def _encode(linear: np.ndarray) -> np.ndarray:
-    """Linear RGB (0..1) -> 8-bit with gamma 1/2.2 (rounded, saturated)."""
-    return cv2.convertScaleAbs(cv2.pow(np.clip(linear, 0.0, 1.0), _GAMMA), alpha=255.0)
+    """Linear RGB (0..1) -> 8-bit with gamma 2 (a square root: close to sRGB's 2.2 and many times faster
+    than a general power), rounded and saturated."""
+    return cv2.convertScaleAbs(cv2.sqrt(np.maximum(linear, np.float32(0.0))), alpha=255.0)
 
 
 @functools.lru_cache(maxsize=8)

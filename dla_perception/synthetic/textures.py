@@ -18,6 +18,9 @@ TILE_KINDS: tuple[str, ...] = (
 )
 
 _PAD = 2  # texels of wrapped border around every tile and level, for bilinear reads at the seam
+# Scenes draw their textures from a pool of this many variants per kind (cached per process: ~90 MB of
+# uint8 mip levels at 256 texels), then tint and scale each use, so building a scene costs no texture work.
+TEXTURE_VARIANTS = 16
 
 
 def value_noise(rng: np.random.Generator, size: int, base_cells: int = 4, octaves: int = 4,
@@ -267,7 +270,7 @@ def lookup(table: np.ndarray, index: np.ndarray) -> np.ndarray:
     return np.take(table, index)
 
 
-@functools.lru_cache(maxsize=160)
+@functools.lru_cache(maxsize=2 * TEXTURE_VARIANTS * len(TILE_KINDS))  # the whole pool at two tile sizes
 def tile_mips(kind: str, variant: int, size: int) -> tuple[np.ndarray, ...]:
     """Variant number `variant` of a texture kind as uint8 mip levels (size, size/2, ... 8), each padded by
     wrapping. Cached: scenes draw their textures from a fixed pool of variants per kind, which makes a new
