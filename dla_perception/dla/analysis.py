@@ -182,16 +182,17 @@ class Report:
         lines += [f"warning: {text}" for text in self.warnings]
         shown = self.nodes if verbose else [n for n in self.nodes if n.device == GPU and self.dla_available]
         if shown:
-            lines.append("nodes:" if verbose else "GPU fallback:")
+            lines.append("nodes (DLA#n = on DLA in subgraph n):" if verbose else "GPU fallback:")
         for node in shown:
-            device = node.device or "-"
+            device = f"DLA#{node.subgraph}" if node.device == DLA else node.device or "-"
             detail = "; ".join(node.reasons) or node.rule_reason
             if node.fused_into:
                 detail = f"fused into {node.fused_into}"
             elif node.device is None:
                 detail = detail or "folded at build time"
-            suffix = f" [{node.rule}, {node.certainty}]" if node.device == GPU else ""
-            lines.append(f"  {device:<3} {node.op:<18} {node.name}: {detail}{suffix}")
+            flagged = node.device == GPU or node.certainty == rules.UNCERTAIN
+            suffix = f" [{node.rule}, {node.certainty}]" if flagged and node.device else ""
+            lines.append(f"  {device:<6} {node.op:<18} {node.name}: {detail}{suffix}")
         for subgraph in self.subgraphs:
             first, last = subgraph.nodes[0], subgraph.nodes[-1]
             lines.append(f"DLA subgraph {subgraph.index}: {len(subgraph.nodes)} nodes [{first}...{last}]")
