@@ -101,9 +101,10 @@ class PerceptionGraph:
         return manager
 
     def _node_arguments(self, robot_config: Path | None, remaps: dict[str, str]) -> list[str]:
-        arguments = ["--ros-args", "-p", "use_sim_time:=true"]
+        arguments = ["--ros-args"]
         if robot_config is not None:
             arguments += ["--params-file", str(robot_config)]
+        arguments += ["-p", "use_sim_time:=true"]  # after the file: the bag's clock always rules
         for source, target in remaps.items():
             arguments += ["-r", f"{source}:={target}"]
         return arguments
