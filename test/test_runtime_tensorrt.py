@@ -283,3 +283,14 @@ def test_real_tensorrt_builds_and_runs_on_the_gpu(model_path, tmp_path):
     x = np.random.default_rng(0).standard_normal(INPUT_SHAPE).astype(np.float32)
     np.testing.assert_allclose(engine.run({"x": x})["y"], reference(model_path, x), rtol=1e-2, atol=1e-2)
     engine.close()
+
+
+def test_placement_report_from_plain_layer_names():
+    """LAYER_NAMES_ONLY inspectors give plain names; an all-DLA engine has no GPU layers or reformats."""
+    from dla_perception.runtime.tensorrt_engine import placement_report
+
+    report = placement_report(["{ForeignNode[conv1...conv9]}"], dla_layers=9)
+    assert (report["DLA"], report["GPU"], report["subgraphs"], report["reformats"]) == (9, 0, 1, 0)
+    assert report["verdict"] == "DLA: 9 layer(s) on DLA in 1 subgraph(s), no GPU fallback"
+    gpu_only = placement_report(["conv1", "relu1"])
+    assert gpu_only["DLA"] == 0 and gpu_only["verdict"].startswith("GPU: 2 layer(s)")
