@@ -54,6 +54,10 @@ setup(
     entry_points={
         "console_scripts": [
             "dla-perception = dla_perception.tools.cli:main",
+            "engine_manager = dla_perception.nodes.engine_manager:main",
+            "proximity_segmentation = dla_perception.nodes.proximity:main",
+            "detection = dla_perception.nodes.detection:main",
+            "perception_container = dla_perception.nodes.container:main",
         ],
     },
 )

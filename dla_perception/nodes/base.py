@@ -322,7 +322,7 @@ def spin_node(node_factory: Callable[[], Node], args: Sequence[str] | None = Non
     from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 
     rclpy.init(args=args)
-    node = None
+    node, executor = None, None
     try:
         node = node_factory()
         executor = MultiThreadedExecutor()
@@ -331,6 +331,8 @@ def spin_node(node_factory: Callable[[], Node], args: Sequence[str] | None = Non
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        if executor is not None:
+            executor.shutdown()  # joins its worker threads; left running they block interpreter exit
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()

@@ -52,7 +52,7 @@ def main(args: Sequence[str] | None = None) -> int:
     from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 
     rclpy.init(args=args)
-    container = None
+    container, executor = None, None
     try:
         container = build_container()
         executor = MultiThreadedExecutor()
@@ -62,6 +62,8 @@ def main(args: Sequence[str] | None = None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        if executor is not None:
+            executor.shutdown()  # joins its worker threads; left running they block interpreter exit
         if container is not None:
             container.destroy()
         rclpy.try_shutdown()

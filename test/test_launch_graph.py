@@ -1,0 +1,212 @@
+"""robot.launch.py's graph against the package: entry points, config/robot.yaml, declared parameters,
+subscriptions, launch arguments; and the executables started as real processes.
+
+`launch`/`launch_ros` are not installable here, so the launch file is a thin translation of
+dla_perception.nodes.graph, checked here; test/launch/test_robot_launch.py runs it for real on robots.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import REPO_ROOT
+
+from dla_perception.nodes import graph
+from dla_perception.nodes.parameters import NODE_PARAMETERS
+
+rclpy = pytest.importorskip("rclpy")
+
+DOMAIN_ID = 143
+LAUNCH_FILE = REPO_ROOT / "launch" / "robot.launch.py"
+
+
+def console_scripts() -> dict[str, str]:
+    """setup.py's console_scripts as {name: "module:function"}, read from the source (not the install)."""
+    tree = ast.parse((REPO_ROOT / "setup.py").read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Dict):
+            for key, value in zip(node.keys, node.values, strict=True):
+                if isinstance(key, ast.Constant) and key.value == "console_scripts":
+                    entries = ast.literal_eval(value)
+                    return dict(tuple(part.strip() for part in entry.split("=", 1)) for entry in entries)
+    raise AssertionError("setup.py has no console_scripts")
+
+
+def test_every_executable_is_an_entry_point_with_a_main() -> None:
+    scripts = console_scripts()
+    for process in graph.PROCESSES:
+        assert scripts.get(process.executable) == graph.ENTRY_POINTS[process.executable], process
+    for target in graph.ENTRY_POINTS.values():
+        module, function = target.split(":")
+        assert callable(getattr(importlib.import_module(module), function)), target
+
+
+def test_container_and_standalone_processes_cover_every_node_once() -> None:
+    for container in (True, False):
+        nodes = [node for process in graph.processes(container) for node in process.nodes]
+        assert sorted(nodes) == sorted(graph.NODE_NAMES)
+
+
+def test_robot_yaml_sets_only_declared_parameters_with_matching_types() -> None:
+    document = yaml.safe_load((REPO_ROOT / graph.ROBOT_CONFIG).read_text())
+    seen = set()
+    for key, section in document.items():
+        node = key.removeprefix("/**/")
+        assert node in NODE_PARAMETERS, f"{key} is not a node of the graph"
+        seen.add(node)
+        declared = {spec.name: spec for spec in NODE_PARAMETERS[node]}
+        for name, value in section["ros__parameters"].items():
+            assert name in declared, f"{node} does not declare {name}"
+            default = declared[name].default
+            assert type(value) is type(default), f"{node}.{name}: {value!r} is not a {type(default).__name__}"
+            if isinstance(default, list):
+                assert {type(v) for v in value} <= {type(v) for v in default}, f"{node}.{name} element types"
+            if declared[name].validate is not None:
+                assert declared[name].validate(value) is None, f"{node}.{name}={value!r} is invalid"
+    assert seen == set(graph.NODE_NAMES)
+
+
+def test_launch_arguments_remaps_and_parameters_are_consistent() -> None:
+    names = {argument.name for argument in graph.ARGUMENTS}
+    assert {"namespace", "robot_config", "engines_file", "use_sim_time", "log_level"} <= names
+    subscribed = {topic for topics in graph.SUBSCRIPTIONS.values() for topic in topics}
+    assert {topic for topic, _ in graph.REMAPS} == subscribed  # every input can be remapped
+    for topic, argument in graph.REMAPS:
+        assert argument in names and graph.argument(argument).default == topic  # default: no remap
+    for parameter, argument in graph.ARGUMENT_PARAMETERS:
+        assert argument in names
+        for node, specs in NODE_PARAMETERS.items():
+            assert parameter == "use_sim_time" or parameter in {s.name for s in specs}, (node, parameter)
+    assert (REMAPS_IN_FILE := _launch_file_configurations()) <= names, REMAPS_IN_FILE - names
+
+
+def _launch_file_configurations() -> set[str]:
+    """The LaunchConfiguration("...") names the launch file uses literally."""
+    tree = ast.parse(LAUNCH_FILE.read_text())
+    return {
+        node.args[0].value for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "LaunchConfiguration"
+        and node.args and isinstance(node.args[0], ast.Constant)
+    }
+
+
+def test_launch_file_is_valid_python_over_the_graph() -> None:
+    source = LAUNCH_FILE.read_text()
+    tree = ast.parse(source)
+    functions = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
+    assert "generate_launch_description" in functions
+    assert "from dla_perception.nodes import graph" in source and "graph.PROCESSES" in source
+
+
+def test_live_nodes_declare_exactly_the_table_and_subscribe_to_the_graph_topics(tmp_path) -> None:
+    from dla_perception.nodes.detection import DetectionNode
+    from dla_perception.nodes.engine_manager import EngineManagerNode
+    from dla_perception.nodes.proximity import ProximitySegmentationNode
+
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=DOMAIN_ID)
+    try:
+        engines = tmp_path / "engines.yaml"
+        engines.write_text("models: {}\n")
+        overrides = [rclpy.parameter.Parameter("engines_file", value=str(engines))]
+        for node_class in (EngineManagerNode, ProximitySegmentationNode, DetectionNode):
+            node = node_class(context=context, parameter_overrides=overrides)
+            try:
+                name = node.get_name()
+                declared = set(node._parameters) - {"use_sim_time", "start_type_description_service"}
+                assert declared == {spec.name for spec in NODE_PARAMETERS[name]}
+                for parameter in declared:
+                    descriptor = node.describe_parameter(parameter)
+                    assert descriptor.description and descriptor.type != 0, (name, parameter)
+                topics = {sub.topic_name.lstrip("/") for sub in node.subscriptions}
+                assert set(graph.SUBSCRIPTIONS[name]) <= topics
+            finally:
+                node.destroy_node()
+    finally:
+        rclpy.shutdown(context=context)
+
+
+# -- the executables, as processes -------------------------------------------------------------------
+def _run_until_diagnostics(target: str, ros_args: list[str], expect: str, timeout: float = 30.0) -> str:
+    """Start `target` (module:function) as a process, wait for a /diagnostics status named `expect`,
+    then SIGINT it; returns its output. The exit code must be 0."""
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.executors import SingleThreadedExecutor
+
+    module, function = target.split(":")
+    code = f"import sys; from {module} import {function}; sys.exit({function}())"
+    env = {**os.environ, "ROS_DOMAIN_ID": str(DOMAIN_ID), "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen([sys.executable, "-c", code, "--ros-args", *ros_args], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=DOMAIN_ID)
+    seen = threading.Event()
+    node = rclpy.create_node("launch_probe", context=context)
+
+    def on_diagnostics(msg: DiagnosticArray) -> None:
+        if any(status.name == expect for status in msg.status):
+            seen.set()
+
+    node.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, 10)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    try:
+        deadline = time.monotonic() + timeout
+        while not seen.is_set() and time.monotonic() < deadline and process.poll() is None:
+            executor.spin_once(timeout_sec=0.1)
+        assert seen.is_set(), f"no '{expect}' status on /diagnostics; exit {process.poll()}"
+        process.send_signal(signal.SIGINT)
+        try:
+            output, _ = process.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise AssertionError("did not exit on SIGINT:\n" + process.communicate()[0][-4000:]) from None
+        assert process.returncode == 0, output
+        return output
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.shutdown(context=context)
+
+
+def test_perception_container_runs_with_robot_yaml(tmp_path) -> None:
+    engines = tmp_path / "engines.yaml"
+    engines.write_text("models: {}\n")
+    output = _run_until_diagnostics(
+        graph.ENTRY_POINTS["perception_container"],
+        ["--params-file", str(REPO_ROOT / graph.ROBOT_CONFIG), "-p", f"engines_file:={engines}",
+         "-r", "__ns:=/robot", "-p", "diagnostics_period_s:=0.2"],
+        "dla_perception: engine_manager",
+    )
+    assert "[robot.proximity_segmentation]" in output or "proximity" in output
+
+
+def test_a_node_runs_alone_with_a_private_manager(tmp_path) -> None:
+    output = _run_until_diagnostics(
+        graph.ENTRY_POINTS["detection"],
+        ["-p", f"engines_file:={tmp_path / 'absent.yaml'}", "-p", "diagnostics_period_s:=0.2"],
+        "dla_perception: detection",
+    )
+    assert "absent.yaml" in output  # says why it has no engines, and keeps running until told to stop
+
+
+def test_launch_graph_executables_exist_once_installed() -> None:
+    """After `make setup`, each executable is on the venv's PATH (what `ros2 run` finds on robots)."""
+    scripts = Path(sys.executable).parent
+    installed = [name for name in graph.ENTRY_POINTS if (scripts / name).exists()]
+    if not installed:
+        pytest.skip("entry points not installed in this venv (re-run `make setup` after setup.py changed)")
+    assert sorted(installed) == sorted(graph.ENTRY_POINTS)
