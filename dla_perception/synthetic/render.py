@@ -25,6 +25,7 @@ class Surface:
     texels_per_m: float
     tint: tuple[float, float, float] = (1.0, 1.0, 1.0)
     object_index: int = -1  # index into Scene.objects, -1 for background
+    detail: float = 0.2  # strength of the fine grain laid over the texture (0 = none)
 
 
 @dataclass

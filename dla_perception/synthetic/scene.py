@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from statistics import NormalDist
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -104,6 +105,11 @@ class SceneOptions:
     texture_size: int | None = None  # texels per tile side; None: 256 for images >= 480 px wide, else 128
 
 
+# how strongly the fine grain shows on each kind of surface (rough ground most, fabric and paint least)
+_DETAIL = {"asphalt": 0.45, "grass": 0.5, "concrete": 0.35, "paving": 0.3, "bricks": 0.3, "planks": 0.25,
+           "cardboard": 0.25, "metal": 0.15, "plastic": 0.1, "fabric": 0.15, "stripes": 0.15, "poster": 0.1,
+           "plaster_windows": 0.25}
+
 _DEFAULT_SIZES = {"box": (0.6, 0.5, 0.5), "post": (0.12, 1.2, 0.12), "bin": (0.6, 0.9, 0.6),
                   "person": (0.5, 1.75, 0.3)}
 
@@ -126,15 +132,16 @@ def generate_sequence(seed: int, n_frames: int, camera: StereoCamera | None = No
         raise ValueError(f"n_frames must be >= 0, got {n_frames}")
     scene_stream, sensor_stream = np.random.SeedSequence(int(seed)).spawn(2)
     travel_m = opts.speed_mps * max(n_frames - 1, 0) / opts.rate_hz
-    scene, atlas, pose = _SceneBuilder(np.random.default_rng(scene_stream), camera, opts, travel_m).build()
+    builder = _SceneBuilder(np.random.default_rng(scene_stream), camera, opts, travel_m)
+    scene, textures, pose, response = builder.build()
     intrinsics = (camera.fx, camera.fy, camera.cx, camera.cy, camera.width, camera.height)
     rays = pixel_rays(*intrinsics, pose["rotation"])
     for index, frame_stream in enumerate(sensor_stream.spawn(n_frames)):
-        forward = opts.speed_mps * index / opts.rate_hz
+        seconds = index / opts.rate_hz
         bob = 0.004 * np.sin(index * 1.7) if index else 0.0  # the robot's ride is not perfectly smooth
-        origin = pose["origin"] + forward * pose["forward"] + np.array([0.0, bob, 0.0])
-        yield _render_frame(index, scene, atlas, camera, origin, pose["rotation"], rays, opts,
-                            np.random.default_rng(frame_stream))
+        origin = pose["origin"] + opts.speed_mps * seconds * pose["forward"] + np.array([0.0, bob, 0.0])
+        yield _render_frame(index, _walked(scene, seconds), textures, camera, origin, pose["rotation"], rays,
+                            opts, response, np.random.default_rng(frame_stream))
 
 
 def _options(options: dict) -> SceneOptions:
@@ -150,6 +157,13 @@ def _options(options: dict) -> SceneOptions:
     if opts.rate_hz <= 0 or opts.speed_mps < 0:
         raise ValueError("rate_hz must be positive and speed_mps non-negative")
     return opts
+
+
+class Textures(NamedTuple):
+    """A scene's colour atlas and the grey fine-grain texture laid over all its surfaces."""
+
+    atlas: TextureAtlas
+    detail: TextureAtlas
 
 
 class _SceneBuilder:
@@ -175,15 +189,17 @@ class _SceneBuilder:
         return made[int(self.rng.integers(len(made)))]
 
     def _surface(self, kind: str, metres_per_tile: float, object_index: int = -1,
-                 tint: Sequence[float] | None = None) -> int:
+                 tint: Sequence[float] | None = None, detail: float | None = None) -> int:
         rng = self.rng
         if tint is None:
             tint = np.clip(rng.uniform(0.85, 1.15) * rng.uniform(0.92, 1.08, 3), 0.5, 1.5)
+        if detail is None:
+            detail = _DETAIL.get(kind, 0.2) * rng.uniform(0.7, 1.3)
         self.surfaces.append(Surface(self._tile(kind), self.tile_size / metres_per_tile,
-                                     tuple(float(t) for t in tint), object_index))
+                                     tuple(float(t) for t in tint), object_index, float(detail)))
         return len(self.surfaces) - 1
 
-    def build(self) -> tuple[Scene, TextureAtlas, dict]:
+    def build(self) -> tuple[Scene, Textures, dict, dict]:
         rng, opts = self.rng, self.opts
         height = opts.camera_height_m if opts.camera_height_m is not None else rng.uniform(0.3, 0.6)
         pitch = np.radians(opts.pitch_deg if opts.pitch_deg is not None else rng.uniform(-2.0, 8.0))
@@ -238,8 +254,11 @@ class _SceneBuilder:
             sky_horizon=horizon.astype(np.float32), sky_zenith=zenith.astype(np.float32), sky_tile=sky_tile,
             haze_m=float(rng.uniform(150.0, 600.0)), objects=self.objects,
         )
-        atlas = TextureAtlas(self.tiles)
-        return scene, atlas, {"origin": origin, "rotation": rotation, "forward": forward}
+        detail = TextureAtlas([tile_mips("detail", int(rng.integers(TEXTURE_VARIANTS)), self.tile_size)],
+                              grey=True)
+        textures = Textures(TextureAtlas(self.tiles), detail)
+        pose = {"origin": origin, "rotation": rotation, "forward": forward}
+        return scene, textures, pose, _camera_response(rng)
 
     def _facade(self, x_m: float, z_start: float, z_end: float) -> Facade:
         rng = self.rng
@@ -273,8 +292,15 @@ class _SceneBuilder:
             radius = 0.5 if label != "post" else 0.15
             if all(np.hypot(base[0] - x, base[2] - z) > radius + r for x, z, r in self.footprints):
                 self.footprints.append((base[0], base[2], radius))
-                self._add_object(label, base, rng.uniform(-np.pi, np.pi), None, front_face=False,
-                                 heading=forward)
+                yaw = rng.uniform(-np.pi, np.pi)
+                velocity = None
+                if label == "person" and self.travel_m > 0 and rng.random() < 0.5:
+                    # walking along the street, either way, at a walker's pace
+                    heading = np.arctan2(forward[0], forward[2]) + np.pi * (rng.random() < 0.5)
+                    yaw = float(heading + rng.normal(0.0, 0.3))
+                    velocity = rng.uniform(0.6, 1.5) * np.array([np.sin(yaw), 0.0, np.cos(yaw)])
+                self._add_object(label, base, yaw, None, front_face=False, heading=forward)
+                self.objects[-1]["velocity"] = velocity
                 return
 
     def _add_object(self, label: str, base: np.ndarray, yaw: float, size_m, front_face: bool,
@@ -284,7 +310,9 @@ class _SceneBuilder:
         rng = self.rng
         index = len(self.objects)
         self.objects.append({"label": label, "class_id": OBSTACLE_CLASSES.index(label), "solids": []})
-        width, height, depth = size_m if size_m is not None else _random_size(rng, label)
+        if size_m is None:
+            size_m = _DEFAULT_SIZES[label] if front_face else _random_size(rng, label)
+        width, height, depth = size_m
         base = np.array([base[0], 0.0, base[2]])
         if front_face:
             base = base + heading * (depth / 2.0)
@@ -322,7 +350,7 @@ class _SceneBuilder:
         pants = self._surface("fabric", 0.5, index)
         shirt = self._surface("fabric", 0.5, index)
         skin_tone = np.array([0.85, 0.6, 0.45]) * rng.uniform(0.35, 1.1)
-        skin = self._surface("concrete", 2.0, index, tint=np.clip(skin_tone / 0.5, 0.1, 2.0))
+        skin = self._surface("concrete", 2.0, index, tint=np.clip(skin_tone / 0.5, 0.1, 2.0), detail=0.05)
         leg_half = 0.24 * height
         leg_r = 0.06 * height / 1.75
         for side in (-1, 1):
@@ -353,8 +381,8 @@ def _random_size(rng: np.random.Generator, label: str) -> tuple[float, float, fl
     return (0.45 * height / 1.75 * rng.uniform(0.9, 1.15), height, 0.27 * height / 1.75)
 
 
-def _render_frame(index: int, scene: Scene, atlas: TextureAtlas, camera: StereoCamera, origin: np.ndarray,
-                  rotation: np.ndarray, rays, opts: SceneOptions,
+def _render_frame(index: int, scene: Scene, textures: Textures, camera: StereoCamera, origin: np.ndarray,
+                  rotation: np.ndarray, rays, opts: SceneOptions, response: dict,
                   sensor_rng: np.random.Generator) -> StereoFrame:
     cam = camera
     active = _solids_ahead(scene, origin)
@@ -366,14 +394,28 @@ def _render_frame(index: int, scene: Scene, atlas: TextureAtlas, camera: StereoC
 
     disparity = _visible_disparity(left.depth, right.depth, cam.fx * cam.baseline_m)
     inverse_length = 1.0 / np.sqrt(rays[0] * rays[0] + rays[1] * rays[1] + rays[2] * rays[2])
-    left_linear = _shade(left, scene, atlas, cam.fx, inverse_length)
-    right_linear = _shade(right, scene, atlas, cam.fx, inverse_length)
+    left_linear = _shade(left, scene, textures, cam.fx, inverse_length)
+    right_linear = _shade(right, scene, textures, cam.fx, inverse_length)
     if opts.photometric:
-        left_image, right_image = _sensor(left_linear, right_linear, sensor_rng)
+        left_image, right_image = _sensor(left_linear, right_linear, response, sensor_rng)
     else:
         left_image, right_image = _encode(left_linear), _encode(right_linear)
     objects = _annotate(view_scene, left, cam)
     return StereoFrame(index, left_image, right_image, disparity, left.depth, objects)
+
+
+def _walked(scene: Scene, seconds: float) -> Scene:
+    """The scene `seconds` after the start: walking people moved along their velocity."""
+    moving = [o for o in scene.objects if o.get("velocity") is not None]
+    if not moving or seconds == 0:
+        return scene
+    solids = list(scene.solids)
+    for obstacle in moving:
+        for solid_index in obstacle["solids"]:
+            solid = solids[solid_index]
+            solids[solid_index] = Solid(solid.shape, solid.center + obstacle["velocity"] * seconds,
+                                        solid.half_extents, solid.yaw, solid.surface)
+    return replace(scene, solids=solids)
 
 
 def _solids_ahead(scene: Scene, origin: np.ndarray) -> list[int] | None:
@@ -398,7 +440,7 @@ def _with_solids(scene: Scene, keep: list[int]) -> Scene:
     """The scene with only some solids; object solid indices renumbered accordingly."""
     renumber = {old: new for new, old in enumerate(keep)}
     objects = [{**o, "solids": [renumber[s] for s in o["solids"] if s in renumber]} for o in scene.objects]
-    return Scene(**{**scene.__dict__, "solids": [scene.solids[i] for i in keep], "objects": objects})
+    return replace(scene, solids=[scene.solids[i] for i in keep], objects=objects)
 
 
 def _visible_disparity(left_depth: np.ndarray, right_depth: np.ndarray, fx_baseline: float) -> np.ndarray:
@@ -424,7 +466,7 @@ def _visible_disparity(left_depth: np.ndarray, right_depth: np.ndarray, fx_basel
     return np.where(visible, disparity, np.float32(0.0))
 
 
-def _shade(view: ViewBuffers, scene: Scene, atlas: TextureAtlas, fx: float,
+def _shade(view: ViewBuffers, scene: Scene, textures: Textures, fx: float,
            inverse_length: np.ndarray) -> np.ndarray:
     """Linear RGB of a view (0..1): trilinear texture * tint * light, distance haze, sky with clouds.
 
@@ -435,6 +477,7 @@ def _shade(view: ViewBuffers, scene: Scene, atlas: TextureAtlas, fx: float,
     tiles = np.array([s.tile for s in scene.surfaces] + [scene.sky_tile], np.float32)
     scales = np.array([s.texels_per_m for s in scene.surfaces] + [48.0], np.float32)
     tints = np.array([s.tint for s in scene.surfaces] + [(1.0, 1.0, 1.0)], np.float32) / 255.0
+    details = np.array([s.detail for s in scene.surfaces] + [0.0], np.float32) * np.float32(2 / 255)
     surface = view.surface
     index = surface.astype(np.uint8) if len(scene.surfaces) < 255 else surface  # uint8: -1 -> 255, the sky
     scale = lookup(scales, index)
@@ -456,9 +499,14 @@ def _shade(view: ViewBuffers, scene: Scene, atlas: TextureAtlas, fx: float,
         v[sky_slice] = np.where(sky, dz[sky_slice] / up * scales[-1], v[sky_slice])
         lod[sky_slice] = np.where(sky, 1.0 - 2.0 * np.log2(np.maximum(elevation, np.float32(0.05))),
                                   lod[sky_slice])
-    texture = atlas.sample(lookup(tiles, index).astype(np.int32), u, v, lod)
+    texture = textures.atlas.sample(lookup(tiles, index).astype(np.int32), u, v, lod)
+    # fine grain at 8x the texture's frequency (3 mip levels up), as a brightness modulation
+    grain = textures.detail.sample(np.zeros(u.shape, np.uint8), u * np.float32(8), v * np.float32(8),
+                                   lod + np.float32(3))
+    strength = lookup(details, index)
+    light = view.light * (1.0 + strength * (grain - np.float32(127.5)))
     tint = cv2.merge([lookup(tints[:, channel], index) for channel in range(3)])
-    color = texture * tint * cv2.cvtColor(view.light, cv2.COLOR_GRAY2RGB)
+    color = texture * tint * cv2.cvtColor(light, cv2.COLOR_GRAY2RGB)
     clear = cv2.cvtColor(np.exp(view.depth * np.float32(-1.0 / scene.haze_m)), cv2.COLOR_GRAY2RGB)
     haze = cv2.multiply(1.0 - clear, tuple(float(c) for c in scene.sky_horizon) + (0.0,))
     color = color * clear + haze
@@ -492,21 +540,37 @@ def _radius2(height: int, width: int) -> np.ndarray:
     return cv2.cvtColor(radius2, cv2.COLOR_GRAY2RGB)
 
 
-def _sensor(left: np.ndarray, right: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """A stereo camera: common exposure and white balance; per view gain, vignetting, blur and noise."""
-    exposure = rng.uniform(0.7, 1.5)
-    white_balance = rng.uniform(0.9, 1.1, 3)
-    read_noise, shot_noise = rng.uniform(0.002, 0.012), rng.uniform(0.0, 0.012)
+_EXPOSURE_TARGET = 0.2  # linear mean brightness auto exposure aims at (about 114 of 255 after gamma 2)
+
+
+def _camera_response(rng: np.random.Generator) -> dict:
+    """The stereo camera of a drive: exposure, white balance, noise, and per view a gain (the two sensors
+    never match exactly), vignetting and optical blur. Drawn once per scene: a sequence does not flicker."""
+    return {
+        "exposure_bias": rng.uniform(0.6, 1.6), "white_balance": rng.uniform(0.9, 1.1, 3),
+        "read_noise": rng.uniform(0.002, 0.012), "shot_noise": rng.uniform(0.0, 0.012),
+        "gain": rng.uniform(0.9, 1.1, 2), "vignetting": rng.uniform(0.0, 0.3, 2),
+        "blur": rng.uniform(0.3, 0.9, 2),
+    }
+
+
+def _sensor(left: np.ndarray, right: np.ndarray, response: dict,
+            rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Both views through the camera: auto exposure (the left view's mean brightness to a target, with the
+    camera's bias and a little wander per frame), gain and white balance, vignetting, blur and noise."""
+    mean = float(np.mean(cv2.mean(left)[:3]))
+    exposure = _EXPOSURE_TARGET / max(mean, 1e-3) * response["exposure_bias"] * rng.uniform(0.97, 1.03)
     radius2 = _radius2(*left.shape[:2])
     images = []
-    for linear in (left, right):
-        gain = white_balance * (exposure * rng.uniform(0.9, 1.1))
-        vignette = 1.0 - np.float32(rng.uniform(0.0, 0.3)) * radius2
+    for view, linear in enumerate((left, right)):
+        gain = response["white_balance"] * (exposure * response["gain"][view])
+        vignette = 1.0 - np.float32(response["vignetting"][view]) * radius2
         image = cv2.multiply(linear * vignette, (*gain.tolist(), 0.0))
-        image = cv2.GaussianBlur(image, (0, 0), rng.uniform(0.3, 0.9))
+        image = cv2.GaussianBlur(image, (0, 0), response["blur"][view])
         raw = np.frombuffer(rng.bytes(image.size), np.uint8).reshape(image.shape)
         noise = cv2.LUT(raw, _GAUSS_LUT)
-        sigma = cv2.sqrt(np.maximum(image, 0.0) * np.float32(shot_noise ** 2) + np.float32(read_noise ** 2))
+        variance = np.maximum(image, 0.0) * np.float32(response["shot_noise"] ** 2)
+        sigma = cv2.sqrt(variance + np.float32(response["read_noise"] ** 2))
         images.append(_encode(image + noise * sigma))
     return images[0], images[1]
 

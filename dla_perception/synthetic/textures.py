@@ -14,7 +14,7 @@ import numpy as np
 
 TILE_KINDS: tuple[str, ...] = (
     "asphalt", "paving", "bricks", "concrete", "plaster_windows", "planks", "cardboard", "stripes",
-    "plastic", "fabric", "grass", "metal", "poster", "clouds",
+    "plastic", "fabric", "grass", "metal", "poster", "clouds", "detail",
 )
 
 _PAD = 2  # texels of wrapped border around every tile and level, for bilinear reads at the seam
@@ -119,7 +119,10 @@ def _bricks(rng, size):
     brick_id = row * (size // bw) + col
     palette = rng.choice([(0.50, 0.20, 0.12), (0.60, 0.45, 0.30), (0.35, 0.18, 0.14), (0.55, 0.52, 0.48)])
     base = _color(rng, palette, 0.15)
-    variation = rng.uniform(0.7, 1.2, (rows * (size // bw), 3)).astype(np.float32)[brick_id]
+    bricks = rows * (size // bw)
+    # bricks differ mostly in brightness, a little in hue
+    variation = rng.uniform(0.7, 1.2, (bricks, 1)) * rng.uniform(0.94, 1.06, (bricks, 3))
+    variation = variation.astype(np.float32)[brick_id]
     noise = value_noise(rng, size, 32, 3)
     color = base * variation * (0.75 + 0.4 * noise)[..., None]
     mortar_color = _color(rng, (0.65, 0.63, 0.58), 0.15)
@@ -232,15 +235,19 @@ def _metal(rng, size):
     return _mix(color, _color(rng, (0.40, 0.20, 0.08), 0.2), (rust_mask - 0.62) * 6)
 
 
+def _muted(rng) -> tuple[float, float, float]:
+    """A random colour halfway to grey: facades and posters, not a paint box."""
+    return tuple(0.5 * rng.uniform(0, 1, 3) + 0.5 * rng.uniform(0.3, 0.6))
+
+
 def _poster(rng, size):
     yy, xx = _grid(size)
     angle = rng.uniform(0, 2 * np.pi)
     wave_x, wave_y = np.sin(2 * np.pi * xx / size), np.sin(2 * np.pi * yy / size)
     ramp = (np.sin(angle) * wave_x + np.cos(angle) * wave_y) * 0.5 + 0.5
-    color = _mix(_color(rng, tuple(rng.uniform(0, 1, 3)), 0.2), _color(rng, tuple(rng.uniform(0, 1, 3)), 0.2),
-                 ramp)
+    color = _mix(_color(rng, _muted(rng), 0.2), _color(rng, _muted(rng), 0.2), ramp)
     blobs = value_noise(rng, size, 4, 2)
-    color = _mix(color, _color(rng, tuple(rng.uniform(0, 1, 3)), 0.2), (blobs - 0.55) * 5)
+    color = _mix(color, _color(rng, _muted(rng), 0.2), (blobs - 0.55) * 5)
     return color * (0.9 + 0.2 * value_noise(rng, size, 32, 2))[..., None]
 
 
@@ -251,11 +258,19 @@ def _clouds(rng, size):
     return _mix(np.zeros(3, np.float32), np.ones(3, np.float32), amount)
 
 
+def _detail(rng, size):
+    """Grey fine-grain noise around 0.5, laid over every surface at 8x its texture's frequency: the grain
+    that close surfaces show (and stereo matching needs) and that far ones average away in the mip levels."""
+    grain = 0.6 * value_noise(rng, size, 32, 3) + 0.4 * rng.random((size, size), dtype=np.float32)
+    grain = (grain - grain.mean()) / (grain.std() + 1e-6) * 0.17 + 0.5
+    return np.repeat(grain[..., None], 3, axis=2)
+
+
 _MAKERS = {
     "asphalt": _asphalt, "paving": _paving, "bricks": _bricks, "concrete": _concrete,
     "plaster_windows": _plaster_windows, "planks": _planks, "cardboard": _cardboard, "stripes": _stripes,
     "plastic": _plastic, "fabric": _fabric, "grass": _grass, "metal": _metal, "poster": _poster,
-    "clouds": _clouds,
+    "clouds": _clouds, "detail": _detail,
 }
 
 
@@ -292,8 +307,9 @@ class TextureAtlas:
     """All tiles of a scene and their mip levels in one uint8 image, so that shading a whole view is two
     `cv2.remap` calls (trilinear filtering) whatever the number of materials."""
 
-    def __init__(self, tiles: list[tuple[np.ndarray, ...]]):
-        """tiles: per tile its padded uint8 mip levels, as tile_mips returns them."""
+    def __init__(self, tiles: list[tuple[np.ndarray, ...]], grey: bool = False):
+        """tiles: per tile its padded uint8 mip levels, as tile_mips returns them; grey keeps the first
+        channel only (samples are then HxW)."""
         if not tiles:
             raise ValueError("an atlas needs at least one tile")
         self.tile_size = size = tiles[0][0].shape[0] - 2 * _PAD
@@ -316,10 +332,10 @@ class TextureAtlas:
             for level, image in enumerate(levels):
                 x0 = int(self._tile_x[index]) + int(self._level_x[level] + 0.5) - _PAD
                 atlas[y0:y0 + image.shape[0], x0:x0 + image.shape[1]] = image
-        self.image = atlas
+        self.image = np.ascontiguousarray(atlas[..., 0]) if grey else atlas
 
     def sample(self, tile: np.ndarray, u: np.ndarray, v: np.ndarray, lod: np.ndarray) -> np.ndarray:
-        """Trilinear samples, HxWx3 float32 in [0, 255].
+        """Trilinear samples, HxWx3 (HxW for a grey atlas) float32 in [0, 255].
 
         tile: HxW int index of the tile per pixel; u, v: level-0 texel coordinates (any real value, the
         tile repeats); lod: mip level per pixel (0 = full resolution, fractional values blend).
@@ -341,5 +357,7 @@ class TextureAtlas:
             sampled = cv2.remap(self.image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
             samples.append(sampled.astype(np.float32))
         low_sample, high_sample = samples
+        if self.image.ndim == 2:
+            return low_sample + (high_sample - low_sample) * blend
         # (3-channel weights made with cvtColor: numpy broadcasting of HxW over HxWx3 is slow)
         return low_sample + (high_sample - low_sample) * cv2.cvtColor(blend, cv2.COLOR_GRAY2RGB)
