@@ -501,15 +501,16 @@ def _shade(view: ViewBuffers, scene: Scene, textures: Textures, fx: float,
                                   lod[sky_slice])
     texture = textures.atlas.sample(lookup(tiles, index).astype(np.int32), u, v, lod)
     # fine grain at 8x the texture's frequency (3 mip levels up), as a brightness modulation
-    grain = textures.detail.sample(np.zeros(u.shape, np.uint8), u * np.float32(8), v * np.float32(8),
-                                   lod + np.float32(3))
+    grain = textures.detail.sample(None, u * np.float32(8), v * np.float32(8), lod + np.float32(3),
+                                   trilinear=False)
     strength = lookup(details, index)
     light = view.light * (1.0 + strength * (grain - np.float32(127.5)))
+    # distance haze: a fraction `clear` of the surface's light arrives, the rest is the horizon's colour
+    clear = np.exp(view.depth * np.float32(-1.0 / scene.haze_m))
     tint = cv2.merge([lookup(tints[:, channel], index) for channel in range(3)])
-    color = texture * tint * cv2.cvtColor(light, cv2.COLOR_GRAY2RGB)
-    clear = cv2.cvtColor(np.exp(view.depth * np.float32(-1.0 / scene.haze_m)), cv2.COLOR_GRAY2RGB)
-    haze = cv2.multiply(1.0 - clear, tuple(float(c) for c in scene.sky_horizon) + (0.0,))
-    color = color * clear + haze
+    color = texture * tint * cv2.cvtColor(light * clear, cv2.COLOR_GRAY2RGB)
+    color += cv2.multiply(cv2.cvtColor(1.0 - clear, cv2.COLOR_GRAY2RGB),
+                          tuple(float(c) for c in scene.sky_horizon) + (0.0,))
     if sky.any():
         horizon, zenith = scene.sky_horizon, scene.sky_zenith
         height = cv2.cvtColor(np.sqrt(elevation), cv2.COLOR_GRAY2RGB)

@@ -334,29 +334,41 @@ class TextureAtlas:
                 atlas[y0:y0 + image.shape[0], x0:x0 + image.shape[1]] = image
         self.image = np.ascontiguousarray(atlas[..., 0]) if grey else atlas
 
-    def sample(self, tile: np.ndarray, u: np.ndarray, v: np.ndarray, lod: np.ndarray) -> np.ndarray:
-        """Trilinear samples, HxWx3 (HxW for a grey atlas) float32 in [0, 255].
+    def sample(self, tile: np.ndarray | None, u: np.ndarray, v: np.ndarray, lod: np.ndarray,
+               trilinear: bool = True) -> np.ndarray:
+        """Filtered samples, HxWx3 (HxW for a grey atlas) float32 in [0, 255].
 
-        tile: HxW int index of the tile per pixel; u, v: level-0 texel coordinates (any real value, the
-        tile repeats); lod: mip level per pixel (0 = full resolution, fractional values blend).
+        tile: HxW int index of the tile per pixel (None: tile 0 everywhere); u, v: level-0 texel
+        coordinates (any real value, the tile repeats); lod: mip level per pixel (0 = full resolution).
+        Trilinear blends the two levels around lod; otherwise the nearest level is read (one remap).
         """
-        lod = np.clip(lod, np.float32(0.0), np.float32(self.levels - 1.0001))
+        top = np.float32(self.levels - 1.0001)
+        if trilinear:
+            lod = np.clip(lod, np.float32(0.0), top)
+        else:
+            lod = np.clip(lod + np.float32(0.5), np.float32(0.0), top)
         low = lod.astype(np.uint8)
-        blend = lod - low.astype(np.float32)
-        tile = tile.astype(np.uint8) if len(self._tile_x) <= 256 else tile
-        tile_x, tile_y = lookup(self._tile_x, tile), lookup(self._tile_y, tile)
+        if tile is None:
+            tile_x, tile_y = self._tile_x[0], self._tile_y[0]
+        else:
+            tile = tile.astype(np.uint8) if len(self._tile_x) <= 256 else tile
+            tile_x, tile_y = lookup(self._tile_x, tile), lookup(self._tile_y, tile)
+        # wrap into the tile once: (u * scale) mod (size * scale) = scale * (u mod size) at every level
+        # (and cheaper than np.mod). remap reads texel i's centre at i; the offsets hold the -0.5.
+        size = np.float32(self.tile_size)
+        u = u - np.floor(u * (1 / size)) * size
+        v = v - np.floor(v * (1 / size)) * size
         samples = []
-        for level in (low, low + 1):
+        for level in (low, low + 1) if trilinear else (low,):
             scale = lookup(self._level_scale, level)
-            size = scale * np.float32(self.tile_size)
-            x, y = u * scale, v * scale
-            # wrap into the tile (x mod size, cheaper than np.mod); remap reads texel i's centre at i, the
-            # offsets hold -0.5 so that texel i covers [i, i+1) in texture coordinates
-            map_x = x - np.floor(x / size) * size + (lookup(self._level_x, level) + tile_x)
-            map_y = y - np.floor(y / size) * size + tile_y
+            map_x = u * scale + (lookup(self._level_x, level) + tile_x)
+            map_y = v * scale + tile_y
             sampled = cv2.remap(self.image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
             samples.append(sampled.astype(np.float32))
+        if not trilinear:
+            return samples[0]
         low_sample, high_sample = samples
+        blend = lod - low.astype(np.float32)
         if self.image.ndim == 2:
             return low_sample + (high_sample - low_sample) * blend
         # (3-channel weights made with cvtColor: numpy broadcasting of HxW over HxWx3 is slow)
