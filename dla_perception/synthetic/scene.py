@@ -291,7 +291,6 @@ class _SceneBuilder:
                 continue
             radius = 0.5 if label != "post" else 0.15
             if all(np.hypot(base[0] - x, base[2] - z) > radius + r for x, z, r in self.footprints):
-                self.footprints.append((base[0], base[2], radius))
                 yaw = rng.uniform(-np.pi, np.pi)
                 velocity = None
                 if label == "person" and self.travel_m > 0 and rng.random() < 0.5:
@@ -317,6 +316,7 @@ class _SceneBuilder:
         if front_face:
             base = base + heading * (depth / 2.0)
             yaw = float(np.arctan2(heading[0], heading[2]))
+        self.footprints.append((base[0], base[2], 0.5 * float(np.hypot(width, depth))))
 
         def add(shape, center, half, surface, solid_yaw=yaw):
             self.solids.append(Solid(shape, center, half, solid_yaw, surface))
