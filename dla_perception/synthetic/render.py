@@ -226,9 +226,10 @@ def _cast_facade(writer: _Writer, facade: Facade, scene: Scene, ox, oy, oz, dx, 
     writer.write(window, t, facade.surfaces[segment].astype(np.int32), hz, hy, light, np.abs(dx))
 
 
-def intersect_solid(solid: Solid, ox, oy, oz, dx, dy, dz):
+def intersect_solid(solid: Solid, ox, oy, oz, dx, dy, dz, surface: bool = True):
     """Nearest hit (t > NEAR_M) of rays o + t d with a solid: (t, u, v, world normal) with t = inf where the
-    ray misses, or None when no ray hits. o may be scalars or arrays broadcasting with d."""
+    ray misses, or None when no ray hits. o may be scalars or arrays broadcasting with d. Without
+    `surface`, only t is computed (u, v and the normal are None): enough for shadow rays."""
     a = solid.to_local.tolist()  # Python floats keep the float32 arrays float32
     c = solid.center.tolist()
     px, py, pz = ox - c[0], oy - c[1], oz - c[2]
@@ -247,6 +248,8 @@ def intersect_solid(solid: Solid, ox, oy, oz, dx, dy, dz):
     if not np.isfinite(t).any():
         return None
     t = np.where(np.isfinite(t), t, np.float32(np.inf)).astype(np.float32)
+    if not surface:
+        return t, None, None, None
     tt = np.where(np.isfinite(t), t, _ZERO)
     hx, hy, hz = lox + tt * ldx, loy + tt * ldy, loz + tt * ldz  # local hit point
     hx_m, hy_m, hz_m = (h * e for h, e in zip((hx, hy, hz), solid.half_extents.tolist(), strict=True))
@@ -390,7 +393,7 @@ def _shadow_ground(buffers: ViewBuffers, scene: Scene, origin, rotation, intrins
         if not ground.any():
             continue
         hit = intersect_solid(solid, gx[window][ground], 0.0, gz[window][ground],
-                              np.float32(sun[0]), np.float32(sun[1]), np.float32(sun[2]))
+                              np.float32(sun[0]), np.float32(sun[1]), np.float32(sun[2]), surface=False)
         if hit is None:
             continue
         light = buffers.light[window]
