@@ -134,6 +134,8 @@ def shift_features(right: np.ndarray, shift: np.ndarray) -> np.ndarray:
     """
     c, h, w = right.shape
     shift = np.asarray(shift, dtype=np.float32).reshape(-1, h)
+    if np.all(shift == shift[:, :1]):  # fronto-parallel planes: two slices per plane, no gather
+        return np.stack([_shift_constant(right, float(s)) for s in shift[:, 0]])
     source = np.arange(w, dtype=np.float32)[None, None, :] - shift[:, :, None]  # [N, h, w]
     left_index = np.floor(source)
     weight = (source - left_index)[:, None]  # [N, 1, h, w]
@@ -145,4 +147,19 @@ def shift_features(right: np.ndarray, shift: np.ndarray) -> np.ndarray:
         valid = (index >= 0) & (index <= w - 1)
         gathered = right[:, rows, np.clip(index, 0, w - 1)]  # [C, N, h, w]
         out += np.where(valid[:, None], gathered.transpose(1, 0, 2, 3) * factor, 0.0)
+    return out
+
+
+def _shift_constant(right: np.ndarray, shift: float) -> np.ndarray:
+    """shift_features for one shift on every row: (1 - f) * right moved by k + f * right moved by k + 1."""
+    whole = math.floor(shift)
+    fraction = np.float32(shift - whole)
+    out = np.zeros_like(right, dtype=np.float32)
+    for offset, factor in ((whole, 1.0 - fraction), (whole + 1, fraction)):
+        if factor == 0 or abs(offset) >= right.shape[2]:
+            continue
+        if offset >= 0:
+            out[:, :, offset:] += factor * right[:, :, : right.shape[2] - offset]
+        else:
+            out[:, :, :offset] += factor * right[:, :, -offset:]
     return out

@@ -1,0 +1,188 @@
+"""The proximity pipeline with the shipped networks, through a real EngineManager on the CPU."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from dla_perception.models.proximity import (
+    GroundModel,
+    ProximityPipeline,
+    proximity_model_specs,
+)
+from dla_perception.runtime.config import EnginesConfig
+from dla_perception.runtime.manager import EngineManager
+from dla_perception.synthetic.camera import StereoCamera
+from dla_perception.synthetic.scene import PlantedObject, generate_frame
+
+MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "proximity"
+HELD_OUT_SEED = 1_000_000  # training used seeds below this (training/proximity/dataset.py)
+CAMERA = StereoCamera()
+PLANES_M = (1.0, 2.0, 4.0)
+
+
+@pytest.fixture(scope="module")
+def manager():
+    specs = proximity_model_specs(MODEL_DIR, features_cores=("cpu",), head_cores=("cpu",))
+    with EngineManager(EnginesConfig(models={s.name: s for s in specs}), available_cores=("cpu",)) as mgr:
+        yield mgr
+
+
+@pytest.fixture(scope="module")
+def pipeline(manager):
+    return ProximityPipeline(manager)
+
+
+@pytest.fixture(scope="module")
+def held_out_frames():
+    return [generate_frame(HELD_OUT_SEED + i, CAMERA) for i in range(3)]
+
+
+def run(pipeline, frame, planes=PLANES_M, alert=2.0, encoding="rgb8", **kwargs):
+    return pipeline.process(frame.left, frame.right, encoding, CAMERA.projection_left(),
+                            CAMERA.projection_right(), planes, alert, **kwargs)
+
+
+def test_shipped_onnx_files_are_small_static_and_opset_17():
+    features = onnx.load(str(MODEL_DIR / "features.onnx"))
+    head = onnx.load(str(MODEL_DIR / "head.onnx"))
+
+    def dims(values):
+        return {v.name: [d.dim_value if d.HasField("dim_value") else d.dim_param for d in
+                         v.type.tensor_type.shape.dim] for v in values}
+
+    assert dims(features.graph.input) == {"images": [2, 3, 240, 320]}
+    assert dims(features.graph.output) == {"features": [2, 24, 60, 80]}
+    assert dims(head.graph.input) == {"left_features": [4, 24, 60, 80], "right_shifted": [4, 24, 60, 80]}
+    assert dims(head.graph.output) == {"near_probability": [4, 1, 60, 80]}
+    for model, name in ((features, "features.onnx"), (head, "head.onnx")):
+        assert {o.version for o in model.opset_import if o.domain in ("", "ai.onnx")} == {17}
+        assert (MODEL_DIR / name).stat().st_size < 4_000_000
+    assert (MODEL_DIR / "MODEL_CARD.md").is_file()
+
+
+def test_head_passes_the_strict_dla_check():
+    from dla_perception.tools.cli import main
+
+    assert main(["dla-check", str(MODEL_DIR / "head.onnx"), "--strict"]) == 0
+
+
+def test_pipeline_reads_the_network_geometry_from_the_manager(pipeline):
+    assert (pipeline.net_width, pipeline.net_height) == (320, 240)
+    assert (pipeline.feature_width, pipeline.feature_height, pipeline.feature_stride) == (80, 60, 4.0)
+    assert pipeline.head_batch == 4
+
+
+def test_held_out_synthetic_near_masks_match_ground_truth(pipeline, held_out_frames):
+    intersection = np.zeros(3)
+    union = np.zeros(3)
+    for frame in held_out_frames:
+        result = run(pipeline, frame)
+        valid = frame.disparity > 0
+        for i, plane_px in enumerate(result.planes_px):
+            truth = frame.disparity > plane_px
+            intersection[i] += np.count_nonzero(result.near_masks[i] & truth & valid)
+            union[i] += np.count_nonzero((result.near_masks[i] | truth) & valid)
+    iou = intersection / union
+    assert np.all(iou > 0.85), iou  # 0.97-0.99 measured on 200 frames (MODEL_CARD.md)
+
+
+def test_result_layout_level_image_and_alert_mask(pipeline, held_out_frames):
+    frame = held_out_frames[0]
+    result = run(pipeline, frame, planes=[4.0, 1.0, 2.0], alert=2.0)
+    assert result.planes_m.tolist() == [1.0, 2.0, 4.0]
+    np.testing.assert_allclose(result.planes_px, CAMERA.disparity_px(np.array([1.0, 2.0, 4.0])))
+    assert result.near_masks.shape == (3, 480, 640) and result.near_masks.dtype == bool
+    # Level image: the largest plane disparity the pixel is nearer than, 0 beyond all planes.
+    expected = np.max(np.where(result.near_masks, result.planes_px[:, None, None], 0.0), axis=0)
+    np.testing.assert_allclose(result.level_image, expected.astype(np.float32))
+    assert result.level_image.dtype == np.float32 and set(np.unique(result.level_image)) <= {
+        0.0, *np.float32(result.planes_px).tolist()}
+    # The alert distance is one of the planes here, so the alert mask is that plane's mask.
+    assert result.alert_mask.dtype == np.uint8 and set(np.unique(result.alert_mask)) <= {0, 255}
+    np.testing.assert_array_equal(result.alert_mask == 255, result.near_masks[1])
+    assert result.obstacle_mask is None
+
+
+def test_any_input_size_and_encoding(pipeline, held_out_frames):
+    frame = held_out_frames[1]
+    rgb = run(pipeline, frame)
+    bgr = pipeline.process(frame.left[:, :, ::-1], frame.right[:, :, ::-1], "bgr8", CAMERA.projection_left(),
+                           CAMERA.projection_right(), PLANES_M, 2.0)
+    np.testing.assert_array_equal(rgb.near_masks, bgr.near_masks)
+    mono = pipeline.process(frame.left[:, :, 1], frame.right[:, :, 1], "mono8", CAMERA.projection_left(),
+                            CAMERA.projection_right(), PLANES_M, 2.0)
+    assert mono.near_masks.shape == (3, 480, 640)
+    # A crop of another size: masks come back at that size and the planes are still found.
+    small = CAMERA.scaled(500, 300)
+    import cv2
+
+    left = cv2.resize(frame.left, (500, 300), interpolation=cv2.INTER_AREA)
+    right = cv2.resize(frame.right, (500, 300), interpolation=cv2.INTER_AREA)
+    odd = pipeline.process(left, right, "rgb8", small.projection_left(), small.projection_right(),
+                           PLANES_M, 2.0)
+    assert odd.near_masks.shape == (3, 300, 500) and odd.alert_mask.shape == (300, 500)
+    resized = cv2.resize(rgb.near_masks[1].astype(np.uint8), (500, 300), interpolation=cv2.INTER_NEAREST) > 0
+    assert np.count_nonzero(resized == odd.near_masks[1]) / resized.size > 0.95
+
+
+@pytest.fixture(scope="module")
+def box_ahead():
+    """A lone box 1.5 m ahead on a flat floor, camera 0.5 m high looking 5 degrees down."""
+    return generate_frame(7, CAMERA, camera_height_m=0.5, pitch_deg=5.0, clutter=False,
+                          planted=[PlantedObject("box", 1.5)])
+
+
+def test_nearest_distance_the_floor_the_roi_and_the_ground_model(manager, pipeline, box_ahead):
+    box_top, box_bottom = box_ahead.objects[0].box[1], box_ahead.objects[0].box[3]
+    # Without ground handling the floor right under the camera is nearer than 1 m.
+    assert run(pipeline, box_ahead).nearest_m == 1.0
+    # A region of interest above the floor's near part sees only the box, which is between 1 and 2 m.
+    assert run(pipeline, box_ahead, roi=(0, 0, 640, box_bottom - 5)).nearest_m == 2.0
+    # Knowing the camera's height and pitch removes the floor from the alert mask and the range.
+    grounded = ProximityPipeline(manager, ground=GroundModel(0.5, math.radians(5.0), clearance_m=0.1))
+    result = run(grounded, box_ahead, alert=2.0)
+    assert result.nearest_m == 2.0
+    alert = result.alert_mask > 0
+    rows = np.nonzero(alert.any(axis=1))[0]
+    assert box_top - 10 <= rows.min() and rows.max() <= box_bottom  # the box, not the floor below it
+    assert np.count_nonzero(alert) > 0.5 * 0.8 * (box_bottom - box_top) * 150
+    # Near masks stay the network's raw answer: the floor is still nearer than 2 m there.
+    np.testing.assert_array_equal(result.near_masks, run(pipeline, box_ahead).near_masks)
+    # A blob size larger than the image: nothing counts.
+    assert run(ProximityPipeline(manager, min_blob_px=10**7), box_ahead).nearest_m == math.inf
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"right": np.zeros((240, 320, 3), np.uint8)}, "differ in size"),
+        ({"encoding": "rgba8"}, "encoding"),
+        ({"planes_m": []}, "planes_m"),
+        ({"planes_m": [1.0, -1.0]}, "planes_m"),
+        ({"planes_m": list(np.linspace(1, 40, 40))}, "at most"),
+        ({"alert_distance_m": 0.0}, "alert_distance_m"),
+        ({"alert_distance_m": math.nan}, "alert_distance_m"),
+        ({"projection_right": CAMERA.projection_left()}, "baseline"),
+        ({"projection_left": np.eye(3)}, "3x4"),
+        ({"roi": (700, 500, 800, 600)}, "roi"),
+    ],
+)
+def test_bad_inputs_are_clear_value_errors(pipeline, held_out_frames, change, message):
+    frame = held_out_frames[0]
+    arguments = dict(left=frame.left, right=frame.right, encoding="rgb8",
+                     projection_left=CAMERA.projection_left(), projection_right=CAMERA.projection_right(),
+                     planes_m=PLANES_M, alert_distance_m=2.0, roi=None)
+    arguments.update(change)
+    with pytest.raises(ValueError, match=message):
+        pipeline.process(**arguments)
+
+
+def test_pipeline_refuses_a_manager_without_its_models():
+    with EngineManager(EnginesConfig(models={}), available_cores=("cpu",)) as empty:
+        with pytest.raises(ValueError, match="proximity_features"):
+            ProximityPipeline(empty)
