@@ -151,24 +151,38 @@ class _Worker:
                 f"'{self.model}' request dropped from the full queue of {self.core} "
                 f"(queue_size={self.queue_size}); a newer request took its place"))
 
-    def run_inline(self, request: _Request) -> bool:
-        """Run in the caller's thread when the engine is idle and nothing waits; False if not possible.
+    def run_inline(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray] | Future | None:
+        """Run in the caller's thread when the engine is idle and nothing waits.
 
-        A synchronous caller then skips two thread hand-offs (tens of microseconds in CPython); the
-        engine still runs one request at a time because `_busy` is shared with the worker thread.
+        Returns the outputs; or, when the engine failed, the future of the failover retry; or None when
+        the engine is busy (the caller queues instead). A synchronous caller so skips two thread
+        hand-offs and the future machinery; the engine still runs one request at a time because `_busy`
+        is shared with the worker thread.
         """
         with self._cond:
             if self._closed or self._busy or self._queue:
-                return False
+                return None
             self._busy = True
         try:
-            self._run(request)
+            started = time.monotonic()
+            try:
+                outputs = self.engine.run(inputs)
+            except Exception as exc:
+                self.stats.record(started, time.monotonic(), ok=False)
+                self._note_failure()
+                request = _Request(self.model, inputs)
+                request.future.set_running_or_notify_cancel()
+                request.running = True
+                self.manager._on_failure(self, request, exc)
+                return request.future
+            self.stats.record(started, time.monotonic(), ok=True)
+            self._note_success()
+            return outputs
         finally:
             with self._cond:
                 self._busy = False
                 if self._queue or self._closed:  # wake the worker only when it has something to do
                     self._cond.notify_all()
-        return True
 
     def _loop(self) -> None:
         while True:
@@ -201,9 +215,13 @@ class _Worker:
             self.manager._on_failure(self, request, exc)
             return
         self.stats.record(started, time.monotonic(), ok=True)
-        self.consecutive_errors = 0
-        self.backoff_s = self.manager.initial_backoff_s
+        self._note_success()
         request.future.set_result(outputs)
+
+    def _note_success(self) -> None:
+        if self.consecutive_errors:
+            self.consecutive_errors = 0
+            self.backoff_s = self.manager.initial_backoff_s
 
     def _note_failure(self) -> None:
         self.consecutive_errors += 1
@@ -401,11 +419,16 @@ class EngineManager:
         if self._closed:
             raise EngineManagerClosed("engine manager closed")
         entry = self._entry(model)
-        request = _Request(model, validate_inputs(model, entry.inputs, inputs))
+        validated = validate_inputs(model, entry.inputs, inputs)
         worker = self._choose(entry, exclude=())
-        if not worker.run_inline(request):
+        outcome = worker.run_inline(validated)
+        if outcome is None:
+            request = _Request(model, validated)
             worker.put(request)
-        return request.future.result()
+            return request.future.result()
+        if isinstance(outcome, Future):
+            return outcome.result()
+        return outcome
 
     def _choose(self, entry: _ModelEntry, exclude: Sequence[str]) -> _Worker | None:
         candidates = [worker for worker in entry.workers if worker.core not in exclude]
