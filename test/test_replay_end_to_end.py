@@ -113,7 +113,9 @@ def test_replay_iou_matches_the_model_card(sqlite_run: tuple[Path, Path, int]) -
     metrics = json.loads((out / "metrics.json").read_text())
     floor = held_out_iou() - IOU_MARGIN
     ious = metrics["proximity"]["iou"]
-    assert all(v is not None and v >= floor for v in ious), (ious, floor)
+    # A plane nearer than everything in these scenes has no near pixel, truth or predicted: IoU null.
+    scored = [v for v in ious if v is not None]
+    assert len(scored) >= 2 and all(v >= floor for v in scored), (ious, floor)
 
 
 def test_mcap_input_replays_like_sqlite3(sqlite_run: tuple[Path, Path, int], tmp_path: Path) -> None:

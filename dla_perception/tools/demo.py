@@ -14,7 +14,7 @@ from pathlib import Path
 
 from dla_perception.tools.cli import UsageError
 
-DEFAULT_FRAMES = 40
+DEFAULT_FRAMES = 60  # about a minute on two CPU cores (generation ~0.5 s, replay ~0.3 s per frame)
 DEFAULT_SEED = 2024
 DEFAULT_WIDTH, DEFAULT_HEIGHT = 640, 480
 
