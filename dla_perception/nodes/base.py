@@ -219,8 +219,8 @@ class PerceptionNode(Node):
         self._frame_listeners: list[Callable[[FrameOutcome], None]] = []
         self._manager_lock = threading.RLock()
         self.add_on_set_parameters_callback(self._on_set_parameters)
-        for problem in declare_all(self, self.PARAMETERS):
-            self.health.problem("rejected_parameter", problem)
+        for name, problem in declare_all(self, self.PARAMETERS).items():  # counted by the validator
+            self.health.set_condition(f"parameter:{name}", WARN, problem)
         self._owns_manager = manager is None
         self._manager_problems: list[str] = []
         if manager is None:
@@ -276,6 +276,9 @@ class PerceptionNode(Node):
         """Call `listener(outcome)` once per input frame, after its outputs (if any) were published."""
         self._frame_listeners.append(listener)
 
+    def remove_frame_listener(self, listener: Callable[[FrameOutcome], None]) -> None:
+        self._frame_listeners.remove(listener)
+
     def _finish(self, outcome: FrameOutcome) -> None:
         self.health.count(f"frames_{outcome.status}")
         for listener in list(self._frame_listeners):
@@ -316,24 +319,48 @@ def _diagnostic_array_type() -> type:
     return DiagnosticArray
 
 
-def spin_node(node_factory: Callable[[], Node], args: Sequence[str] | None = None) -> int:
-    """main() body shared by the executables: init, build, spin on a multi-threaded executor, clean up."""
-    import rclpy
-    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+def spin_nodes(build: Callable[[], tuple[Sequence[Node], Callable[[], None]]],
+               args: Sequence[str] | None = None) -> int:
+    """main() body of the executables: build the nodes, spin them until SIGINT/SIGTERM, clean up.
 
-    rclpy.init(args=args)
-    node, executor = None, None
+    `build()` returns (nodes, destroy). The signals are handled here rather than by rclpy, so that the
+    executor stops and the nodes are destroyed while the context is still valid: destroying publishers
+    after rclpy's own handler has shut the context down crashes now and then (ros2/rclpy#178, #253).
+    """
+    import signal
+
+    import rclpy
+    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.signals import SignalHandlerOptions
+
+    stop = threading.Event()
+    for signal_number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signal_number, lambda *_: stop.set())
+    rclpy.init(args=list(args) if args is not None else None, signal_handler_options=SignalHandlerOptions.NO)
+    executor = MultiThreadedExecutor()
+    destroy: Callable[[], None] | None = None
     try:
-        node = node_factory()
-        executor = MultiThreadedExecutor()
-        executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        nodes, destroy = build()
+        for node in nodes:
+            executor.add_node(node)
+        spinner = threading.Thread(target=executor.spin, name="executor", daemon=True)
+        spinner.start()
+        while not stop.wait(0.2) and spinner.is_alive():
+            pass
+        executor.shutdown(timeout_sec=5.0)
+        spinner.join(timeout=5.0)
     finally:
-        if executor is not None:
-            executor.shutdown()  # joins its worker threads; left running they block interpreter exit
-        if node is not None:
-            node.destroy_node()
+        if destroy is not None:
+            destroy()
         rclpy.try_shutdown()
     return 0
+
+
+def spin_node(node_factory: Callable[[], Node], args: Sequence[str] | None = None) -> int:
+    """spin_nodes for one node."""
+
+    def build() -> tuple[list[Node], Callable[[], None]]:
+        node = node_factory()
+        return [node], node.destroy_node
+
+    return spin_nodes(build, args)

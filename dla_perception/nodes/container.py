@@ -7,10 +7,11 @@ workers run the networks.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from dla_perception.nodes.base import spin_nodes
 from dla_perception.nodes.detection import DetectionNode
 from dla_perception.nodes.engine_manager import EngineManagerNode
 from dla_perception.nodes.proximity import ProximitySegmentationNode
@@ -48,23 +49,9 @@ def build_container(**node_kwargs: Any) -> PerceptionContainer:
 
 def main(args: Sequence[str] | None = None) -> int:
     """`ros2 run dla_perception perception_container` (what launch/robot.launch.py starts)."""
-    import rclpy
-    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 
-    rclpy.init(args=args)
-    container, executor = None, None
-    try:
+    def build() -> tuple[list[Any], Callable[[], None]]:
         container = build_container()
-        executor = MultiThreadedExecutor()
-        for node in container.nodes:
-            executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if executor is not None:
-            executor.shutdown()  # joins its worker threads; left running they block interpreter exit
-        if container is not None:
-            container.destroy()
-        rclpy.try_shutdown()
-    return 0
+        return container.nodes, container.destroy
+
+    return spin_nodes(build, args)

@@ -136,22 +136,21 @@ def descriptor(spec: ParamSpec) -> Any:
     return result
 
 
-def declare_all(node: Any, specs: Sequence[ParamSpec]) -> list[str]:
-    """Declare every spec on an rclpy node; an invalid override is logged and the default used instead.
+def declare_all(node: Any, specs: Sequence[ParamSpec]) -> dict[str, str]:
+    """Declare every spec on an rclpy node; an invalid override is refused and the default used instead.
 
-    Validators must already be registered (on-set callback) so overrides go through them. Returns the
-    problems found, so the node can also show them in diagnostics.
+    Validators must already be registered (on-set callback) so overrides go through them. Returns
+    {parameter: problem} for the refused overrides, for the node to log and show in diagnostics.
     """
     from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 
-    problems = []
+    problems = {}
     for spec in specs:
         try:
             node.declare_parameter(spec.name, spec.default, descriptor(spec))
         except (InvalidParameterValueException, InvalidParameterTypeException) as exc:
-            problem = f"parameter {spec.name}: override rejected ({exc}); using the default {spec.default!r}"
-            node.get_logger().error(problem)
-            problems.append(problem)
+            problems[spec.name] = (f"parameter {spec.name}: override refused ({exc}); "
+                                   f"using the default {spec.default!r}")
             node.declare_parameter(spec.name, spec.default, descriptor(spec), ignore_override=True)
     return problems
 
