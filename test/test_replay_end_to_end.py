@@ -37,8 +37,10 @@ def _make_bag(path: Path, storage: str, frames: int = FRAMES, seed: int = 9100) 
     return path
 
 
-def _replay(bag: Path, out: Path, *extra: str) -> int:
-    return main(["replay", str(bag), "--out", str(out), "--no-progress", "--frame-timeout", "30", *extra])
+def _replay(bag: Path, out: Path, *extra: str, nodes: str = "proximity") -> int:
+    """The CLI; the proximity node alone unless asked (the detector is tested on its own, below)."""
+    return main(["replay", str(bag), "--out", str(out), "--no-progress", "--frame-timeout", "30",
+                 "--nodes", nodes, *extra])
 
 
 def held_out_iou() -> float:
@@ -184,7 +186,7 @@ def test_ros_written_bag_replays(shared_data: Path, tmp_path: Path, capsys: pyte
     bag = shared_data / "bags" / "ros2bag_tools_images"
     if not bag.is_dir():
         pytest.skip(f"{bag} not in this data checkout")
-    code = _replay(bag, tmp_path / "out")
+    code = _replay(bag, tmp_path / "out", nodes="detection")
     err = capsys.readouterr().err
     assert "Traceback" not in err
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
@@ -194,6 +196,24 @@ def test_ros_written_bag_replays(shared_data: Path, tmp_path: Path, capsys: pyte
     assert code in (0, 1)
     assert "detection: no answer" not in metrics["missing_outputs"]
     assert np.isfinite(metrics["wall_s"])
+
+
+def test_detections_are_recorded_in_vision_msgs_form(sqlite_run: tuple[Path, Path, int],
+                                                     tmp_path: Path) -> None:
+    bag, _, _ = sqlite_run
+    out = tmp_path / "out"
+    assert _replay(bag, out, "--max-frames", "2", nodes="proximity,detection") == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["frames_with_output"] == 2 and metrics["detection"]["frames"] == 2
+    with Reader(out / "output_bag") as reader:
+        types = {c.topic: c.msgtype for c in reader.connections}
+        assert types["/detections"] == "vision_msgs/msg/Detection2DArray"
+        # The definition travels in the bag: a reader without vision_msgs decodes it.
+        definition = next(c for c in reader.connections if c.topic == "/detections").msgdef.data
+        assert "vision_msgs/Detection2D[] detections" in definition
+    stamps = [stamp for _, stamp in _output_messages(out / "output_bag")["/detections"]]
+    masks = [stamp for _, stamp in _output_messages(out / "output_bag")["/proximity/mask"]]
+    assert stamps == masks and len(stamps) == 2
 
 
 def test_demo_makes_the_bag_once_then_reuses_it(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from dla_perception.replay.timing import RunLog, recording_factory
 PROXIMITY_OUTPUTS = ("proximity/mask", "proximity/disparity", "proximity/range")
 DETECTION_OUTPUTS = ("detections",)
 DIAGNOSTICS = "diagnostics"  # /diagnostics; recorded, never waited for
+NODE_CHOICES = ("proximity", "detection")  # the frame nodes a replay can run
 
 
 class GraphError(Exception):
@@ -56,13 +58,14 @@ class GraphNode:
 class PerceptionGraph:
     """Builds the manager and the nodes; `close()` tears everything down (safe after a failed start)."""
 
-    def __init__(self, mode: str, engines_file: Path, robot_config: Path | None, frame_timeout_s: float,
-                 domain_id: int | None = None) -> None:
+    def __init__(self, mode: str, engines_file: Path, robot_config: Path | None,
+                 selection: Sequence[str] | None = None, domain_id: int | None = None) -> None:
         import rclpy
         from rclpy.context import Context
         from rclpy.signals import SignalHandlerOptions
 
         self.mode = mode
+        self.selection = _checked_selection(mode, selection)
         self.run_log = RunLog()
         self.problems: list[str] = []
         self.nodes: list[GraphNode] = []
@@ -120,10 +123,12 @@ class PerceptionGraph:
         arguments = self._node_arguments(robot_config, {})
         node = EngineManagerNode(manager=self.manager, cli_args=arguments, **kwargs)
         self.nodes.append(GraphNode("engine_manager", node, [], [DIAGNOSTICS]))
-        if self.mode == "stereo":
+        if "proximity" in self.selection:
             node = ProximitySegmentationNode(manager=self.manager, cli_args=arguments, **kwargs)
             self.nodes.append(GraphNode("proximity_segmentation", node, list(PROXIMITY_OUTPUTS),
                                         [DIAGNOSTICS]))
+        if "detection" not in self.selection:
+            return
         detection_remaps = {"image": "left/image_rect"} if self.mode == "stereo" else {}
         try:
             node = DetectionNode(
@@ -168,6 +173,20 @@ class PerceptionGraph:
             self.manager = None
         if self.context.ok():
             rclpy.shutdown(context=self.context)
+
+
+def _checked_selection(mode: str, selection: Sequence[str] | None) -> tuple[str, ...]:
+    """Which frame nodes to run: the requested ones, or every one the bag can feed."""
+    available = ("proximity", "detection") if mode == "stereo" else ("detection",)
+    if not selection:
+        return available
+    unknown = [name for name in selection if name not in NODE_CHOICES]
+    if unknown:
+        raise GraphError(f"unknown node(s) {unknown}; choose from {', '.join(NODE_CHOICES)}")
+    unfed = [name for name in selection if name not in available]
+    if unfed:
+        raise GraphError(f"this {mode} bag cannot feed {', '.join(unfed)} (it needs the stereo topics)")
+    return tuple(dict.fromkeys(selection))
 
 
 def _private_domain_id() -> int:

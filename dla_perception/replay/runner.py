@@ -51,6 +51,7 @@ class ReplayOptions:
     tolerances: Tolerances = field(default_factory=Tolerances)
     overlays: int = 4
     progress: bool = True
+    nodes: list[str] | None = None  # "proximity", "detection"; None: every node the bag can feed
     domain_id: int | None = None
 
 
@@ -243,7 +244,7 @@ def replay(options: ReplayOptions) -> ReplayResult:
     error: str | None = None
     started_wall = time.perf_counter()
     try:
-        graph = PerceptionGraph(bag.mode, options.engines, options.robot_config, options.frame_timeout_s,
+        graph = PerceptionGraph(bag.mode, options.engines, options.robot_config, options.nodes,
                                 options.domain_id)
         output = OutputBag(output_path, bag.storage)
         inbox = _Inbox()

@@ -47,6 +47,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--baseline", type=Path, default=None, metavar="METRICS_JSON",
                         help="compare with a previous metrics.json; exit 1 naming each regression")
     parser.add_argument("--max-frames", type=int, default=None, metavar="N", help="replay only N frames")
+    parser.add_argument("--nodes", default=None, metavar="LIST",
+                        help="comma-separated frame nodes to run: proximity,detection (default: every node "
+                             "the bag can feed)")
     parser.add_argument("--remap", action="append", default=[], metavar="FROM:=TO",
                         help="bag topic -> node topic, e.g. /cam/left/image_raw:=left/image_rect "
                              "(repeatable)")
@@ -112,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
         max_frames=args.max_frames, remaps=list(args.remap), frame_timeout_s=args.frame_timeout,
         tolerances=Tolerances(args.accuracy_tolerance, args.latency_tolerance, args.latency_slack_ms),
         progress=not args.no_progress,
+        nodes=[name.strip() for name in args.nodes.split(",") if name.strip()] if args.nodes else None,
     )
     result = execute(options)
     print(summary_text(result.metrics, result.regressions))
