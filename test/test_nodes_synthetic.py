@@ -1,0 +1,109 @@
+"""proximity_segmentation with the shipped networks on a synthetic street scene with a planted obstacle.
+
+End to end as on a robot: synthetic stereo (dla_perception.synthetic) and its camera_info published over
+DDS, the node running alone with a private engine manager (the DLA core it asks for is absent here, so it
+falls back to the CPU and says so), outputs received over DDS. Skips where the shipped models are absent.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import yaml
+from conftest import REPO_ROOT
+
+rclpy = pytest.importorskip("rclpy")
+
+from rclpy.executors import MultiThreadedExecutor  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from rclpy.qos import qos_profile_sensor_data  # noqa: E402
+from test_nodes import Outcomes, Received, wait_until  # noqa: E402
+
+DOMAIN_ID = 146
+MODELS = REPO_ROOT / "models" / "proximity"
+PLANTED_M = 1.0
+
+
+@pytest.fixture(scope="module")
+def scene():
+    from dla_perception.synthetic.camera import StereoCamera
+    from dla_perception.synthetic.scene import PlantedObject, generate_frame
+
+    camera = StereoCamera().scaled(320, 240)
+    frame = generate_frame(7, camera, planted=[PlantedObject("box", PLANTED_M)], clutter=False, pitch_deg=0.0)
+    return camera, frame
+
+
+def test_planted_box_is_in_the_near_mask_and_sets_the_range(tmp_path, scene) -> None:
+    if not all((MODELS / name).is_file() for name in ("features.onnx", "head.onnx")):
+        pytest.skip(f"shipped proximity models not found in {MODELS}")
+    from builtin_interfaces.msg import Time
+    from sensor_msgs.msg import CameraInfo, Image, Range
+
+    from dla_perception.nodes.messages import image_message
+    from dla_perception.nodes.proximity import ProximitySegmentationNode
+
+    camera, frame = scene
+    engines = tmp_path / "engines.yaml"
+    engines.write_text(yaml.safe_dump({"models": {
+        "proximity_features": {"onnx": str(MODELS / "features.onnx"), "cores": ["cpu"]},
+        "proximity_head": {"onnx": str(MODELS / "head.onnx"), "cores": ["dla0", "cpu"], "precision": "fp16"},
+    }}))
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=DOMAIN_ID)
+    executor = MultiThreadedExecutor(num_threads=3, context=context)
+    node = ProximitySegmentationNode(context=context, parameter_overrides=[
+        Parameter("engines_file", value=str(engines)), Parameter("planes_m", value=[1.5, 3.0]),
+        Parameter("alert_distance_m", value=1.5)])
+    tester = rclpy.create_node("synthetic_source", context=context)
+    try:
+        for item in (node, tester):
+            executor.add_node(item)
+        threading.Thread(target=executor.spin, daemon=True).start()
+        images = {side: tester.create_publisher(Image, f"/{side}/image_rect", qos_profile_sensor_data)
+                  for side in ("left", "right")}
+        infos = {side: tester.create_publisher(CameraInfo, f"/{side}/camera_info", qos_profile_sensor_data)
+                 for side in ("left", "right")}
+        masks = Received(tester, Image, "/proximity/mask")
+        ranges = Received(tester, Range, "/proximity/range")
+        wait_until(lambda: all(p.get_subscription_count() for p in (*images.values(), *infos.values())))
+        wait_until(lambda: node._mask_pub.get_subscription_count() > 0)
+
+        def send_info() -> bool:
+            projections = {"left": camera.projection_left(), "right": camera.projection_right()}
+            for side, projection in projections.items():
+                info = CameraInfo(width=camera.width, height=camera.height)
+                info.header.frame_id = "camera_left"
+                info.p = [float(v) for v in projection.reshape(-1)]
+                infos[side].publish(info)
+            return node._geometry is not None
+
+        wait_until(send_info)
+        outcomes = Outcomes(node)
+        stamp = Time(sec=42, nanosec=7)
+        images["left"].publish(image_message(frame.left, "rgb8", stamp, "camera_left"))
+        images["right"].publish(image_message(frame.right, "rgb8", stamp, "camera_left"))
+        outcome = outcomes.wait(42 * 10**9 + 7)
+        assert outcome.status == "published", outcome.reason
+
+        mask_msg = masks.wait(lambda m: m.header.stamp.sec == 42)
+        mask = np.frombuffer(mask_msg.data, np.uint8).reshape(camera.height, camera.width)
+        (box,) = frame.objects
+        x1, y1, x2, y2 = (int(round(v)) for v in box.box)
+        truth = (frame.disparity > camera.disparity_px(1.5))  # what "nearer than 1.5 m" really is
+        assert np.mean(mask[y1:y2, x1:x2] == 255) > 0.9
+        agreement = np.mean((mask == 255) == truth)
+        assert agreement > 0.95, agreement
+
+        distance = ranges.wait(lambda m: m.header.stamp.sec == 42)
+        assert distance.range == pytest.approx(1.5) and distance.header.frame_id == "camera_left"
+        statuses = {s.name: s for s in node.diagnostic_statuses()}  # a private manager: its cores too
+        assert statuses["dla_perception: core dla0"].level == 1  # requested, absent, fell back to cpu
+        assert int(statuses["dla_perception: core cpu"].values["inferences"]) >= 2
+    finally:
+        executor.shutdown(timeout_sec=5.0)
+        node.destroy_node()
+        tester.destroy_node()
+        rclpy.shutdown(context=context)
