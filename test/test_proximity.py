@@ -130,6 +130,17 @@ def test_any_input_size_and_encoding(pipeline, held_out_frames):
     assert np.count_nonzero(resized == odd.near_masks[1]) / resized.size > 0.95
 
 
+def test_many_planes_are_chunked_without_dropping_requests(pipeline, held_out_frames):
+    frame = held_out_frames[2]
+    planes = [2.0, *np.linspace(0.6, 12.0, 25)]  # 26 planes + the alert distance: 7 head calls
+    many = run(pipeline, frame, planes=planes, alert=2.5)
+    few = run(pipeline, frame, planes=[2.0], alert=2.0)
+    assert many.near_masks.shape == (26, 480, 640)
+    np.testing.assert_array_equal(many.near_masks[list(many.planes_m).index(2.0)], few.near_masks[0])
+    # Nearer than a nearer plane implies nearer than a farther one, almost everywhere.
+    assert np.mean(many.near_masks[:-1] & ~many.near_masks[1:]) < 0.01
+
+
 @pytest.fixture(scope="module")
 def box_ahead():
     """A lone box 1.5 m ahead on a flat floor, camera 0.5 m high looking 5 degrees down."""

@@ -15,6 +15,7 @@ Bi3D's idea in two engines run through the engine manager:
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -188,21 +189,36 @@ class ProximityPipeline:
         features = np.asarray(next(iter(features.values())), dtype=np.float32)
         left_features, right_features = features[0], features[1]
 
-        futures = []
+        left_batch = np.broadcast_to(left_features, (self.head_batch, *left_features.shape))
+        left_batch = left_batch.astype(self._head_dtype)
+        pending: deque = deque()
+        outputs = []
+
+        def collect() -> None:
+            count, future = pending.popleft()
+            result = np.asarray(next(iter(future.result().values())), dtype=np.float32)
+            outputs.append(result.reshape(self.head_batch, self.feature_height, self.feature_width)[:count])
+
         for start in range(0, len(shifts), self.head_batch):
             chunk = shifts[start : start + self.head_batch]
             batch = np.zeros((self.head_batch, *left_features.shape), dtype=np.float32)
             batch[: len(chunk)] = shift_features(right_features, chunk)
-            inputs = {
-                HEAD_LEFT_INPUT: np.broadcast_to(left_features, batch.shape).astype(self._head_dtype),
-                HEAD_RIGHT_INPUT: batch.astype(self._head_dtype),
-            }
-            futures.append((len(chunk), self.manager.submit(self.head_model, inputs)))
-        outputs = []
-        for count, future in futures:
-            result = np.asarray(next(iter(future.result().values())), dtype=np.float32)
-            outputs.append(result.reshape(self.head_batch, self.feature_height, self.feature_width)[:count])
+            inputs = {HEAD_LEFT_INPUT: left_batch, HEAD_RIGHT_INPUT: batch.astype(self._head_dtype)}
+            # No more requests in flight than the head has engines: one per core, never a full queue
+            # (the manager drops the oldest request of a full queue in favour of the newest).
+            if len(pending) >= self._head_engines():
+                collect()
+            pending.append((len(chunk), self.manager.submit(self.head_model, inputs)))
+        while pending:
+            collect()
         return np.concatenate(outputs)
+
+    def _head_engines(self) -> int:
+        """How many engines (cores) the manager runs the head on now: the useful parallelism."""
+        for placement in self.manager.placements():
+            if placement.get("model") == self.head_model:
+                return max(1, len(placement.get("active", ())))
+        return 1
 
     def _network_input(self, rgb: np.ndarray) -> np.ndarray:
         """HxWx3 uint8 -> [3, net_h, net_w] float32 in [0, 1]."""
