@@ -32,7 +32,8 @@ def generate_launch_description() -> LaunchDescription:
     parameters = [
         LaunchConfiguration("robot_config"),
         {
-            "engines_file": LaunchConfiguration("engines_file"),
+            # value_type=str: an empty path must stay "" rather than be read as YAML (null).
+            "engines_file": ParameterValue(LaunchConfiguration("engines_file"), value_type=str),
             "use_sim_time": ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool),
         },
     ]
