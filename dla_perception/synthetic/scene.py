@@ -136,12 +136,14 @@ def generate_sequence(seed: int, n_frames: int, camera: StereoCamera | None = No
     scene, textures, pose, response = builder.build()
     intrinsics = (camera.fx, camera.fy, camera.cx, camera.cy, camera.width, camera.height)
     rays = pixel_rays(*intrinsics, pose["rotation"])
+    inverse_length = 1.0 / np.sqrt(rays[0] * rays[0] + rays[1] * rays[1] + rays[2] * rays[2])
+    sky = _sky(scene, textures, rays, inverse_length)
     for index, frame_stream in enumerate(sensor_stream.spawn(n_frames)):
         seconds = index / opts.rate_hz
         bob = 0.004 * np.sin(index * 1.7) if index else 0.0  # the robot's ride is not perfectly smooth
         origin = pose["origin"] + opts.speed_mps * seconds * pose["forward"] + np.array([0.0, bob, 0.0])
-        yield _render_frame(index, _walked(scene, seconds), textures, camera, origin, pose["rotation"], rays,
-                            opts, response, np.random.default_rng(frame_stream))
+        yield _render_frame(index, _walked(scene, seconds), textures, camera, origin, pose["rotation"],
+                            (rays, inverse_length, sky), opts, response, np.random.default_rng(frame_stream))
 
 
 def _options(options: dict) -> SceneOptions:
@@ -382,9 +384,11 @@ def _random_size(rng: np.random.Generator, label: str) -> tuple[float, float, fl
 
 
 def _render_frame(index: int, scene: Scene, textures: Textures, camera: StereoCamera, origin: np.ndarray,
-                  rotation: np.ndarray, rays, opts: SceneOptions, response: dict,
+                  rotation: np.ndarray, view_common: tuple, opts: SceneOptions, response: dict,
                   sensor_rng: np.random.Generator) -> StereoFrame:
+    """Both views of one frame; view_common: (pixel rays, their inverse lengths, sky image)."""
     cam = camera
+    rays, inverse_length, sky = view_common
     active = _solids_ahead(scene, origin)
     view_scene = scene if active is None else _with_solids(scene, active)
     intrinsics = (cam.fx, cam.fy, cam.cx, cam.cy, cam.width, cam.height)
@@ -393,9 +397,8 @@ def _render_frame(index: int, scene: Scene, textures: Textures, camera: StereoCa
     right = render_view(view_scene, *intrinsics, right_origin, rotation, rays)
 
     disparity = _visible_disparity(left.depth, right.depth, cam.fx * cam.baseline_m)
-    inverse_length = 1.0 / np.sqrt(rays[0] * rays[0] + rays[1] * rays[1] + rays[2] * rays[2])
-    left_linear = _shade(left, scene, textures, cam.fx, inverse_length)
-    right_linear = _shade(right, scene, textures, cam.fx, inverse_length)
+    left_linear = _shade(left, scene, textures, cam.fx, inverse_length, sky)
+    right_linear = _shade(right, scene, textures, cam.fx, inverse_length, sky)
     if opts.photometric:
         left_image, right_image = _sensor(left_linear, right_linear, response, sensor_rng)
     else:
@@ -452,74 +455,74 @@ def _visible_disparity(left_depth: np.ndarray, right_depth: np.ndarray, fx_basel
     height, width = left_depth.shape
     with np.errstate(divide="ignore"):
         disparity = (fx_baseline / left_depth).astype(np.float32)
-        right_disparity = (fx_baseline / right_depth).astype(np.float32)
-    disparity[~np.isfinite(left_depth)] = 0.0
-    right_disparity[~np.isfinite(right_depth)] = 0.0
+        right_disparity = (fx_baseline / right_depth).astype(np.float32)  # 0 for sky (inf depth)
     x_right = np.arange(width, dtype=np.float32)[None, :] - disparity
-    inside = (x_right >= 0.0) & (disparity > 0)
-    x0 = np.clip(np.floor(x_right).astype(np.int32), 0, width - 1)
-    x1 = np.minimum(x0 + 1, width - 1)
-    frac = np.clip(x_right - x0, 0.0, 1.0)
-    rows = np.arange(height)[:, None]
-    seen = right_disparity[rows, x0] * (1 - frac) + right_disparity[rows, x1] * frac
-    visible = inside & (seen <= disparity * 1.01 + 0.05)
+    rows = np.broadcast_to(np.arange(height, dtype=np.float32)[:, None], (height, width))
+    # linear interpolation along the row (rows are sampled exactly at their centres)
+    seen = cv2.remap(right_disparity, x_right, np.ascontiguousarray(rows), cv2.INTER_LINEAR,
+                     borderMode=cv2.BORDER_REPLICATE)
+    visible = (x_right >= 0.0) & (disparity > 0) & (seen <= disparity * 1.01 + 0.05)
     return np.where(visible, disparity, np.float32(0.0))
 
 
-def _shade(view: ViewBuffers, scene: Scene, textures: Textures, fx: float,
-           inverse_length: np.ndarray) -> np.ndarray:
-    """Linear RGB of a view (0..1): trilinear texture * tint * light, distance haze, sky with clouds.
+def _sky(scene: Scene, textures: Textures, rays, inverse_length: np.ndarray) -> np.ndarray:
+    """Linear RGB of the sky in every pixel's direction: a gradient from the horizon up, and clouds on a plane
+    high above. It depends on the direction only, so both views and all frames of a drive share it."""
+    dx, dy, dz = rays
+    elevation = np.clip(-dy * inverse_length, 0.0, 1.0)
+    up = np.maximum(-dy, np.float32(0.02))
+    cloud_scale = np.float32(48.0)
+    lod = np.float32(1.0) - np.float32(2.0) * np.log2(np.maximum(elevation, np.float32(0.05)))
+    tile = np.full(dx.shape, scene.sky_tile, np.int32)
+    cloud = textures.atlas.sample(tile, dx / up * cloud_scale, dz / up * cloud_scale, lod)[..., 0]
+    cloud = cv2.cvtColor(cloud.astype(np.float32) * np.float32(1 / 255), cv2.COLOR_GRAY2RGB)
+    height = cv2.cvtColor(np.sqrt(elevation), cv2.COLOR_GRAY2RGB)
+    horizon, zenith = scene.sky_horizon, scene.sky_zenith
+    gradient = cv2.add(cv2.multiply(height, tuple(float(c) for c in zenith - horizon) + (0.0,)),
+                       tuple(float(c) for c in horizon) + (0.0,))
+    return gradient + cloud * (np.float32(0.95) * (0.8 + 0.2 * height) - gradient)
 
-    Three-channel work goes through OpenCV (cvtColor to expand, multiply with per-channel scalars):
-    numpy's broadcasting of HxW or (3,) over HxWx3 is several times slower.
+
+def _shade(view: ViewBuffers, scene: Scene, textures: Textures, fx: float, inverse_length: np.ndarray,
+           sky: np.ndarray) -> np.ndarray:
+    """Linear RGB of a view (0..1): trilinear texture * tint * light (with fine grain), distance haze; the
+    precomputed sky where no surface is.
+
+    Three-channel work goes through OpenCV (merge/cvtColor to build, multiply with per-channel scalars):
+    numpy's broadcasting of HxW or (3,) over HxWx3, and its uint8 x float products, are several times slower.
     """
     # per-surface tables with one more entry at the end for the sky, which index -1 picks
     tiles = np.array([s.tile for s in scene.surfaces] + [scene.sky_tile], np.float32)
-    scales = np.array([s.texels_per_m for s in scene.surfaces] + [48.0], np.float32)
+    scales = np.array([s.texels_per_m for s in scene.surfaces] + [0.0], np.float32)
     tints = np.array([s.tint for s in scene.surfaces] + [(1.0, 1.0, 1.0)], np.float32) / 255.0
     details = np.array([s.detail for s in scene.surfaces] + [0.0], np.float32) * np.float32(2 / 255)
     surface = view.surface
     index = surface.astype(np.uint8) if len(scene.surfaces) < 255 else surface  # uint8: -1 -> 255, the sky
     scale = lookup(scales, index)
-    u, v = view.u * scale, view.v * scale
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        u, v = view.u * scale, view.v * scale  # (the sky's are inf or nan: zeroed below)
         # texels under one pixel, grown at grazing incidence (half the anisotropy: sharp yet stable)
         footprint = view.depth * scale * (np.float32(1.0 / fx) / inverse_length)
         incidence = np.maximum(view.cosine * inverse_length, np.float32(0.05))
         lod = np.float32(0.5 / np.log(2.0)) * cv2.log(np.minimum(footprint * footprint / incidence, 1e12))
-    dx, dy, dz = view.directions
-    sky_rows = np.flatnonzero((surface < 0).any(axis=1))
-    sky_slice = slice(0, int(sky_rows[-1]) + 1 if len(sky_rows) else 0)
-    sky = surface[sky_slice] < 0
-    elevation = np.clip(-dy[sky_slice] * inverse_length[sky_slice], 0.0, 1.0)
-    if sky.any():
-        # clouds on a plane high above: the same direction shows the same cloud from both cameras
-        up = np.maximum(-dy[sky_slice], np.float32(0.02))
-        u[sky_slice] = np.where(sky, dx[sky_slice] / up * scales[-1], u[sky_slice])
-        v[sky_slice] = np.where(sky, dz[sky_slice] / up * scales[-1], v[sky_slice])
-        lod[sky_slice] = np.where(sky, 1.0 - 2.0 * np.log2(np.maximum(elevation, np.float32(0.05))),
-                                  lod[sky_slice])
+    for array in (u, v, lod):
+        np.nan_to_num(array, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
     texture = textures.atlas.sample(lookup(tiles, index).astype(np.int32), u, v, lod)
     # fine grain at 8x the texture's frequency (3 mip levels up), as a brightness modulation
     grain = textures.detail.sample(None, u * np.float32(8), v * np.float32(8), lod + np.float32(3),
                                    trilinear=False)
-    strength = lookup(details, index)
-    light = view.light * (1.0 + strength * (grain - np.float32(127.5)))
+    light = view.light * (1.0 + lookup(details, index) * (grain - np.float32(127.5)))
     # distance haze: a fraction `clear` of the surface's light arrives, the rest is the horizon's colour
     clear = np.exp(view.depth * np.float32(-1.0 / scene.haze_m))
-    tint = cv2.merge([lookup(tints[:, channel], index) for channel in range(3)])
-    color = texture * tint * cv2.cvtColor(light * clear, cv2.COLOR_GRAY2RGB)
-    color += cv2.multiply(cv2.cvtColor(1.0 - clear, cv2.COLOR_GRAY2RGB),
-                          tuple(float(c) for c in scene.sky_horizon) + (0.0,))
-    if sky.any():
-        horizon, zenith = scene.sky_horizon, scene.sky_zenith
-        height = cv2.cvtColor(np.sqrt(elevation), cv2.COLOR_GRAY2RGB)
-        sky_color = cv2.add(cv2.multiply(height, tuple(float(c) for c in zenith - horizon) + (0.0,)),
-                            tuple(float(c) for c in horizon) + (0.0,))
-        cloud = cv2.cvtColor(np.ascontiguousarray(texture[sky_slice, :, 0]) * np.float32(1 / 255),
-                             cv2.COLOR_GRAY2RGB)
-        sky_color = sky_color + cloud * (np.float32(0.95) * (0.8 + 0.2 * height) - sky_color)
-        color[sky_slice] = cv2.copyTo(sky_color, sky.astype(np.uint8), color[sky_slice])
+    light *= clear
+    factor = cv2.merge([lookup(tints[:, channel], index) * light for channel in range(3)])
+    color = cv2.multiply(texture, factor, dtype=cv2.CV_32F)
+    haze = cv2.multiply(cv2.cvtColor(1.0 - clear, cv2.COLOR_GRAY2RGB),
+                        tuple(float(c) for c in scene.sky_horizon) + (0.0,))
+    cv2.add(color, haze, dst=color)
+    is_sky = (surface < 0).view(np.uint8)
+    if is_sky.any():
+        cv2.copyTo(sky, is_sky, color)
     return color
 
 
@@ -530,7 +533,7 @@ _GAUSS_LUT = np.array([[NormalDist().inv_cdf((i + 0.5) / 256) for i in range(256
 def _encode(linear: np.ndarray) -> np.ndarray:
     """Linear RGB (0..1) -> 8-bit with gamma 2 (a square root: close to sRGB's 2.2 and many times faster
     than a general power), rounded and saturated."""
-    return cv2.convertScaleAbs(cv2.sqrt(np.maximum(linear, np.float32(0.0))), alpha=255.0)
+    return cv2.convertScaleAbs(cv2.sqrt(cv2.max(linear, 0.0)), alpha=255.0)
 
 
 @functools.lru_cache(maxsize=8)
@@ -561,19 +564,29 @@ def _sensor(left: np.ndarray, right: np.ndarray, response: dict,
     camera's bias and a little wander per frame), gain and white balance, vignetting, blur and noise."""
     mean = float(np.mean(cv2.mean(left)[:3]))
     exposure = _EXPOSURE_TARGET / max(mean, 1e-3) * response["exposure_bias"] * rng.uniform(0.97, 1.03)
-    radius2 = _radius2(*left.shape[:2])
     images = []
     for view, linear in enumerate((left, right)):
-        gain = response["white_balance"] * (exposure * response["gain"][view])
-        vignette = 1.0 - np.float32(response["vignetting"][view]) * radius2
-        image = cv2.multiply(linear * vignette, (*gain.tolist(), 0.0))
-        image = cv2.GaussianBlur(image, (0, 0), response["blur"][view])
-        raw = np.frombuffer(rng.bytes(image.size), np.uint8).reshape(image.shape)
-        noise = cv2.LUT(raw, _GAUSS_LUT)
-        variance = np.maximum(image, 0.0) * np.float32(response["shot_noise"] ** 2)
-        sigma = cv2.sqrt(variance + np.float32(response["read_noise"] ** 2))
-        images.append(_encode(image + noise * sigma))
+        image = cv2.multiply(linear, _view_response(response, view, left.shape[:2]), scale=exposure)
+        cv2.GaussianBlur(image, (0, 0), response["blur"][view], dst=image)
+        noise = cv2.LUT(np.frombuffer(rng.bytes(image.size), np.uint8).reshape(image.shape), _GAUSS_LUT)
+        # noise level from the brightness (grey) of each pixel: shot noise grows with the light
+        brightness = cv2.cvtColor(cv2.max(image, 0.0), cv2.COLOR_RGB2GRAY)
+        sigma = cv2.sqrt(brightness * np.float32(response["shot_noise"] ** 2)
+                         + np.float32(response["read_noise"] ** 2))
+        cv2.multiply(noise, cv2.cvtColor(sigma, cv2.COLOR_GRAY2RGB), dst=noise)
+        cv2.add(image, noise, dst=image)
+        images.append(_encode(image))
     return images[0], images[1]
+
+
+def _view_response(response: dict, view: int, shape: tuple[int, int]) -> np.ndarray:
+    """Per pixel and channel: white balance x the view's gain x its vignetting (fixed for a drive)."""
+    key = ("factor", view, shape)
+    if key not in response:
+        gain = response["white_balance"] * response["gain"][view]
+        vignette = 1.0 - np.float32(response["vignetting"][view]) * _radius2(*shape)
+        response[key] = cv2.multiply(vignette, (*gain.tolist(), 0.0))
+    return response[key]
 
 
 def _annotate(scene: Scene, left: ViewBuffers, camera: StereoCamera) -> list[ObjectAnnotation]:

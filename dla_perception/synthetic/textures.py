@@ -336,7 +336,7 @@ class TextureAtlas:
 
     def sample(self, tile: np.ndarray | None, u: np.ndarray, v: np.ndarray, lod: np.ndarray,
                trilinear: bool = True) -> np.ndarray:
-        """Filtered samples, HxWx3 (HxW for a grey atlas) float32 in [0, 255].
+        """Filtered samples in [0, 255]: HxWx3 uint8, or HxW float32 for a grey atlas.
 
         tile: HxW int index of the tile per pixel (None: tile 0 everywhere); u, v: level-0 texel
         coordinates (any real value, the tile repeats); lod: mip level per pixel (0 = full resolution).
@@ -363,13 +363,13 @@ class TextureAtlas:
             scale = lookup(self._level_scale, level)
             map_x = u * scale + (lookup(self._level_x, level) + tile_x)
             map_y = v * scale + tile_y
-            sampled = cv2.remap(self.image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            samples.append(sampled.astype(np.float32))
+            samples.append(cv2.remap(self.image, map_x, map_y, cv2.INTER_LINEAR,
+                                     borderMode=cv2.BORDER_REPLICATE))
+        grey = self.image.ndim == 2
         if not trilinear:
-            return samples[0]
-        low_sample, high_sample = samples
+            return samples[0].astype(np.float32) if grey else samples[0]
         blend = lod - low.astype(np.float32)
-        if self.image.ndim == 2:
-            return low_sample + (high_sample - low_sample) * blend
-        # (3-channel weights made with cvtColor: numpy broadcasting of HxW over HxWx3 is slow)
-        return low_sample + (high_sample - low_sample) * cv2.cvtColor(blend, cv2.COLOR_GRAY2RGB)
+        if grey:
+            low_sample = samples[0].astype(np.float32)
+            return low_sample + (samples[1].astype(np.float32) - low_sample) * blend
+        return cv2.blendLinear(samples[0], samples[1], 1.0 - blend, blend)
