@@ -31,11 +31,8 @@ def generate_launch_description() -> LaunchDescription:
 
     parameters = [
         LaunchConfiguration("robot_config"),
-        {
-            # value_type=str: an empty path must stay "" rather than be read as YAML (null).
-            "engines_file": ParameterValue(LaunchConfiguration("engines_file"), value_type=str),
-            "use_sim_time": ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool),
-        },
+        {name: ParameterValue(LaunchConfiguration(argument), value_type=value_type)
+         for name, argument, value_type in graph.ARGUMENT_PARAMETERS},
     ]
     remappings = [(topic, LaunchConfiguration(name)) for topic, name in graph.REMAPS]
     in_container = LaunchConfiguration("container")

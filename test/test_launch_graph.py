@@ -83,10 +83,12 @@ def test_launch_arguments_remaps_and_parameters_are_consistent() -> None:
     assert {topic for topic, _ in graph.REMAPS} == subscribed  # every input can be remapped
     for topic, argument in graph.REMAPS:
         assert argument in names and graph.argument(argument).default == topic  # default: no remap
-    for parameter, argument in graph.ARGUMENT_PARAMETERS:
+    for parameter, argument, value_type in graph.ARGUMENT_PARAMETERS:
         assert argument in names
         for node, specs in NODE_PARAMETERS.items():
-            assert parameter == "use_sim_time" or parameter in {s.name for s in specs}, (node, parameter)
+            declared = {s.name: s.default for s in specs} | {"use_sim_time": False}
+            assert parameter in declared, (node, parameter)
+            assert isinstance(declared[parameter], value_type), (node, parameter)
     assert (REMAPS_IN_FILE := _launch_file_configurations()) <= names, REMAPS_IN_FILE - names
 
 

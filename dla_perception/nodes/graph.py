@@ -54,8 +54,9 @@ REMAPS = (
     ("image", "image"),
 )
 
-# Parameters set on every node from launch arguments (after robot_config, so they win).
-ARGUMENT_PARAMETERS = (("engines_file", "engines_file"), ("use_sim_time", "use_sim_time"))
+# Parameters set on every node from launch arguments (after robot_config, so they win), with their type
+# (given explicitly so that an empty path stays "" instead of being read as YAML null).
+ARGUMENT_PARAMETERS = (("engines_file", "engines_file", str), ("use_sim_time", "use_sim_time", bool))
 
 NODE_NAMES = ("engine_manager", "proximity_segmentation", "detection")
 PROCESSES = (
