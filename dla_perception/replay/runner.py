@@ -31,7 +31,8 @@ from dla_perception.replay.recorder import OutputBag
 from dla_perception.replay.report import FrameRecord, Overlay, write_report
 
 OUTPUT_BAG_NAME = "output_bag"
-DISCOVERY_TIMEOUT_S = 10.0
+DISCOVERY_TIMEOUT_S = 30.0
+PRIMING_S = 0.5  # camera models of the first frame get this long to reach the node before its images
 STRAGGLER_WAIT_S = 0.5
 # Camera models before images, so a pair never races its own camera_info.
 PUBLISH_ORDER = (bagmod.LEFT_INFO, bagmod.RIGHT_INFO, bagmod.RIGHT_IMAGE, bagmod.LEFT_IMAGE,
@@ -269,7 +270,7 @@ def replay(options: ReplayOptions) -> ReplayResult:
             for frame in bag.frames(options.max_frames):
                 if frame.index == 0:
                     player.prime(frame)
-                    time.sleep(0.3)
+                    time.sleep(PRIMING_S)
                 record, overlay = _replay_frame(frame, graph, player, inbox, scorer, options,
                                                 frame.index in overlay_at)
                 player.flush()
