@@ -146,6 +146,17 @@ def test_out_of_order_stamps_are_refused_and_memory_is_bounded() -> None:
     assert pairer.push("right", 1, 1) == (1, 1, 1)
 
 
+def test_a_large_jump_back_is_a_restarted_stream() -> None:
+    pairer: StereoPairer[int] = StereoPairer(restart_ns=1000)
+    pairer.push("left", 5000, 1)
+    pairer.push("right", 5000, 1)
+    with pytest.raises(BadInput):
+        pairer.push("left", 4500, 2)  # a little older: out of order
+    assert pairer.push("left", 100, 3) is None  # much older: the bag started over
+    assert pairer.push("right", 100, 3) == (100, 3, 3)
+    assert pairer.counters.restarts == 1 and pairer.counters.out_of_order == 1
+
+
 # -- vision_msgs and generic filling ------------------------------------------------------------------
 def test_detection_fields_build_a_real_vision_msgs_type_with_rosbags() -> None:
     from rosbags.typesys import Stores, get_typestore

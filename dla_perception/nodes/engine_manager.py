@@ -68,7 +68,7 @@ class EngineManagerNode(PerceptionNode):
                 self._manager, self._owns_manager = manager, True
                 self._manager_problems = problems
                 self._report = type(self._report)(manager.config.latency_budget_ms)
-            for key in [k for k in self.health.conditions if k.startswith("engines:")]:
+            for key in [k for k in list(self.health.conditions) if k.startswith("engines:")]:
                 self.health.clear_condition(key)
             for problem in problems:
                 self.health.set_condition(f"engines:{problem}", WARN, problem)

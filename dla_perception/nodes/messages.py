@@ -170,6 +170,7 @@ class PairerCounters:
     paired: int = 0
     unpaired: int = 0  # evicted without a partner
     out_of_order: int = 0  # older than the last pair
+    restarts: int = 0  # stamps jumped back further than restart_ns: a new stream
 
 
 class StereoPairer(Generic[T]):
@@ -177,14 +178,16 @@ class StereoPairer(Generic[T]):
 
     A stereo driver stamps both views identically; slop covers drivers that do not. At most `capacity`
     unpaired messages are kept per side: older ones are evicted and counted as unpaired. A message older
-    than the last emitted pair is refused and counted as out of order.
+    than the last emitted pair is refused and counted as out of order, unless it is more than `restart_ns`
+    older: then the stream restarted (a bag played again, a simulation reset) and pairing starts afresh.
     """
 
-    def __init__(self, slop_ns: int = 0, capacity: int = 4) -> None:
+    def __init__(self, slop_ns: int = 0, capacity: int = 4, restart_ns: int = 3_000_000_000) -> None:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
         self.slop_ns = max(0, int(slop_ns))
         self.capacity = capacity
+        self.restart_ns = int(restart_ns)
         self.counters = PairerCounters()
         self._waiting: dict[str, OrderedDict[int, T]] = {"left": OrderedDict(), "right": OrderedDict()}
         self._last_paired_ns: int | None = None
@@ -199,6 +202,9 @@ class StereoPairer(Generic[T]):
             raise ValueError(f"side must be 'left' or 'right', not {side!r}")
         other = "right" if side == "left" else "left"
         with self._lock:
+            if self._last_paired_ns is not None and stamp_ns < self._last_paired_ns - self.restart_ns:
+                self._reset()
+                self.counters.restarts += 1
             if self._last_paired_ns is not None and stamp_ns <= self._last_paired_ns:
                 self.counters.out_of_order += 1
                 raise BadInput(
@@ -231,9 +237,12 @@ class StereoPairer(Generic[T]):
     def reset(self) -> None:
         """Forget everything, e.g. after a simulated clock jumped back (a bag restarted)."""
         with self._lock:
-            for queue in self._waiting.values():
-                queue.clear()
-            self._last_paired_ns = None
+            self._reset()
+
+    def _reset(self) -> None:
+        for queue in self._waiting.values():
+            queue.clear()
+        self._last_paired_ns = None
 
 
 # --------------------------------------------------------------------------------------------- generic
