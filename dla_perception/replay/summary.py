@@ -9,6 +9,10 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
+def _shorten(text: str, width: int = 100) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
 def _ratio(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
@@ -37,13 +41,14 @@ def summary_text(metrics: dict, regressions: Sequence[object] | None = None) -> 
     bag = metrics.get("bag") or {}
     lines = [f"bag: {bag.get('path', '?')} ({bag.get('mode', '?')}, {bag.get('storage', '?')})"]
     missing = metrics.get("missing_outputs") or {}
-    missing_text = ", ".join(f"{topic} x{count}" for topic, count in missing.items()) or "none"
     lines.append(f"frames: {metrics.get('frames', 0)} replayed, {metrics.get('frames_with_output', 0)} with "
-                 f"every output (missing: {missing_text})")
+                 f"every output" + ("" if missing else " (missing: none)"))
+    for what, count in missing.items():
+        lines.append(f"  missing x{count}: {_shorten(what)}")
     if metrics.get("error"):
         lines.append(f"stopped early: {metrics['error']}")
     for problem in (metrics.get("graph") or {}).get("problems", []):
-        lines.append(f"warning: {problem}")
+        lines.append(f"warning: {_shorten(problem)}")
     lines.append("")
     lines.append(core_table(metrics))
     e2e = metrics.get("end_to_end_ms") or {}
