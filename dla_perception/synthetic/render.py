@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 
 NEAR_M = 0.05  # hits nearer than this are ignored (the camera is never inside what it sees)
@@ -145,10 +146,12 @@ class _Writer:
 
 def render_view(scene: Scene, fx: float, fy: float, cx: float, cy: float, width: int, height: int,
                 origin: np.ndarray, rotation: np.ndarray,
-                rays: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> ViewBuffers:
+                rays: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+                shadow: GroundShadow | None = None) -> ViewBuffers:
     """Cast one ray per pixel centre from `origin` (world metres) with camera->world `rotation`.
 
-    `rays` are pixel_rays(...) for this camera and rotation, when the caller already has them.
+    `rays` are pixel_rays(...) for this camera and rotation and `shadow` the frame's ground_shadow(...),
+    when the caller already has them (both views of a frame share them).
     """
     dx, dy, dz = rays if rays is not None else pixel_rays(fx, fy, cx, cy, width, height, rotation)
     shape = (height, width)
@@ -203,7 +206,10 @@ def render_view(scene: Scene, fx: float, fy: float, cx: float, cy: float, width:
             cosine = np.abs(normal[0] * wdx + normal[1] * wdy + normal[2] * wdz)
             writer.write(window, t, np.int32(solid.surface), u, v, light.astype(np.float32), cosine)
 
-        _shadow_ground(buffers, scene, origin, rotation, intrinsics, corners)
+        if shadow is None:
+            shadow = ground_shadow(scene, origin)
+        if shadow is not None:
+            _apply_ground_shadow(buffers, scene, shadow)
     return buffers
 
 
@@ -387,44 +393,84 @@ def _window_of(points, origin, rotation, fx, fy, cx, cy, width, height):
     return (slice(y0, y1), slice(x0, x1)), float(z.min())
 
 
-def _shadow_ground(buffers: ViewBuffers, scene: Scene, origin, rotation, intrinsics, corners) -> None:
-    """Sun shadows on the ground: of the facades (analytically) and of the solids (shadow rays cast only
-    where a solid's shadow can fall on screen). Computed in world coordinates, so both views agree."""
+@dataclass
+class GroundShadow:
+    """Sun shadows on the ground plane as an image over world (x, z): 255 = in shadow. Both views (and the
+    right and left rays of one frame) read the same map at the same ground point, so they always agree.
+    Cells are SHADOW_CELL_M wide and edges anti-aliased: about the penumbra a real sun casts."""
+
+    image: np.ndarray
+    x0: float
+    z0: float
+    cell: float
+
+
+SHADOW_CELL_M = 0.03
+SHADOW_AHEAD_M = 120.0
+
+
+def ground_shadow(scene: Scene, origin: np.ndarray) -> GroundShadow | None:
+    """The shadows of the facades and the solids on the ground around the camera; None when the sun is too
+    low (never, in generated scenes)."""
     sun = scene.sun
+    if sun[1] >= -1e-3:
+        return None
+    xs = [facade.x_m for facade in scene.facades]
+    x0, x1 = min([-12.0, *xs]) - 1.0, max([12.0, *xs]) + 1.0
+    z0 = float(origin[2]) - 2.0
+    cell = SHADOW_CELL_M
+    image = np.zeros((int(SHADOW_AHEAD_M / cell), int((x1 - x0) / cell)), np.uint8)
+
+    def fill(points: np.ndarray) -> None:
+        """Fill the ground projection (along the sun) of a convex set given by points (Nx3, y <= 0)."""
+        ground = points - (points[:, 1:2] / sun[1]) * sun  # moved along the sun's rays down to y = 0
+        # 4 fractional bits: sub-cell precise, anti-aliased edges
+        pixels = np.round(np.stack([(ground[:, 0] - x0) / cell, (ground[:, 2] - z0) / cell], axis=1) * 16)
+        hull = cv2.convexHull(pixels.astype(np.int32))
+        cv2.fillConvexPoly(image, hull, 255, lineType=cv2.LINE_AA, shift=4)
+
+    for facade in scene.facades:
+        for z_start, z_end, height in zip(facade.z_edges[:-1], facade.z_edges[1:], facade.heights_m,
+                                          strict=True):
+            if z_end < z0 - 50 or z_start > z0 + SHADOW_AHEAD_M + 50:
+                continue
+            fill(np.array([[facade.x_m, 0.0, z_start], [facade.x_m, 0.0, z_end],
+                           [facade.x_m, -height, z_start], [facade.x_m, -height, z_end]]))
+    for solid in scene.solids:
+        fill(_outline_points(solid))
+    return GroundShadow(image, x0, z0, cell)
+
+
+_CIRCLE = np.stack([np.cos(np.linspace(0, 2 * np.pi, 16, endpoint=False)),
+                    np.sin(np.linspace(0, 2 * np.pi, 16, endpoint=False))], axis=1)
+
+
+def _outline_points(solid: Solid) -> np.ndarray:
+    """World points whose convex hull is the solid (its corners for a box; rings for round shapes)."""
+    if solid.shape == "box":
+        return solid.corners()
+    if solid.shape == "cylinder":
+        rings = [np.column_stack([_CIRCLE[:, 0], np.full(16, y), _CIRCLE[:, 1]]) for y in (-1.0, 1.0)]
+    else:
+        rings = [np.column_stack([_CIRCLE[:, 0] * np.cos(a), np.full(16, np.sin(a)),
+                                  _CIRCLE[:, 1] * np.cos(a)])
+                 for a in np.radians([-60.0, -30.0, 0.0, 30.0, 60.0])]
+        rings.append(np.array([[0.0, -1.0, 0.0], [0.0, 1.0, 0.0]]))  # the poles
+    local = np.vstack(rings)
+    return solid.center + local @ np.linalg.inv(solid.to_local).T
+
+
+def _apply_ground_shadow(buffers: ViewBuffers, scene: Scene, shadow: GroundShadow) -> None:
+    """Ground pixels in shadow get the ambient light only (partly, on the anti-aliased edges)."""
     ground_table = np.zeros(len(scene.surfaces) + 1, bool)  # the last entry is for sky (-1)
     ground_table[[band[2] for band in scene.ground_bands]] = True
     is_ground = ground_table[buffers.surface]
-    if not is_ground.any() or sun[1] >= -1e-3:
+    if not is_ground.any():
         return
-    shadow_light = np.float32(scene.ambient)
-    gx, gz = buffers.u, buffers.v  # ground surface coordinates are world x, z
-    sun_x, sun_y, sun_z = (float(c) for c in sun)
-    ground_rows = np.flatnonzero(is_ground.any(axis=1))
-    rows = (slice(int(ground_rows[0]), int(ground_rows[-1]) + 1), slice(None))
-    for facade in scene.facades:
-        if (facade.x_m - origin[0]) * sun_x <= 0:
-            continue  # the sun is on the street's side of this facade: its shadow falls behind it
-        s = (float(facade.x_m) - gx[rows]) * (1.0 / sun_x)  # along the sun ray from the ground to the facade
-        hit_z = gz[rows] + s * sun_z
-        edges = facade.z_edges.astype(np.float32)
-        segment = np.clip(np.searchsorted(edges, hit_z) - 1, 0, len(facade.heights_m) - 1)
-        shaded = is_ground[rows] & (s > 0) & (hit_z >= edges[0]) & (hit_z <= edges[-1])
-        shaded &= s * -sun_y <= facade.heights_m.astype(np.float32)[segment]
-        buffers.light[rows] = np.where(shaded, shadow_light, buffers.light[rows])
-    shadow_corners = corners - (corners[..., 1:2] / sun[1]) * sun  # where the sun projects them to the ground
-    volumes = np.concatenate([corners, shadow_corners], axis=1)
-    for solid, found in zip(scene.solids, _windows(volumes, origin, rotation, intrinsics), strict=True):
-        if found is None:
-            continue
-        window = found[0]
-        ground = is_ground[window]
-        if not ground.any():
-            continue
-        hit = intersect_solid(solid, gx[window][ground], 0.0, gz[window][ground],
-                              np.float32(sun[0]), np.float32(sun[1]), np.float32(sun[2]), surface=False)
-        if hit is None:
-            continue
-        light = buffers.light[window]
-        rows, cols = np.nonzero(ground)
-        shaded = np.isfinite(hit[0])
-        light[rows[shaded], cols[shaded]] = shadow_light
+    map_x = (buffers.u - np.float32(shadow.x0)) * np.float32(1 / shadow.cell)
+    map_y = (buffers.v - np.float32(shadow.z0)) * np.float32(1 / shadow.cell)
+    shade = cv2.remap(shadow.image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                      borderValue=0)
+    sun_light = np.float32(scene.sun_strength * max(0.0, -float(scene.sun[1])) / 255.0)
+    lit = np.float32(scene.ambient) + sun_light * (np.float32(255.0) - shade.astype(np.float32))
+    buffers.light = np.where(is_ground, lit, buffers.light)

@@ -25,6 +25,7 @@ from dla_perception.synthetic.render import (
     Surface,
     ViewBuffers,
     camera_rotation,
+    ground_shadow,
     pixel_rays,
     render_view,
 )
@@ -393,8 +394,9 @@ def _render_frame(index: int, scene: Scene, textures: Textures, camera: StereoCa
     view_scene = scene if active is None else _with_solids(scene, active)
     intrinsics = (cam.fx, cam.fy, cam.cx, cam.cy, cam.width, cam.height)
     right_origin = origin + rotation @ np.array([cam.baseline_m, 0.0, 0.0])
-    left = render_view(view_scene, *intrinsics, origin, rotation, rays)
-    right = render_view(view_scene, *intrinsics, right_origin, rotation, rays)
+    shadow = ground_shadow(view_scene, origin)
+    left = render_view(view_scene, *intrinsics, origin, rotation, rays, shadow)
+    right = render_view(view_scene, *intrinsics, right_origin, rotation, rays, shadow)
 
     disparity = _visible_disparity(left.depth, right.depth, cam.fx * cam.baseline_m)
     left_linear = _shade(left, scene, textures, cam.fx, inverse_length, sky)
