@@ -7,6 +7,7 @@ wait for a network; a frame that arrives while the previous one is in flight is 
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -208,7 +209,7 @@ class FrameSlot:
 
 
 class PerceptionNode(Node):
-    """Base of the three nodes. Subclasses set PARAMETERS and implement `_build_pipeline`."""
+    """Base of the three nodes: parameters from PARAMETERS, health, /diagnostics, the engine manager."""
 
     PARAMETERS: tuple[ParamSpec, ...] = ()
 
@@ -305,6 +306,60 @@ class PerceptionNode(Node):
     def destroy_node(self) -> None:
         if self._owns_manager and self._manager is not None:
             self._manager.close()
+        super().destroy_node()
+
+
+class FrameNode(PerceptionNode):
+    """A node that turns input frames into outputs with a pipeline: one frame in flight on its own worker,
+    the pipeline built on the current manager and rebuilt (at most every RETRY_S s) while unavailable."""
+
+    PIPELINE = "pipeline"  # its name in logs and diagnostics
+
+    def __init__(self, default_name: str, manager: Any = None, **node_kwargs: Any) -> None:
+        super().__init__(default_name, manager, **node_kwargs)
+        self._slot = FrameSlot(default_name)
+        self._pipeline: Any = None
+        self._pipeline_attempt = -math.inf
+
+    def _create_pipeline(self) -> Any:
+        raise NotImplementedError
+
+    def _ensure_pipeline(self) -> Any:
+        """The pipeline, or None while it cannot be built (the reason is a diagnostics condition)."""
+        with self._manager_lock:
+            if self._pipeline is not None:
+                return self._pipeline
+            now = time.monotonic()
+            if now - self._pipeline_attempt < RETRY_S:
+                return None
+            self._pipeline_attempt = now
+            try:
+                self._pipeline = self._create_pipeline()
+            except Exception as exc:
+                self.health.set_condition("pipeline", ERROR, f"{self.PIPELINE} unavailable: {exc}")
+                return None
+            self.health.clear_condition("pipeline")
+            return self._pipeline
+
+    def _manager_changed(self) -> None:
+        self._pipeline = None
+        self._pipeline_attempt = -math.inf
+        self._ensure_pipeline()
+
+    def _no_pipeline(self, stamp_ns: int, frame_id: str) -> FrameOutcome:
+        reason = f"{self.PIPELINE} unavailable (see diagnostics)"
+        self.health.problem("failed_no_pipeline", reason, ERROR)
+        return FrameOutcome(self.get_name(), stamp_ns, frame_id, "failed", reason)
+
+    def _drop(self, stamp_ns: int, frame_id: str) -> None:
+        self.health.problem("dropped_busy", "frame dropped: the previous one is still in flight")
+        self._finish(FrameOutcome(self.get_name(), stamp_ns, frame_id, "dropped", "previous frame in flight"))
+
+    def destroy_node(self) -> None:
+        self._slot.shutdown()
+        close = getattr(self._pipeline, "close", None)
+        if close is not None:
+            close()
         super().destroy_node()
 
 

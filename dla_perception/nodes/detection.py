@@ -8,8 +8,6 @@ structure, which in-process users (the replay tool) write with rosbags.
 
 from __future__ import annotations
 
-import math
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +16,7 @@ import numpy as np
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
-from dla_perception.nodes.base import RETRY_S, FrameOutcome, FrameSlot, PerceptionNode, share_path, spin_node
+from dla_perception.nodes.base import FrameNode, FrameOutcome, share_path, spin_node
 from dla_perception.nodes.diagnostics import ERROR
 from dla_perception.nodes.messages import (
     BadInput,
@@ -46,14 +44,12 @@ def draw_detections(rgb: np.ndarray, detections: Any) -> np.ndarray:
     return canvas
 
 
-class DetectionNode(PerceptionNode):
+class DetectionNode(FrameNode):
     PARAMETERS = DETECTION
+    PIPELINE = "detection pipeline"
 
     def __init__(self, *, manager: Any = None, **node_kwargs: Any) -> None:
         super().__init__("detection", manager, **node_kwargs)
-        self._slot = FrameSlot("detection")
-        self._pipeline: Any = None
-        self._pipeline_attempt = -math.inf
         self.create_subscription(Image, "image", self._on_image, qos_profile_sensor_data)
         outputs = QoSProfile(depth=5)
         self._overlay_pub = self.create_publisher(Image, "detections/image", outputs)
@@ -75,41 +71,21 @@ class DetectionNode(PerceptionNode):
         return self._detections_pub is not None
 
     # -- pipeline ---------------------------------------------------------------------------------------
-    def _ensure_pipeline(self) -> Any:
-        with self._manager_lock:
-            if self._pipeline is not None:
-                return self._pipeline
-            now = time.monotonic()
-            if now - self._pipeline_attempt < RETRY_S:
-                return None
-            self._pipeline_attempt = now
-            from dla_perception.models.detection import DetectionPipeline
+    def _create_pipeline(self) -> Any:
+        from dla_perception.models.detection import DetectionPipeline
 
-            model = self.param("model") or str(share_path("models/detector/detector.yaml"))
-            try:
-                self._pipeline = DetectionPipeline(
-                    Path(model), self.manager, model_name=self.param("engine_name") or None,
-                    cores=tuple(self.param("cores")),
-                )
-            except Exception as exc:
-                message = f"detection pipeline unavailable ({model}): {exc}"
-                self.health.set_condition("pipeline", ERROR, message)
-                return None
-            self.health.clear_condition("pipeline")
-            return self._pipeline
-
-    def _manager_changed(self) -> None:
-        self._pipeline = None
-        self._pipeline_attempt = -math.inf
-        self._ensure_pipeline()
+        model = self.param("model") or str(share_path("models/detector/detector.yaml"))
+        try:
+            return DetectionPipeline(Path(model), self.manager, model_name=self.param("engine_name") or None,
+                                     cores=tuple(self.param("cores")))
+        except Exception as exc:
+            raise RuntimeError(f"{model}: {exc}") from exc
 
     # -- frames -------------------------------------------------------------------------------------------
     def _on_image(self, msg: Image) -> None:
         self.health.count("images")
         if not self._slot.offer(lambda: self._process(msg)):
-            self.health.problem("dropped_busy", "image dropped: the previous one is still in flight")
-            self._finish(FrameOutcome(self.get_name(), stamp_to_ns(msg.header.stamp), msg.header.frame_id,
-                                      "dropped", "previous frame in flight"))
+            self._drop(stamp_to_ns(msg.header.stamp), msg.header.frame_id)
 
     def _process(self, msg: Image) -> None:
         stamp_ns, frame_id = stamp_to_ns(msg.header.stamp), msg.header.frame_id
@@ -139,9 +115,7 @@ class DetectionNode(PerceptionNode):
             return FrameOutcome(self.get_name(), stamp_ns, frame_id, "rejected", str(exc)), None
         pipeline = self._ensure_pipeline()
         if pipeline is None:
-            reason = "detection pipeline unavailable (see diagnostics)"
-            self.health.problem("failed_no_pipeline", reason, ERROR)
-            return FrameOutcome(self.get_name(), stamp_ns, frame_id, "failed", reason), None
+            return self._no_pipeline(stamp_ns, frame_id), None
         score, iou = self.param("score_threshold"), self.param("iou_threshold")
         try:
             detections = pipeline.detect(rgb, "rgb8", score_threshold=None if score < 0 else score,
@@ -160,12 +134,6 @@ class DetectionNode(PerceptionNode):
         outcome = FrameOutcome(self.get_name(), stamp_ns, frame_id, "published",
                                outputs={"detections": array}, result=detections)
         return outcome, rgb
-
-    def destroy_node(self) -> None:
-        self._slot.shutdown()
-        if self._pipeline is not None:
-            self._pipeline.close()
-        super().destroy_node()
 
 
 def main(args: list[str] | None = None) -> int:

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import math
 import threading
-import time
 from typing import Any
 
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image, Range
 from stereo_msgs.msg import DisparityImage
 
-from dla_perception.nodes.base import RETRY_S, FrameOutcome, FrameSlot, PerceptionNode, spin_node
+from dla_perception.nodes.base import FrameNode, FrameOutcome, spin_node
 from dla_perception.nodes.diagnostics import ERROR, WARN
 from dla_perception.nodes.messages import (
     BadInput,
@@ -30,15 +29,13 @@ from dla_perception.nodes.messages import (
 from dla_perception.nodes.parameters import PROXIMITY
 
 
-class ProximitySegmentationNode(PerceptionNode):
+class ProximitySegmentationNode(FrameNode):
     PARAMETERS = PROXIMITY
+    PIPELINE = "proximity pipeline"
 
     def __init__(self, *, manager: Any = None, **node_kwargs: Any) -> None:
         super().__init__("proximity_segmentation", manager, **node_kwargs)
         self._pairer: StereoPairer[Image] = StereoPairer(int(self.param("sync_slop_s") * 1e9))
-        self._slot = FrameSlot("proximity")
-        self._pipeline: Any = None
-        self._pipeline_attempt = -math.inf
         self._info: dict[str, CameraInfo] = {}
         self._geometry: StereoGeometry | None = None
         self._geometry_error: BadInput | None = None
@@ -56,32 +53,11 @@ class ProximitySegmentationNode(PerceptionNode):
         self._ensure_pipeline()
 
     # -- pipeline ---------------------------------------------------------------------------------------
-    def _ensure_pipeline(self) -> Any:
-        """The pipeline, (re)built when absent at most every RETRY_S seconds; None while unavailable."""
-        with self._manager_lock:
-            if self._pipeline is not None:
-                return self._pipeline
-            now = time.monotonic()
-            if now - self._pipeline_attempt < RETRY_S:
-                return None
-            self._pipeline_attempt = now
-            from dla_perception.models.proximity import ProximityPipeline
+    def _create_pipeline(self) -> Any:
+        from dla_perception.models.proximity import ProximityPipeline
 
-            try:
-                self._pipeline = ProximityPipeline(
-                    self.manager, self.param("features_model"), self.param("head_model"),
-                    min_blob_px=self.param("min_blob_px"),
-                )
-            except Exception as exc:
-                self.health.set_condition("pipeline", ERROR, f"proximity pipeline unavailable: {exc}")
-                return None
-            self.health.clear_condition("pipeline")
-            return self._pipeline
-
-    def _manager_changed(self) -> None:
-        self._pipeline = None
-        self._pipeline_attempt = -math.inf
-        self._ensure_pipeline()
+        return ProximityPipeline(self.manager, self.param("features_model"), self.param("head_model"),
+                                 min_blob_px=self.param("min_blob_px"))
 
     def _parameters_changed(self, values: dict[str, Any]) -> None:
         if "sync_slop_s" in values and hasattr(self, "_pairer"):  # called during declaration too
@@ -123,9 +99,7 @@ class ProximitySegmentationNode(PerceptionNode):
             self._reject(left_ns, left.header.frame_id, error)
             return
         if not self._slot.offer(lambda: self._process(left, right, geometry)):
-            self.health.problem("dropped_busy", "stereo pair dropped: the previous one is still in flight")
-            self._finish(FrameOutcome(self.get_name(), left_ns, left.header.frame_id, "dropped",
-                                      "previous frame in flight"))
+            self._drop(left_ns, left.header.frame_id)
 
     def _reject(self, stamp_ns: int, frame_id: str, error: BadInput) -> None:
         self._finish(self._rejected(stamp_ns, frame_id, error))
@@ -163,9 +137,7 @@ class ProximitySegmentationNode(PerceptionNode):
             return self._rejected(stamp_ns, frame_id, exc)
         pipeline = self._ensure_pipeline()
         if pipeline is None:
-            reason = "proximity pipeline unavailable (see diagnostics)"
-            self.health.problem("failed_no_pipeline", reason, ERROR)
-            return FrameOutcome(self.get_name(), stamp_ns, frame_id, "failed", reason)
+            return self._no_pipeline(stamp_ns, frame_id)
         roi = [int(v) for v in self.param("roi")]
         alert_distance_m = float(self.param("alert_distance_m"))
         try:
@@ -213,10 +185,6 @@ class ProximitySegmentationNode(PerceptionNode):
         # REP 117: +inf when nothing is within range.
         distance.range = float(result.nearest_m) if math.isfinite(result.nearest_m) else math.inf
         return {"proximity/mask": mask, "proximity/disparity": disparity, "proximity/range": distance}
-
-    def destroy_node(self) -> None:
-        self._slot.shutdown()
-        super().destroy_node()
 
 
 def main(args: list[str] | None = None) -> int:
