@@ -95,7 +95,7 @@ def test_planted_box_is_in_the_near_mask_and_sets_the_range(tmp_path, scene) -> 
         truth = (frame.disparity > camera.disparity_px(1.5))  # what "nearer than 1.5 m" really is
         assert np.mean(mask[y1:y2, x1:x2] == 255) > 0.9
         agreement = np.mean((mask == 255) == truth)
-        assert agreement > 0.95, agreement
+        assert agreement > 0.93, agreement  # 0.973 when written; margin for renderer changes
 
         distance = ranges.wait(lambda m: m.header.stamp.sec == 42)
         assert distance.range == pytest.approx(1.5) and distance.header.frame_id == "camera_left"
