@@ -26,7 +26,7 @@ from dla_perception.nodes.parameters import NODE_PARAMETERS
 
 rclpy = pytest.importorskip("rclpy")
 
-DOMAIN_ID = 143
+DOMAIN_ID = 212  # outside 100-200, where replays pick theirs
 LAUNCH_FILE = REPO_ROOT / "launch" / "robot.launch.py"
 
 
