@@ -26,7 +26,7 @@ from dla_perception.nodes.parameters import NODE_PARAMETERS
 
 rclpy = pytest.importorskip("rclpy")
 
-DOMAIN_ID = 212  # outside 100-200, where replays pick theirs
+DOMAIN_ID = 92  # below 101 (Linux ephemeral ports) and outside the replays range (100-200)
 LAUNCH_FILE = REPO_ROOT / "launch" / "robot.launch.py"
 
 

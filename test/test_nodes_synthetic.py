@@ -21,7 +21,7 @@ from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from test_nodes import Outcomes, Received, wait_until  # noqa: E402
 
-DOMAIN_ID = 213  # outside 100-200, where replays pick theirs
+DOMAIN_ID = 93  # below 101 (Linux ephemeral ports) and outside the replays range (100-200)
 MODELS = REPO_ROOT / "models" / "proximity"
 PLANTED_M = 1.0
 
