@@ -138,6 +138,30 @@ def test_live_nodes_declare_exactly_the_table_and_subscribe_to_the_graph_topics(
         rclpy.shutdown(context=context)
 
 
+def test_relative_topics_follow_namespace_and_remaps(tmp_path) -> None:
+    from dla_perception.nodes.proximity import ProximitySegmentationNode
+
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=DOMAIN_ID)
+    try:
+        engines = tmp_path / "engines.yaml"
+        engines.write_text("models: {}\n")
+        node = ProximitySegmentationNode(
+            context=context, namespace="front",
+            cli_args=["--ros-args", "-p", f"engines_file:={engines}",
+                      "-r", "left/image_rect:=/zed/left/image"],
+        )
+        try:
+            subscribed = {sub.topic_name for sub in node.subscriptions}
+            assert {"/zed/left/image", "/front/right/image_rect", "/front/left/camera_info"} <= subscribed
+            published = {pub.topic_name for pub in node.publishers}
+            assert {"/front/proximity/mask", "/front/proximity/range", "/diagnostics"} <= published
+        finally:
+            node.destroy_node()
+    finally:
+        rclpy.shutdown(context=context)
+
+
 # -- the executables, as processes -------------------------------------------------------------------
 def _run_until_diagnostics(target: str, ros_args: list[str], expect: str, timeout: float = 30.0) -> str:
     """Start `target` (module:function) as a process, wait for a /diagnostics status named `expect`,
