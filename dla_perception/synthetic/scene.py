@@ -138,7 +138,7 @@ def generate_sequence(seed: int, n_frames: int, camera: StereoCamera | None = No
     intrinsics = (camera.fx, camera.fy, camera.cx, camera.cy, camera.width, camera.height)
     rays = pixel_rays(*intrinsics, pose["rotation"])
     inverse_length = 1.0 / np.sqrt(rays[0] * rays[0] + rays[1] * rays[1] + rays[2] * rays[2])
-    sky = _sky(scene, textures, rays, inverse_length)
+    sky = _SkyCache(scene, textures, rays)
     for index, frame_stream in enumerate(sensor_stream.spawn(n_frames)):
         seconds = index / opts.rate_hz
         bob = 0.004 * np.sin(index * 1.7) if index else 0.0  # the robot's ride is not perfectly smooth
@@ -467,26 +467,44 @@ def _visible_disparity(left_depth: np.ndarray, right_depth: np.ndarray, fx_basel
     return np.where(visible, disparity, np.float32(0.0))
 
 
-def _sky(scene: Scene, textures: Textures, rays, inverse_length: np.ndarray) -> np.ndarray:
+class _SkyCache:
     """Linear RGB of the sky in every pixel's direction: a gradient from the horizon up, and clouds on a plane
-    high above. It depends on the direction only, so both views and all frames of a drive share it."""
-    dx, dy, dz = rays
-    elevation = np.clip(-dy * inverse_length, 0.0, 1.0)
-    up = np.maximum(-dy, np.float32(0.02))
-    cloud_scale = np.float32(48.0)
-    lod = np.float32(1.0) - np.float32(2.0) * np.log2(np.maximum(elevation, np.float32(0.05)))
-    tile = np.full(dx.shape, scene.sky_tile, np.int32)
-    cloud = textures.atlas.sample(tile, dx / up * cloud_scale, dz / up * cloud_scale, lod)[..., 0]
-    cloud = cv2.cvtColor(cloud.astype(np.float32) * np.float32(1 / 255), cv2.COLOR_GRAY2RGB)
-    height = cv2.cvtColor(np.sqrt(elevation), cv2.COLOR_GRAY2RGB)
-    horizon, zenith = scene.sky_horizon, scene.sky_zenith
-    gradient = cv2.add(cv2.multiply(height, tuple(float(c) for c in zenith - horizon) + (0.0,)),
-                       tuple(float(c) for c in horizon) + (0.0,))
-    return gradient + cloud * (np.float32(0.95) * (0.8 + 0.2 * height) - gradient)
+    high above. It depends on the direction only, so both views and all frames of a drive share it. Made on
+    demand for the rows that show sky, at half resolution (the sky is smooth; its disparity is unknown)."""
+
+    def __init__(self, scene: Scene, textures: Textures, rays):
+        self.scene, self.textures = scene, textures
+        self.rays = [ray[::2, ::2] for ray in rays]
+        self.shape = rays[0].shape
+        self.image = np.zeros((0, self.shape[1], 3), np.float32)
+
+    def rows(self, count: int) -> np.ndarray:
+        """The sky image's first `count` rows (at least)."""
+        if count > len(self.image):
+            half = (count + 1) // 2 + 1
+            small = self._render(*(ray[:half] for ray in self.rays))
+            rows = min(2 * half, self.shape[0])
+            self.image = cv2.resize(small, (self.shape[1], 2 * half), interpolation=cv2.INTER_LINEAR)[:rows]
+        return self.image[:count]
+
+    def _render(self, dx, dy, dz) -> np.ndarray:
+        scene = self.scene
+        elevation = np.clip(-dy / np.sqrt(dx * dx + dy * dy + dz * dz), 0.0, 1.0)
+        up = np.maximum(-dy, np.float32(0.02))
+        cloud_scale = np.float32(48.0)
+        lod = np.float32(2.0) - np.float32(2.0) * np.log2(np.maximum(elevation, np.float32(0.05)))
+        tile = np.full(dx.shape, scene.sky_tile, np.int32)
+        cloud = self.textures.atlas.sample(tile, dx / up * cloud_scale, dz / up * cloud_scale, lod)[..., 0]
+        cloud = cv2.cvtColor(cloud.astype(np.float32) * np.float32(1 / 255), cv2.COLOR_GRAY2RGB)
+        height = cv2.cvtColor(np.sqrt(elevation), cv2.COLOR_GRAY2RGB)
+        horizon, zenith = scene.sky_horizon, scene.sky_zenith
+        gradient = cv2.add(cv2.multiply(height, tuple(float(c) for c in zenith - horizon) + (0.0,)),
+                           tuple(float(c) for c in horizon) + (0.0,))
+        return gradient + cloud * (np.float32(0.95) * (0.8 + 0.2 * height) - gradient)
 
 
 def _shade(view: ViewBuffers, scene: Scene, textures: Textures, fx: float, inverse_length: np.ndarray,
-           sky: np.ndarray) -> np.ndarray:
+           sky: _SkyCache) -> np.ndarray:
     """Linear RGB of a view (0..1): trilinear texture * tint * light (with fine grain), distance haze; the
     precomputed sky where no surface is.
 
@@ -519,12 +537,13 @@ def _shade(view: ViewBuffers, scene: Scene, textures: Textures, fx: float, inver
     light *= clear
     factor = cv2.merge([lookup(tints[:, channel], index) * light for channel in range(3)])
     color = cv2.multiply(texture, factor, dtype=cv2.CV_32F)
-    haze = cv2.multiply(cv2.cvtColor(1.0 - clear, cv2.COLOR_GRAY2RGB),
-                        tuple(float(c) for c in scene.sky_horizon) + (0.0,))
-    cv2.add(color, haze, dst=color)
-    is_sky = (surface < 0).view(np.uint8)
-    if is_sky.any():
-        cv2.copyTo(sky, is_sky, color)
+    haze = 1.0 - clear
+    cv2.add(color, cv2.merge([haze * np.float32(c) for c in scene.sky_horizon]), dst=color)
+    sky_rows = np.flatnonzero((surface < 0).any(axis=1))
+    if len(sky_rows):
+        rows = slice(0, int(sky_rows[-1]) + 1)
+        sky_image = sky.rows(rows.stop)
+        color[rows] = cv2.copyTo(sky_image, (surface[rows] < 0).view(np.uint8), color[rows])
     return color
 
 
