@@ -320,6 +320,7 @@ class FrameNode(PerceptionNode):
         self._slot = FrameSlot(default_name)
         self._pipeline: Any = None
         self._pipeline_attempt = -math.inf
+        self._pipeline_error = ""
 
     def _create_pipeline(self) -> Any:
         raise NotImplementedError
@@ -336,7 +337,8 @@ class FrameNode(PerceptionNode):
             try:
                 self._pipeline = self._create_pipeline()
             except Exception as exc:
-                self.health.set_condition("pipeline", ERROR, f"{self.PIPELINE} unavailable: {exc}")
+                self._pipeline_error = f"{self.PIPELINE} unavailable: {exc}"
+                self.health.set_condition("pipeline", ERROR, self._pipeline_error)
                 return None
             self.health.clear_condition("pipeline")
             return self._pipeline
@@ -347,7 +349,7 @@ class FrameNode(PerceptionNode):
         self._ensure_pipeline()
 
     def _no_pipeline(self, stamp_ns: int, frame_id: str) -> FrameOutcome:
-        reason = f"{self.PIPELINE} unavailable (see diagnostics)"
+        reason = self._pipeline_error or f"{self.PIPELINE} unavailable"
         self.health.problem("failed_no_pipeline", reason, ERROR)
         return FrameOutcome(self.get_name(), stamp_ns, frame_id, "failed", reason)
 
