@@ -49,8 +49,9 @@ class Solid:
         # world -> local rotation about y, then scale to the unit shape
         rotation = np.array([[c, 0.0, -s], [0.0, 1.0, 0.0], [s, 0.0, c]])
         self.to_local = np.diag(1.0 / self.half_extents) @ rotation
+        self.to_world = np.linalg.inv(self.to_local)
         signs = np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)], np.float64)
-        self._corners = self.center + signs @ np.linalg.inv(self.to_local).T
+        self._corners = self.center + signs @ self.to_world.T
 
     def corners(self) -> np.ndarray:
         """The 8 corners of the bounding box, 8x3 world metres."""
@@ -228,9 +229,15 @@ def _cast_facade(writer: _Writer, facade: Facade, scene: Scene, ox, oy, oz, dx, 
     inside = (segment >= 0) & (segment < len(facade.heights_m))
     segment = np.clip(segment, 0, len(facade.heights_m) - 1)
     inside &= hy >= -facade.heights_m.astype(np.float32)[segment]
-    t = np.where(inside, t, np.float32(np.inf))
+    rows = np.flatnonzero(inside.any(axis=1))
+    if not len(rows):
+        return
+    part = slice(int(rows[0]), int(rows[-1]) + 1)  # only the rows that see this facade
+    window = (part, window[1])
+    t = np.where(inside[part], t[part], np.float32(np.inf))
     light = np.float32(scene.ambient + scene.sun_strength * max(0.0, -side * float(scene.sun[0])))
-    writer.write(window, t, facade.surfaces[segment].astype(np.int32), hz, hy, light, np.abs(dx))
+    writer.write(window, t, facade.surfaces[segment[part]].astype(np.int32), hz[part], hy[part], light,
+                 np.abs(dx[part]))
 
 
 def intersect_solid(solid: Solid, ox, oy, oz, dx, dy, dz, surface: bool = True):
@@ -457,7 +464,7 @@ def _outline_points(solid: Solid) -> np.ndarray:
                  for a in np.radians([-60.0, -30.0, 0.0, 30.0, 60.0])]
         rings.append(np.array([[0.0, -1.0, 0.0], [0.0, 1.0, 0.0]]))  # the poles
     local = np.vstack(rings)
-    return solid.center + local @ np.linalg.inv(solid.to_local).T
+    return solid.center + local @ solid.to_world.T
 
 
 def _apply_ground_shadow(buffers: ViewBuffers, scene: Scene, shadow: GroundShadow) -> None:

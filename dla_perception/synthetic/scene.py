@@ -534,11 +534,9 @@ def _shade(view: ViewBuffers, scene: Scene, textures: Textures, fx: float, inver
     light = view.light * (1.0 + lookup(details, index) * (grain - np.float32(127.5)))
     # distance haze: a fraction `clear` of the surface's light arrives, the rest is the horizon's colour
     clear = np.exp(view.depth * np.float32(-1.0 / scene.haze_m))
-    light *= clear
     factor = cv2.merge([lookup(tints[:, channel], index) * light for channel in range(3)])
-    color = cv2.multiply(texture, factor, dtype=cv2.CV_32F)
-    haze = 1.0 - clear
-    cv2.add(color, cv2.merge([haze * np.float32(c) for c in scene.sky_horizon]), dst=color)
+    horizon = _uniform_image(*surface.shape, tuple(float(c) for c in scene.sky_horizon))
+    color = cv2.blendLinear(cv2.multiply(texture, factor, dtype=cv2.CV_32F), horizon, clear, 1.0 - clear)
     sky_rows = np.flatnonzero((surface < 0).any(axis=1))
     if len(sky_rows):
         rows = slice(0, int(sky_rows[-1]) + 1)
@@ -548,6 +546,15 @@ def _shade(view: ViewBuffers, scene: Scene, textures: Textures, fx: float, inver
 
 
 # standard normal quantiles of 256 equiprobable bins: Gaussian noise from one random byte per sample
+@functools.lru_cache(maxsize=8)
+def _uniform_image(height: int, width: int, color: tuple[float, float, float]) -> np.ndarray:
+    """A read-only HxWx3 float32 image of one colour (the haze's, blended per pixel)."""
+    image = np.empty((height, width, 3), np.float32)
+    image[:] = color
+    image.setflags(write=False)
+    return image
+
+
 _GAUSS_LUT = np.array([[NormalDist().inv_cdf((i + 0.5) / 256) for i in range(256)]], np.float32)
 
 
@@ -614,8 +621,9 @@ def _annotate(scene: Scene, left: ViewBuffers, camera: StereoCamera) -> list[Obj
     """Boxes of obstacles visible enough in the left view (rule: MIN_VISIBLE_FRACTION, MIN_BOX_FRACTION)."""
     if not scene.objects:
         return []
-    object_of_surface = np.array([s.object_index for s in scene.surfaces] + [-1], np.int32)
-    object_map = object_of_surface[np.where(left.surface < 0, len(scene.surfaces), left.surface)]
+    object_of_surface = np.array([s.object_index for s in scene.surfaces] + [-1], np.float32)
+    index = left.surface.astype(np.uint8) if len(scene.surfaces) < 255 else left.surface  # -1 -> 255: sky
+    object_map = lookup(object_of_surface, index)
     min_side = max(3.0, MIN_BOX_FRACTION * camera.width)
     annotations = []
     for index, obstacle in enumerate(scene.objects):
