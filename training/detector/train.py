@@ -36,8 +36,9 @@ NET_WIDTH, NET_HEIGHT = 640, 480
 STRIDES = (8, 16, 32)
 NETWORK_INPUT = InputDescription(name="images", width=NET_WIDTH, height=NET_HEIGHT, color="rgb",
                                  scale=1 / 255, resize="letterbox_center", pad_value=114)
-# Objects go to the levels whose size range holds their longer side (network pixels); ranges overlap.
-LEVEL_SIZE_RANGES = {8: (0, 64), 16: (32, 160), 32: (96, 1e9)}
+# Objects go to the levels whose size range holds sqrt(width * height) (network pixels); ranges overlap.
+# The geometric mean keeps thin tall objects (posts) on a fine grid, where their width can be resolved.
+LEVEL_SIZE_RANGES = {8: (0, 48), 16: (24, 128), 32: (80, 1e9)}
 # Target channels per cell: dx, dy, log w/s, log h/s, positive, class id, gt x1, y1, x2, y2
 TARGET_CHANNELS = 10
 
@@ -76,10 +77,10 @@ def build_targets(boxes: np.ndarray, classes: np.ndarray) -> np.ndarray:
         w, h = x2 - x1, y2 - y1
         if w < 1 or h < 1:
             continue
-        cx, cy, longest = (x1 + x2) / 2, (y1 + y2) / 2, max(w, h)
+        cx, cy, size = (x1 + x2) / 2, (y1 + y2) / 2, float(np.sqrt(w * h))
         level_ok = np.zeros(CELL_X.size, dtype=bool)
         for stride, (low, high) in LEVEL_SIZE_RANGES.items():
-            if low <= longest <= high:
+            if low <= size <= high:
                 level_ok |= CELL_STRIDE == stride
         radius_x = np.maximum(0.25 * w, 0.5 * CELL_STRIDE)
         radius_y = np.maximum(0.25 * h, 0.5 * CELL_STRIDE)
