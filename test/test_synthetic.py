@@ -205,4 +205,8 @@ def test_bad_options_are_refused_clearly():
     with pytest.raises(ValueError, match="distance_m"):
         PlantedObject("box", -1.0)
     with pytest.raises(ValueError):
-        list(generate_sequence(0, -1, SMALL))
+        generate_sequence(0, -1, SMALL)  # raised at the call, not at the first frame
+    with pytest.raises(ValueError, match="texture_size"):
+        generate_frame(0, SMALL, texture_size=100)
+    with pytest.raises(ValueError, match="min_distance_m"):
+        generate_frame(0, SMALL, min_distance_m=5.0, max_distance_m=2.0)

@@ -126,12 +126,19 @@ def generate_sequence(seed: int, n_frames: int, camera: StereoCamera | None = No
 
     Options are the fields of SceneOptions (planted=[PlantedObject(...)], pitch_deg=0.0, ...). Same seed and
     options give identical bytes; obstacles the camera would drive into are removed before it reaches them.
+    Bad arguments raise here, not at the first frame.
     """
     camera = camera or StereoCamera()
     opts = _options(options)
     if n_frames < 0:
         raise ValueError(f"n_frames must be >= 0, got {n_frames}")
-    scene_stream, sensor_stream = np.random.SeedSequence(int(seed)).spawn(2)
+    if int(seed) < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
+    return _frames(int(seed), n_frames, camera, opts)
+
+
+def _frames(seed: int, n_frames: int, camera: StereoCamera, opts: SceneOptions) -> Iterator[StereoFrame]:
+    scene_stream, sensor_stream = np.random.SeedSequence(seed).spawn(2)
     travel_m = opts.speed_mps * max(n_frames - 1, 0) / opts.rate_hz
     builder = _SceneBuilder(np.random.default_rng(scene_stream), camera, opts, travel_m)
     scene, textures, pose, response = builder.build()
@@ -159,6 +166,8 @@ def _options(options: dict) -> SceneOptions:
         raise ValueError("need 0 < min_distance_m < max_distance_m")
     if opts.rate_hz <= 0 or opts.speed_mps < 0:
         raise ValueError("rate_hz must be positive and speed_mps non-negative")
+    if opts.texture_size is not None and opts.texture_size not in (32, 64, 128, 256, 512):
+        raise ValueError(f"texture_size must be one of 32, 64, 128, 256, 512, got {opts.texture_size}")
     return opts
 
 
