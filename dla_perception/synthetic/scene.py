@@ -166,6 +166,12 @@ def _options(options: dict) -> SceneOptions:
         raise ValueError("need 0 < min_distance_m < max_distance_m")
     if opts.rate_hz <= 0 or opts.speed_mps < 0:
         raise ValueError("rate_hz must be positive and speed_mps non-negative")
+    if opts.camera_height_m is not None and not (0.05 <= opts.camera_height_m <= 10.0):
+        raise ValueError(f"camera_height_m must be within 0.05..10 m, got {opts.camera_height_m}")
+    for name in ("pitch_deg", "yaw_deg"):
+        value = getattr(opts, name)
+        if value is not None and not (np.isfinite(value) and abs(value) < 60.0):
+            raise ValueError(f"{name} must be finite and within +-60 degrees, got {value}")
     if opts.texture_size is not None and opts.texture_size not in (32, 64, 128, 256, 512):
         raise ValueError(f"texture_size must be one of 32, 64, 128, 256, 512, got {opts.texture_size}")
     return opts
