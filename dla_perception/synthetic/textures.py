@@ -194,8 +194,9 @@ def _stripes(rng, size):
     first, second = pairs[rng.integers(len(pairs))]
     period = size // int(rng.choice([2, 4, 8]))
     yy, xx = _grid(size)
-    band = ((xx + yy * int(rng.choice([0, 1]))) // (period // 2)) % 2 if rng.random() < 0.5 else \
-        ((yy) // (period // 2)) % 2
+    # rings round a post (v is height on it), stripes along it, or a diagonal warning pattern
+    across = {"rings": yy, "stripes": xx, "diagonal": xx + yy}[str(rng.choice(["rings", "stripes", "diagonal"]))]
+    band = (across // (period // 2)) % 2
     dirt = value_noise(rng, size, 8, 4)
     color = np.where(band[..., None] == 0, _color(rng, first, 0.1), _color(rng, second, 0.1))
     return color * (0.75 + 0.35 * dirt)[..., None]
