@@ -195,7 +195,7 @@ def _stripes(rng, size):
     period = size // int(rng.choice([2, 4, 8]))
     yy, xx = _grid(size)
     # rings round a post (v is height on it), stripes along it, or a diagonal warning pattern
-    across = {"rings": yy, "stripes": xx, "diagonal": xx + yy}[str(rng.choice(["rings", "stripes", "diagonal"]))]
+    across = (yy, xx, xx + yy)[int(rng.integers(3))]
     band = (across // (period // 2)) % 2
     dirt = value_noise(rng, size, 8, 4)
     color = np.where(band[..., None] == 0, _color(rng, first, 0.1), _color(rng, second, 0.1))
