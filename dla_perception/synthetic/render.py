@@ -240,10 +240,9 @@ def _cast_facade(writer: _Writer, facade: Facade, scene: Scene, ox, oy, oz, dx, 
                  np.abs(dx[part]))
 
 
-def intersect_solid(solid: Solid, ox, oy, oz, dx, dy, dz, surface: bool = True):
-    """Nearest hit (t > NEAR_M) of rays o + t d with a solid: (t, u, v, world normal) with t = inf where the
-    ray misses, or None when no ray hits. o may be scalars or arrays broadcasting with d. Without
-    `surface`, only t is computed (u, v and the normal are None): enough for shadow rays."""
+def intersect_solid(solid: Solid, ox: float, oy: float, oz: float, dx, dy, dz):
+    """Nearest hit (t > NEAR_M) of rays o + t d from one origin with a solid: (t, u, v, world normal) with
+    t = inf where a ray misses, or None when no ray hits."""
     a = solid.to_local.tolist()  # Python floats keep the float32 arrays float32
     c = solid.center.tolist()
     px, py, pz = ox - c[0], oy - c[1], oz - c[2]
@@ -262,8 +261,6 @@ def intersect_solid(solid: Solid, ox, oy, oz, dx, dy, dz, surface: bool = True):
     if not np.isfinite(t).any():
         return None
     t = np.where(np.isfinite(t), t, np.float32(np.inf)).astype(np.float32)
-    if not surface:
-        return t, None, None, None
     tt = np.where(np.isfinite(t), t, _ZERO)
     hx, hy, hz = lox + tt * ldx, loy + tt * ldy, loz + tt * ldz  # local hit point
     hx_m, hy_m, hz_m = (h * e for h, e in zip((hx, hy, hz), solid.half_extents.tolist(), strict=True))
@@ -317,7 +314,12 @@ def _hit_unit_cylinder(ox, oy, oz, dx, dy, dz):
     t_side = (-b - root) / a
     y_side = oy + t_side * dy
     t_side = np.where((disc >= 0) & (t_side >= NEAR_M) & (np.abs(y_side) <= 1.0), t_side, np.inf)
-    cap_y = np.where(dy > 0, _MINUS_ONE, _ONE)  # the cap a ray enters through
+    if -1.0 <= oy <= 1.0:
+        # the origin is level with the side: no ray can enter through a cap (a camera below the top of a
+        # post or a person, the usual case, is spared the cap tests)
+        tt = np.where(np.isfinite(t_side), t_side, _ZERO)
+        return t_side, ox + tt * dx, np.zeros_like(t_side), oz + tt * dz
+    cap_y = _MINUS_ONE if oy < -1.0 else _ONE  # the cap facing the origin
     t_cap = (cap_y - oy) / dy
     cx, cz = ox + t_cap * dx, oz + t_cap * dz
     t_cap = np.where((t_cap >= NEAR_M) & (cx * cx + cz * cz <= 1.0), t_cap, np.inf)
@@ -326,7 +328,7 @@ def _hit_unit_cylinder(ox, oy, oz, dx, dy, dz):
     tt = np.where(np.isfinite(t), t, 0.0)
     nx = np.where(use_cap, _ZERO, ox + tt * dx)
     nz = np.where(use_cap, _ZERO, oz + tt * dz)
-    ny = np.where(use_cap, cap_y, _ZERO)
+    ny = np.where(use_cap, np.float32(cap_y), _ZERO)
     return t, nx, ny, nz
 
 
