@@ -84,7 +84,8 @@ class Scene:
     sky_zenith: np.ndarray
     sky_tile: int
     haze_m: float
-    objects: list[dict] = field(default_factory=list)  # per obstacle: {"label", "class_id"}
+    # per obstacle: {"label", "class_id", "solids": [indices into solids], "velocity": m/s or None}
+    objects: list[dict] = field(default_factory=list)
 
 
 @dataclass
