@@ -72,6 +72,14 @@ def test_written_bag_reads_back_with_types_counts_stamps_and_pixels(tmp_path, st
         assert -right_info.p[3] / right_info.p[0] == pytest.approx(CAMERA.baseline_m)  # B as a node reads it
 
 
+@pytest.mark.parametrize("storage", ["sqlite3", "mcap"])
+def test_the_same_bag_is_written_byte_for_byte(tmp_path, storage):
+    paths = [write_stereo_bag(tmp_path / run / "bag", generate_sequence(6, 2, CAMERA), CAMERA,
+                              storage=storage) for run in ("first", "second")]
+    files = [{f.name: f.read_bytes() for f in sorted(path.iterdir())} for path in paths]
+    assert files[0] == files[1] and len(files[0]) == 2
+
+
 def test_namespace_and_frame_ids_are_applied(tmp_path):
     path = write_stereo_bag(tmp_path / "bag", generate_sequence(1, 1, CAMERA), CAMERA, namespace="/stereo",
                             frame_id="cam_left_optical", start_ns=5)
