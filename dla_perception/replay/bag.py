@@ -251,7 +251,10 @@ def _bag_directory(path: Path) -> Path:
             return path.parent
         raise BagError(f"{path} is a file without a rosbag2 metadata.yaml beside it; pass the bag's folder")
     if not (path / "metadata.yaml").is_file():
-        raise BagError(f"{path} is not a rosbag2 folder (no metadata.yaml)")
+        recorded = [p.name for p in path.iterdir() if p.suffix in (".db3", ".mcap")]
+        hint = (f"; it holds {', '.join(recorded)}: a recording that was killed? "
+                "`ros2 bag reindex` rebuilds the metadata") if recorded else ""
+        raise BagError(f"{path} is not a rosbag2 folder (no metadata.yaml){hint}")
     return path
 
 
