@@ -210,3 +210,28 @@ def test_message_cut_off_mid_bag_stops_reading_with_the_frames_before_it(tmp_pat
             for frame in bag.frames():
                 frames.append(frame)
     assert [f.index for f in frames] == [0, 1]  # the complete frames before the damaged message
+
+
+def test_output_bag_replaces_a_previous_one_but_never_other_files(tmp_path: Path) -> None:
+    from dla_perception.replay.recorder import OutputBag
+
+    path = tmp_path / "output_bag"
+    for _ in range(2):  # the second run replaces the first run's bag
+        bag = OutputBag(path, "mcap")
+        bag.write("proximity/mask", "sensor_msgs/msg/Image", 5,
+                  bytes(typestore().serialize_cdr(_image(5, np.zeros((2, 2), np.uint8), "mono8"),
+                                                  "sensor_msgs/msg/Image")))
+        bag.close()
+        bag.close()  # idempotent
+    from rosbags.rosbag2 import Reader
+
+    with Reader(path) as reread:
+        assert [(c.topic, c.msgtype, c.msgcount) for c in reread.connections] == [
+            ("/proximity/mask", "sensor_msgs/msg/Image", 1)]
+        assert [t for _, t, _ in reread.messages()] == [5]
+    other = tmp_path / "precious"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match="not a bag"):
+        OutputBag(other)
+    assert (other / "notes.txt").read_text() == "keep me"

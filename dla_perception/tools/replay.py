@@ -92,6 +92,11 @@ def execute(options: object) -> object:
         return replay(options)
     except (BagError, GraphError) as exc:
         raise UsageError(str(exc)) from None
+    except ImportError as exc:  # rclpy or message packages missing
+        raise UsageError(f"{exc}: replay runs the ROS 2 nodes; source your ROS 2 setup (or use the "
+                         "Makefile's .venv)") from None
+    except OSError as exc:  # --out not writable, a file where a folder should be, disk full
+        raise UsageError(f"cannot write results: {exc}") from None
     except ValueError as exc:  # a baseline that is not a metrics.json
         raise UsageError(str(exc)) from None
     except RuntimeError as exc:  # the nodes never connected
