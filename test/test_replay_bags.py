@@ -235,3 +235,13 @@ def test_output_bag_replaces_a_previous_one_but_never_other_files(tmp_path: Path
     with pytest.raises(FileExistsError, match="not a bag"):
         OutputBag(other)
     assert (other / "notes.txt").read_text() == "keep me"
+
+
+def test_a_baseline_that_is_not_metrics_fails_before_replaying(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture) -> None:
+    baseline = tmp_path / "baseline.json"
+    baseline.write_text('{"frames": 3}')
+    bag = write_bag(tmp_path / "bag")
+    code, err = _replay_cli(bag, tmp_path / "out", capsys, "--baseline", str(baseline))
+    _assert_clear_failure(code, err, "not a replay metrics.json")
+    assert not (tmp_path / "out").exists()  # nothing was replayed

@@ -231,11 +231,13 @@ def _stamp_of(message: Any) -> int:
 def replay(options: ReplayOptions) -> ReplayResult:
     """Runs a replay and writes metrics.json, the output bag and report.html into options.out.
 
-    Raises BagError before anything is written when the bag cannot be replayed at all; a bag that breaks
-    half-way returns a result with `error` set, after writing what was produced.
+    Raises BagError (ValueError for a baseline that is not a metrics.json) before anything is written when
+    the bag cannot be replayed at all; a bag that breaks half-way returns a result with `error` set,
+    after writing what was produced.
     """
     from rclpy.executors import MultiThreadedExecutor
 
+    baseline = load_metrics(options.baseline) if options.baseline is not None else None  # fail fast
     bag = bagmod.InputBag(options.bag, options.remaps)
     options.out.mkdir(parents=True, exist_ok=True)
     output_path = options.out / OUTPUT_BAG_NAME
@@ -308,9 +310,7 @@ def replay(options: ReplayOptions) -> ReplayResult:
     if output is not None:
         metrics["output_bag_messages"] = dict(sorted(output.counts.items()))
     (options.out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    regressions = None
-    if options.baseline is not None:
-        regressions = compare(metrics, load_metrics(options.baseline), options.tolerances)
+    regressions = compare(metrics, baseline, options.tolerances) if baseline is not None else None
     latencies: dict[str, dict[str, list[float]]] = {}
     for core, runs in graph.run_log.by_core().items():
         for run in runs:
