@@ -52,8 +52,11 @@ def _camera_info(stamp_ns: int, right: bool) -> object:
 
 
 def write_bag(path: Path, frames: int = 3, topics: dict[str, str] | None = None, storage: str = "sqlite3",
-              corrupt_frame: int | None = None) -> Path:
-    """A tiny stereo bag; `topics` picks which of them (and their declared types) it has."""
+              corrupt_frame: int | None = None, right_delay_ns: int = 0) -> Path:
+    """A tiny stereo bag; `topics` picks which of them (and their declared types) it has.
+
+    right_delay_ns: the right camera's stamps (image and camera_info) lag the left ones by this much.
+    """
     topics = STEREO if topics is None else topics
     plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
     store = typestore()
@@ -70,9 +73,10 @@ def write_bag(path: Path, frames: int = 3, topics: dict[str, str] | None = None,
             stamp = 1_000_000_000 + index * 100_000_000
             messages = {
                 "/left/camera_info": _camera_info(stamp, right=False),
-                "/right/camera_info": _camera_info(stamp, right=True),
+                "/right/camera_info": _camera_info(stamp + right_delay_ns, right=True),
                 "/left/image_rect": _image(stamp, rng.integers(0, 255, (24, 32, 3), dtype=np.uint8), "rgb8"),
-                "/right/image_rect": _image(stamp, rng.integers(0, 255, (24, 32, 3), dtype=np.uint8), "rgb8"),
+                "/right/image_rect": _image(stamp + right_delay_ns,
+                                            rng.integers(0, 255, (24, 32, 3), dtype=np.uint8), "rgb8"),
                 "/ground_truth/disparity": _image(stamp, np.full((24, 32), 5.0, np.float32), "32FC1"),
                 "/image": _image(stamp, rng.integers(0, 255, (24, 32), dtype=np.uint8), "mono8"),
             }
@@ -123,6 +127,17 @@ def test_stereo_frames_pair_by_stamp_with_ground_truth(tmp_path: Path, storage: 
         assert all(m.stamp_ns == frame.stamp_ns for m in frame.messages.values())
         np.testing.assert_array_equal(frame.ground_truth_disparity(), np.full((24, 32), 5.0, np.float32))
     assert len(limited) == 2
+
+
+def test_unsynchronised_cameras_pair_within_the_slop(tmp_path: Path) -> None:
+    with InputBag(write_bag(tmp_path / "bag", frames=4, right_delay_ns=2_000_000)) as bag:
+        assert list(bag.frames()) == []  # exact pairing: no right image shares a left stamp
+        frames = list(bag.frames(pair_slop_ns=5_000_000))
+    assert [f.stamp_ns for f in frames] == [1_000_000_000 + i * 100_000_000 for i in range(4)]
+    for frame in frames:
+        assert frame.messages["right/image_rect"].stamp_ns == frame.stamp_ns + 2_000_000
+        assert frame.messages["right/camera_info"].stamp_ns == frame.stamp_ns + 2_000_000
+        assert frame.messages["left/camera_info"].stamp_ns == frame.stamp_ns
 
 
 def test_remaps_rename_bag_topics(tmp_path: Path) -> None:

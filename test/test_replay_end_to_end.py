@@ -249,3 +249,13 @@ def test_demo_makes_the_bag_once_then_reuses_it(tmp_path: Path, capsys: pytest.C
     assert [p.name for p in (tmp_path / "cache").iterdir()] == ["demo_seed2024_2f_160x120"]
     assert main(arguments) == 0
     assert "reused from the cache" in capsys.readouterr().out
+
+
+def test_unsynchronised_stereo_pairs_as_the_node_does(tmp_path: Path) -> None:
+    from test_replay_bags import write_bag
+
+    # Right stamps 2 ms behind the left: within the node's default sync_slop_s (5 ms).
+    bag = write_bag(tmp_path / "bag", frames=3, right_delay_ns=2_000_000)
+    assert _replay(bag, tmp_path / "out") == 0
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["frames"] == metrics["frames_with_output"] == 3

@@ -158,9 +158,12 @@ class InputBag:
 
     # -- frames ---------------------------------------------------------------------------------------
 
-    def frames(self, max_frames: int | None = None) -> Iterator[Frame]:
-        """Frames in stamp order; raises BagError (after the frames read so far) when the bag is truncated."""
-        frames = self._stereo_frames() if self.mode == "stereo" else self._mono_frames()
+    def frames(self, max_frames: int | None = None, pair_slop_ns: int = 0) -> Iterator[Frame]:
+        """Frames in stamp order; raises BagError (after the frames read so far) when the bag is damaged.
+
+        pair_slop_ns: how far apart left and right stamps may be (the proximity node's sync_slop_s).
+        """
+        frames = self._stereo_frames(pair_slop_ns) if self.mode == "stereo" else self._mono_frames()
         return itertools.islice(frames, max_frames) if max_frames else frames
 
     def _messages(self) -> Iterator[BagMessage]:
@@ -185,44 +188,73 @@ class InputBag:
         for index, message in enumerate(m for m in self._messages() if m.topic == MONO_IMAGE):
             yield Frame(index, message.stamp_ns, message.log_time_ns, {MONO_IMAGE: message})
 
-    def _stereo_frames(self) -> Iterator[Frame]:
-        """Pairs left and right images by exact stamp; camera models are the latest seen for each side.
+    def _stereo_frames(self, slop_ns: int = 0) -> Iterator[Frame]:
+        """Left images, each with the right image (and ground truth) nearest in stamp within `slop_ns`.
 
-        A frame is complete once a later left image arrives (so its ground truth, written at the same stamp,
-        is in), or at the end of the bag.
+        Pairing mirrors the node's (its `sync_slop_s`). Camera models: each side's at its image's stamp, else
+        the latest before it. A frame is complete once a left image later than its stamp + slop arrives
+        (so its ground truth is in), or at the end of the bag.
         """
-        latest_info: dict[str, BagMessage] = {}
-        pending: dict[int, dict[str, BagMessage]] = {}
+        infos: dict[str, dict[int, BagMessage]] = {LEFT_INFO: {}, RIGHT_INFO: {}}
+        groups: dict[int, dict[str, BagMessage]] = {}  # by left stamp
+        loose: list[BagMessage] = []  # right images / ground truth that came before their left image
         index = 0
+
+        def attach(message: BagMessage) -> bool:
+            near = [stamp for stamp, group in groups.items()
+                    if message.topic not in group and abs(stamp - message.stamp_ns) <= slop_ns]
+            if not near:
+                return False
+            groups[min(near, key=lambda s: abs(s - message.stamp_ns))][message.topic] = message
+            return True
+
+        def camera_model(topic: str, stamp: int) -> BagMessage | None:
+            """The side's camera_info at its image's stamp, else the latest before, else the nearest."""
+            known = infos[topic]
+            if not known:
+                return None
+            earlier = [s for s in known if s <= stamp]
+            return known[max(earlier)] if earlier else known[min(known, key=lambda s: abs(s - stamp))]
 
         def complete(stamp: int) -> Frame | None:
             nonlocal index
-            group = pending.pop(stamp)
-            if LEFT_IMAGE not in group or RIGHT_IMAGE not in group or len(latest_info) < 2:
+            group = groups.pop(stamp)
+            if RIGHT_IMAGE not in group:
                 return None
-            infos = {t: group.get(t, latest_info[t]) for t in (LEFT_INFO, RIGHT_INFO)}
-            frame = Frame(index, stamp, group[LEFT_IMAGE].log_time_ns, {**group, **infos})
+            models = {LEFT_INFO: camera_model(LEFT_INFO, stamp),
+                      RIGHT_INFO: camera_model(RIGHT_INFO, group[RIGHT_IMAGE].stamp_ns)}
+            if None in models.values():
+                return None
+            frame = Frame(index, stamp, group[LEFT_IMAGE].log_time_ns, {**group, **models})
             index += 1
             return frame
 
         error: BagError | None = None
         try:
             for message in self._messages():
-                if message.topic in (LEFT_INFO, RIGHT_INFO):
-                    latest_info[message.topic] = message
-                pending.setdefault(message.stamp_ns, {})[message.topic] = message
+                if message.topic in infos:
+                    known = infos[message.topic]
+                    known[message.stamp_ns] = message
+                    while len(known) > PAIRING_WINDOW:
+                        del known[min(known)]
+                    continue
                 if message.topic == LEFT_IMAGE:
-                    for stamp in sorted(s for s in pending if s < message.stamp_ns):
+                    for stamp in sorted(s for s in groups if s < message.stamp_ns - slop_ns):
                         frame = complete(stamp)
                         if frame is not None:
                             yield frame
-                while len(pending) > PAIRING_WINDOW:
-                    frame = complete(min(pending))
+                    groups[message.stamp_ns] = {LEFT_IMAGE: message}
+                    loose = [m for m in loose if not attach(m)]
+                elif not attach(message):
+                    loose.append(message)
+                while len(groups) > PAIRING_WINDOW:
+                    frame = complete(min(groups))
                     if frame is not None:
                         yield frame
+                del loose[:-PAIRING_WINDOW]
         except BagError as exc:  # the frames completed before the damage still count
             error = exc
-        for stamp in sorted(pending):
+        for stamp in sorted(groups):
             frame = complete(stamp)
             if frame is not None:
                 yield frame

@@ -269,7 +269,7 @@ def replay(options: ReplayOptions) -> ReplayResult:
         progress = _progress_bar(total, options.progress)
         started_wall = time.perf_counter()
         try:
-            for frame in bag.frames(options.max_frames):
+            for frame in bag.frames(options.max_frames, scorer.pair_slop_ns):
                 if frame.index == 0:
                     player.prime(frame)
                     time.sleep(PRIMING_S)
@@ -327,11 +327,13 @@ def _progress_bar(total: int, enabled: bool) -> Any:
 
 
 class _Scorer:
-    """Proximity accuracy against ground truth, with the planes the node actually runs with."""
+    """Proximity accuracy against ground truth, with the node's own planes, alert distance and pairing."""
 
     def __init__(self, graph: PerceptionGraph, has_ground_truth: bool) -> None:
         self.planes_m = [float(p) for p in graph.parameter("proximity_segmentation", "planes_m", []) or []]
         self.alert_distance_m = graph.parameter("proximity_segmentation", "alert_distance_m")
+        # Frames pair left and right images as the node does.
+        self.pair_slop_ns = int(float(graph.parameter("proximity_segmentation", "sync_slop_s", 0.0)) * 1e9)
         self.score = ProximityScore(sorted(self.planes_m)) if has_ground_truth and self.planes_m else None
         self.problems: list[str] = []  # ground truth that could not be scored, once per kind
 
