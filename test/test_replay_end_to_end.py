@@ -104,8 +104,14 @@ def test_replay_writes_consistent_metrics_output_bag_and_report(sqlite_run: tupl
         latency = stats["latency_ms"]
         assert 0 < latency["p50"] <= latency["p90"] <= latency["p99"] <= latency["max"]
         assert stats["fps"] > 0
+    for core, stats in metrics["cores"].items():  # the per-engine breakdown adds up to the core
+        on_core = [e for name, e in metrics["engines"].items() if name.endswith(f"@{core}")]
+        assert sum(e["inferences"] for e in on_core) == stats["inferences"]
     e2e = metrics["end_to_end_ms"]
     assert 0 < e2e["p50"] <= e2e["p99"]
+    per_frame = [json.loads(line) for line in (out / "frames.jsonl").read_text().splitlines()]
+    assert [f["index"] for f in per_frame] == list(range(FRAMES))
+    assert max(f["end_to_end_ms"] for f in per_frame) == pytest.approx(e2e["max"], abs=1e-3)
     proximity = metrics["proximity"]
     planes = len(proximity["thresholds_m"])
     assert planes >= 1 and all(len(proximity[k]) == planes for k in ("iou", "precision", "recall"))

@@ -12,6 +12,7 @@ also when the bag turns out truncated half-way or the user interrupts (partial r
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -310,6 +311,9 @@ def replay(options: ReplayOptions) -> ReplayResult:
     if output is not None:
         metrics["output_bag_messages"] = dict(sorted(output.counts.items()))
     (options.out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    with (options.out / "frames.jsonl").open("w") as per_frame:  # one line per frame, for digging in
+        for record in records:
+            per_frame.write(json.dumps(dataclasses.asdict(record)) + "\n")
     regressions = compare(metrics, baseline, options.tolerances) if baseline is not None else None
     latencies: dict[str, dict[str, list[float]]] = {}
     for core, runs in graph.run_log.by_core().items():
@@ -487,6 +491,16 @@ def _metrics(bag: bagmod.InputBag, graph: PerceptionGraph, records: list[FrameRe
             "drops": int((manager_cores.get(core) or {}).get("drops", 0)),
             "engines": sorted({r.model for r in runs}),
         }
+    engines = {}
+    for core, runs in runs_by_core.items():
+        for model in sorted({r.model for r in runs}):
+            ok = [r.latency_ms for r in runs if r.model == model and r.ok]
+            latency = latency_summary(ok)
+            engines[f"{model}@{core}"] = {
+                "inferences": len(ok),
+                "latency_ms": {k: latency[k] for k in ("p50", "p90", "p99", "max")},
+                "errors": sum(1 for r in runs if r.model == model and not r.ok),
+            }
     missing: dict[str, int] = {}
     for record in records:
         for item in record.missing:
@@ -496,6 +510,7 @@ def _metrics(bag: bagmod.InputBag, graph: PerceptionGraph, records: list[FrameRe
         "frames": len(records),
         "frames_with_output": sum(1 for r in records if not r.missing),
         "cores": cores,
+        "engines": engines,
         "end_to_end_ms": end_to_end,
         "missing_outputs": dict(sorted(missing.items())),
         "bag": {"path": str(bag.path), "storage": bag.storage, "mode": bag.mode,
