@@ -181,6 +181,7 @@ def test_doctored_baseline_fails_naming_each_regression(
                 if v is None or v < 1.0}
     named = set(re.findall(r"REGRESSION (proximity\.iou@[\d.]+m)", printed))
     assert expected and named == expected
+    assert f"REGRESSION cores.{core}.latency_ms.p99" in (tmp_path / "out" / "report.html").read_text()
 
 
 def test_bag_broken_half_way_leaves_readable_partial_results(

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+PLOTS = ("latency_per_core.png", "end_to_end.png", "iou_per_frame.png")
+
 
 @dataclass
 class FrameRecord:
@@ -64,6 +66,7 @@ def write_report(
     frames: Sequence[FrameRecord],
     latencies_by_core: dict[str, dict[str, list[float]]],
     overlays: Sequence[Overlay] = (),
+    regressions: Sequence[object] | None = None,
 ) -> Path:
     """Writes the PNGs and report.html into out_dir; returns the report's path.
 
@@ -75,6 +78,8 @@ def write_report(
     import matplotlib.pyplot as plt
 
     out_dir.mkdir(parents=True, exist_ok=True)
+    for name in (*PLOTS, *(p.name for p in out_dir.glob("overlay_*.png"))):  # a previous run's pictures
+        (out_dir / name).unlink(missing_ok=True)
     figures: list[tuple[str, str]] = []  # (file name, caption)
 
     if latencies_by_core:
@@ -136,11 +141,11 @@ def write_report(
                               "distance (green outline), detections (yellow)."))
 
     report = out_dir / "report.html"
-    report.write_text(_html(metrics, figures))
+    report.write_text(_html(metrics, figures, regressions))
     return report
 
 
-def _html(metrics: dict, figures: list[tuple[str, str]]) -> str:
+def _html(metrics: dict, figures: list[tuple[str, str]], regressions: Sequence[object] | None) -> str:
     from dla_perception.replay.summary import summary_text
 
     parts = [
@@ -148,7 +153,7 @@ def _html(metrics: dict, figures: list[tuple[str, str]]) -> str:
         "<style>body{font-family:sans-serif;margin:2em;max-width:1100px}img{max-width:100%;"
         "border:1px solid #ccc}figure{margin:1em 0}pre{background:#f5f5f5;padding:1em}</style></head><body>",
         f"<h1>Replay of {html.escape(str((metrics.get('bag') or {}).get('path', 'a bag')))}</h1>",
-        f"<pre>{html.escape(summary_text(metrics))}</pre>",
+        f"<pre>{html.escape(summary_text(metrics, regressions))}</pre>",
     ]
     for name, caption in figures:
         parts.append(f"<figure><img src='{name}' alt='{html.escape(caption)}'>"

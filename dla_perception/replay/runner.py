@@ -320,7 +320,7 @@ def replay(options: ReplayOptions) -> ReplayResult:
         for run in runs:
             if run.ok:
                 latencies.setdefault(core, {}).setdefault(run.model, []).append(run.latency_ms)
-    report = write_report(options.out, metrics, records, latencies, overlays)
+    report = write_report(options.out, metrics, records, latencies, overlays, regressions)
     return ReplayResult(metrics, report, output_path, regressions, error)
 
 
