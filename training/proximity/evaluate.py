@@ -197,12 +197,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", type=Path, default=Path("models/proximity"))
     parser.add_argument("--synthetic-frames", type=int, default=200)
+    parser.add_argument("--planes", type=float, nargs="+", default=list(SYNTHETIC_PLANES_M),
+                        help="synthetic planes in metres (default: 1 2 4)")
     parser.add_argument("--middlebury", type=Path, default=None, help="folder with scenes.json")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args()
     results = {}
     if args.synthetic_frames:
-        results["synthetic"] = evaluate_synthetic(args.models, args.synthetic_frames)
+        results["synthetic"] = evaluate_synthetic(args.models, args.synthetic_frames, sorted(args.planes))
     if args.middlebury is not None:
         results["middlebury"] = evaluate_middlebury(args.models, args.middlebury)
     text = json.dumps(results, indent=1)
