@@ -127,7 +127,10 @@ def pixel_rays(fx: float, fy: float, cx: float, cy: float, width: int, height: i
 
 
 class _Writer:
-    """Z-buffer writes into the view buffers, optionally restricted to a window (row and column slices)."""
+    """Z-buffer writes into the view buffers, optionally restricted to a window (row and column slices).
+
+    Writes go through cv2.copyTo with the "closer" mask: several times faster than np.where over a window
+    (the buffers are contiguous, so their windows are views that OpenCV writes in place)."""
 
     def __init__(self, buffers: ViewBuffers):
         self.b = buffers
@@ -138,12 +141,12 @@ class _Writer:
         closer = t < depth
         if not closer.any():
             return
-        b.depth[window] = np.where(closer, t, depth)
-        b.surface[window] = np.where(closer, surface, b.surface[window])
-        b.u[window] = np.where(closer, u, b.u[window])
-        b.v[window] = np.where(closer, v, b.v[window])
-        b.light[window] = np.where(closer, light, b.light[window])
-        b.cosine[window] = np.where(closer, cosine, b.cosine[window])
+        mask = closer.view(np.uint8)
+        for target, values in ((depth, t), (b.surface[window], surface), (b.u[window], u),
+                               (b.v[window], v), (b.light[window], light), (b.cosine[window], cosine)):
+            if np.ndim(values) == 0:
+                values = np.full(target.shape, values, target.dtype)
+            cv2.copyTo(np.asarray(values, target.dtype), mask, target)
 
 
 def render_view(scene: Scene, fx: float, fy: float, cx: float, cy: float, width: int, height: int,
@@ -164,31 +167,31 @@ def render_view(scene: Scene, fx: float, fy: float, cx: float, cy: float, width:
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         # the ground y = 0 (normal up, -y) is the first layer: written without a depth test
         t = -oy / dy
-        t = np.where(t >= NEAR_M, t, np.float32(np.inf))
+        _beyond_near(t)
         gx, gz = ox + t * dx, oz + t * dz
         ground_surface = np.full(shape, scene.ground_bands[0][2], np.int32)
         for x_min, x_max, surface in scene.ground_bands[1:]:
-            ground_surface[(gx >= x_min) & (gx < x_max)] = surface
-        sky = ~np.isfinite(t)
+            np.copyto(ground_surface, np.int32(surface), where=(gx >= x_min) & (gx < x_max))
+        np.copyto(ground_surface, np.int32(-1), where=~np.isfinite(t))  # sky
         buffers = ViewBuffers(
-            depth=t, surface=np.where(sky, np.int32(-1), ground_surface), u=gx, v=gz,
+            depth=t, surface=ground_surface, u=gx, v=gz,
             light=np.full(shape, scene.ambient + scene.sun_strength * max(0.0, -float(sun[1])), np.float32),
             cosine=np.abs(dy), directions=(dx, dy, dz),
         )
         writer = _Writer(buffers)
+        intrinsics = (fx, fy, cx, cy, width, height)
 
         for facade in scene.facades:
-            _cast_facade(writer, facade, scene, ox, oy, oz, dx, dy, dz)
+            _cast_facade(writer, facade, scene, origin, rotation, intrinsics)
 
         if scene.far_wall is not None:
             z_wall, surface = scene.far_wall
             t = (z_wall - oz) / dz
-            t = np.where(t >= NEAR_M, t, np.float32(np.inf))
+            _beyond_near(t)
             light = np.float32(scene.ambient + scene.sun_strength * max(0.0, -float(sun[2])))
             writer.write(full, t, np.int32(surface), ox + t * dx, oy + t * dy, light, np.abs(dz))
 
         # nearest first, so that solids hidden behind nearer ones are skipped without casting
-        intrinsics = (fx, fy, cx, cy, width, height)
         corners = np.array([solid.corners() for solid in scene.solids]).reshape(-1, 8, 3)
         placed = [(found[1], solid_index, found[0])
                   for solid_index, found in enumerate(_windows(corners, origin, rotation, intrinsics))
@@ -215,30 +218,36 @@ def render_view(scene: Scene, fx: float, fy: float, cx: float, cy: float, width:
     return buffers
 
 
-def _cast_facade(writer: _Writer, facade: Facade, scene: Scene, ox, oy, oz, dx, dy, dz) -> None:
+def _beyond_near(t: np.ndarray) -> None:
+    """In place: ray parameters not at least NEAR_M (nearer, behind, NaN) become inf (no hit)."""
+    np.copyto(t, np.float32(np.inf), where=~(t >= NEAR_M))
+
+
+def _cast_facade(writer: _Writer, facade: Facade, scene: Scene, origin, rotation, intrinsics) -> None:
+    """Each segment (a rectangle on the plane x = x_m, ground to its height) is cast only inside the
+    screen window its corners project to: a pixel belongs to the segment whose (z_start, z_end] holds its hit
+    and sees it when the hit is no higher than the segment's top."""
+    ox, oy, oz = (float(c) for c in origin)
+    dx, dy, dz = writer.b.directions
     side = 1.0 if facade.x_m > ox else -1.0
-    columns = np.flatnonzero((dx * side > 0).any(axis=0))  # only rays heading towards the plane can hit it
-    if not len(columns):
-        return
-    window = (slice(None), slice(int(columns[0]), int(columns[-1]) + 1))
-    dx, dy, dz = dx[window], dy[window], dz[window]
-    t = (facade.x_m - ox) / dx
-    t = np.where(t >= NEAR_M, t, np.float32(np.inf))
-    hz = oz + t * dz
-    hy = oy + t * dy
-    segment = np.searchsorted(facade.z_edges.astype(np.float32), hz) - 1
-    inside = (segment >= 0) & (segment < len(facade.heights_m))
-    segment = np.clip(segment, 0, len(facade.heights_m) - 1)
-    inside &= hy >= -facade.heights_m.astype(np.float32)[segment]
-    rows = np.flatnonzero(inside.any(axis=1))
-    if not len(rows):
-        return
-    part = slice(int(rows[0]), int(rows[-1]) + 1)  # only the rows that see this facade
-    window = (part, window[1])
-    t = np.where(inside[part], t[part], np.float32(np.inf))
     light = np.float32(scene.ambient + scene.sun_strength * max(0.0, -side * float(scene.sun[0])))
-    writer.write(window, t, facade.surfaces[segment[part]].astype(np.int32), hz[part], hy[part], light,
-                 np.abs(dx[part]))
+    edges = facade.z_edges.astype(np.float32)
+    tops = -facade.heights_m.astype(np.float32)
+    corners = np.array([[[facade.x_m, y, z] for y in (0.0, top) for z in (z_start, z_end)]
+                        for z_start, z_end, top in zip(facade.z_edges[:-1], facade.z_edges[1:],
+                                                       -facade.heights_m, strict=True)]).reshape(-1, 4, 3)
+    for segment, found in enumerate(_windows(corners, origin, rotation, intrinsics)):
+        if found is None:
+            continue
+        window = found[0]
+        wdx = dx[window]
+        t = (facade.x_m - ox) / wdx
+        _beyond_near(t)
+        hz = oz + t * dz[window]
+        hy = oy + t * dy[window]
+        inside = (hz > edges[segment]) & (hz <= edges[segment + 1]) & (hy >= tops[segment])
+        np.copyto(t, np.float32(np.inf), where=~inside)
+        writer.write(window, t, facade.surfaces[segment], hz, hy, light, np.abs(wdx))
 
 
 def intersect_solid(solid: Solid, ox: float, oy: float, oz: float, dx, dy, dz):
