@@ -1,8 +1,9 @@
-"""proximity_segmentation with the shipped networks on a synthetic street scene with a planted obstacle.
+"""The nodes with the shipped networks on synthetic street scenes with planted obstacles.
 
 End to end as on a robot: synthetic stereo (dla_perception.synthetic) and its camera_info published over
 DDS, the node running alone with a private engine manager (the DLA core it asks for is absent here, so it
-falls back to the CPU and says so), outputs received over DDS. Skips where the shipped models are absent.
+falls back to the CPU and says so), outputs received over DDS. Each test skips where its shipped model is
+absent.
 """
 
 from __future__ import annotations
@@ -102,6 +103,70 @@ def test_planted_box_is_in_the_near_mask_and_sets_the_range(tmp_path, scene) -> 
         statuses = {s.name: s for s in node.diagnostic_statuses()}  # a private manager: its cores too
         assert statuses["dla_perception: core dla0"].level == 1  # requested, absent, fell back to cpu
         assert int(statuses["dla_perception: core cpu"].values["inferences"]) >= 2
+    finally:
+        executor.shutdown(timeout_sec=5.0)
+        node.destroy_node()
+        tester.destroy_node()
+        rclpy.shutdown(context=context)
+
+
+DETECTOR = REPO_ROOT / "models" / "detector"
+
+
+def _iou(a, b) -> float:
+    width = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    height = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = width * height
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def test_detection_node_finds_planted_objects_with_the_shipped_detector(tmp_path) -> None:
+    if not (DETECTOR / "detector.yaml").is_file() or not (DETECTOR / "detector.onnx").is_file():
+        pytest.skip(f"shipped detector not found in {DETECTOR}")
+    from builtin_interfaces.msg import Time
+    from sensor_msgs.msg import Image
+
+    from dla_perception.nodes.detection import DetectionNode
+    from dla_perception.nodes.messages import image_message
+    from dla_perception.synthetic.scene import PlantedObject, generate_frame
+
+    planted = [PlantedObject("person", 3.0), PlantedObject("box", 2.0, lateral_m=-1.0)]
+    frame = generate_frame(8, planted=planted, clutter=False, pitch_deg=0.0)
+    engines = tmp_path / "engines.yaml"
+    engines.write_text(yaml.safe_dump({"models": {"detector": {"onnx": str(DETECTOR / "detector.onnx"),
+                                                               "cores": ["cpu"]}}}))
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=DOMAIN_ID)
+    executor = MultiThreadedExecutor(num_threads=3, context=context)
+    node = DetectionNode(context=context, parameter_overrides=[
+        Parameter("engines_file", value=str(engines)),
+        Parameter("model", value=str(DETECTOR / "detector.yaml"))])
+    tester = rclpy.create_node("synthetic_camera", context=context)
+    try:
+        for item in (node, tester):
+            executor.add_node(item)
+        threading.Thread(target=executor.spin, daemon=True).start()
+        publisher = tester.create_publisher(Image, "/image", qos_profile_sensor_data)
+        overlays = Received(tester, Image, "/detections/image")
+        wait_until(lambda: publisher.get_subscription_count() > 0)
+        wait_until(lambda: node._overlay_pub.get_subscription_count() > 0)
+        outcomes = Outcomes(node)
+        bgr = frame.left[:, :, ::-1]
+        publisher.publish(image_message(bgr, "bgr8", Time(sec=9, nanosec=1), "camera_left"))
+        outcome = outcomes.wait(9 * 10**9 + 1)
+        assert outcome.status == "published", outcome.reason
+        for truth in frame.objects:
+            matches = [d for d in outcome.result if d.label == truth.label and _iou(d.box, truth.box) > 0.7]
+            assert matches, (truth, outcome.result)
+        fields = outcome.outputs["detections"]
+        if isinstance(fields, dict):  # no vision_msgs here: the Detection2DArray field structure
+            assert fields["header"] == {"stamp": {"sec": 9, "nanosec": 1}, "frame_id": "camera_left"}
+            labels = {d["results"][0]["hypothesis"]["class_id"] for d in fields["detections"]}
+            assert {"person", "box"} <= labels
+        overlay = overlays.wait(lambda m: m.header.stamp.sec == 9)
+        assert (overlay.width, overlay.height, overlay.encoding) == (640, 480, "rgb8")
+        assert overlay.header.frame_id == "camera_left"
     finally:
         executor.shutdown(timeout_sec=5.0)
         node.destroy_node()
