@@ -78,10 +78,11 @@ def run(args: argparse.Namespace) -> int:
     failures = 0
     with pipeline:
         for image_path in args.images:
-            image = cv2.imread(image_path, cv2.IMREAD_COLOR)
+            exists = Path(image_path).is_file()
+            image = cv2.imread(image_path, cv2.IMREAD_COLOR) if exists else None
             if image is None:
                 failures += 1
-                message = "not found" if not Path(image_path).exists() else "not an image OpenCV can read"
+                message = "not an image OpenCV can read" if exists else "not found"
                 if args.json:
                     print(json.dumps({"image": image_path, "error": message}))
                 print(f"dla-perception detect: {image_path}: {message}", file=sys.stderr)
