@@ -74,3 +74,19 @@ def test_the_graph_runs_on_dla_without_gpu_fallback():
 
     report = analyze(ModelDescription.load(MODEL).onnx, trt_version="10.3", precision="fp16")
     assert report.passes_strict, report.format_text()
+
+
+def test_detect_cli_reports_unreadable_images_and_goes_on(tmp_path, capsys):
+    good = tmp_path / "frame.png"
+    cv2.imwrite(str(good), np.ascontiguousarray(generate_frame(HELD_OUT_SEEDS[1]).left[:, :, ::-1]))
+    garbage = tmp_path / "garbage.jpg"
+    garbage.write_text("not a picture")
+    absent = tmp_path / "absent.png"
+    code = cli_main(["detect", str(garbage), str(good), str(absent), "--json", "--cores", "cpu"])
+    assert code == 1
+    captured = capsys.readouterr()
+    lines = [json.loads(line) for line in captured.out.strip().splitlines()]
+    assert lines[0] == {"image": str(garbage), "error": "not an image OpenCV can read"}
+    assert lines[1]["image"] == str(good) and lines[1]["detections"]
+    assert lines[2] == {"image": str(absent), "error": "not found"}
+    assert "absent.png: not found" in captured.err
