@@ -527,7 +527,7 @@ def test_bad_parameter_override_falls_back_to_the_default(graph) -> None:
         manager=graph.container.engine_manager.manager, namespace="badparam", context=graph.context,
         parameter_overrides=[Parameter("planes_m", value=[1.0, float("nan")])],
     ))
-    assert list(node.get_parameter("planes_m").value) == [0.5, 1.0, 1.5, 2.0, 3.0]
+    assert list(node.get_parameter("planes_m").value) == [0.75, 1.0, 1.5, 2.0, 3.0]
     status = node.diagnostic_statuses()[0]
     assert status.level == 1 and "planes_m" in status.message
 

@@ -80,7 +80,7 @@ ENGINE_MANAGER = (COMMON[0], COMMON[1])
 MAX_PLANES = 32
 PROXIMITY = (
     *COMMON,
-    ParamSpec("planes_m", [0.5, 1.0, 1.5, 2.0, 3.0], "Distances (m) of the disparity planes to test; any "
+    ParamSpec("planes_m", [0.75, 1.0, 1.5, 2.0, 3.0], "Distances (m) of the disparity planes to test; any "
               f"number up to {MAX_PLANES}.", validate=finite_positive_list(MAX_PLANES),
               constraints="finite, positive, distinct"),
     ParamSpec("alert_distance_m", 1.0, "Pixels nearer than this (m) are 255 in proximity/mask.",
