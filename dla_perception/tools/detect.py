@@ -70,9 +70,11 @@ def run(args: argparse.Namespace) -> int:
         description = ModelDescription.load(model)
     except DescriptionError as exc:
         raise UsageError(str(exc)) from None
+    from dla_perception.runtime.errors import EngineError
+
     try:
         pipeline = DetectionPipeline(description, cores=cores)
-    except (DescriptionError, ValueError) as exc:
+    except (DescriptionError, EngineError, ValueError) as exc:  # ValueError: e.g. an unknown core name
         raise UsageError(f"cannot run {model}: {exc}") from None
 
     failures = 0
