@@ -1,6 +1,6 @@
 """Train the project's detector on synthetic street scenes and export it as models/detector/detector.onnx.
 
-    python training/detector/train.py --out /tmp/detector [--train-frames 3600] [--train-seconds 240]
+    python training/detector/train.py --out /tmp/detector [--train-frames 9000] [--train-seconds 330]
 
 Steps: render `--train-frames` independent scenes (seeds train-seed-start ..) with
 dla_perception.synthetic in a process pool, place them in the network input with the pipeline's own
@@ -278,9 +278,9 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True,
                         help="folder for detector.onnx, detector.yaml, labels.txt, logs")
-    parser.add_argument("--train-frames", type=int, default=3600)
+    parser.add_argument("--train-frames", type=int, default=9000)
     parser.add_argument("--train-seed-start", type=int, default=0)
-    parser.add_argument("--train-seconds", type=float, default=240.0, help="wall-clock training budget")
+    parser.add_argument("--train-seconds", type=float, default=330.0, help="wall-clock training budget")
     parser.add_argument("--total-seconds", type=float, default=0.0,
                         help="cap rendering + training together (0: off); training gets what is left")
     parser.add_argument("--max-steps", type=int, default=0,
