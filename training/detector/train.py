@@ -285,7 +285,7 @@ def main() -> None:
                         help="cap rendering + training together (0: off); training gets what is left")
     parser.add_argument("--max-steps", type=int, default=0,
                         help="stop earlier after this many steps (0: off)")
-    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--torch-seed", type=int, default=7)
     parser.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
