@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from dla_perception.synthetic.textures import lookup
+
 NEAR_M = 0.05  # hits nearer than this are ignored (the camera is never inside what it sees)
 _ZERO, _ONE, _MINUS_ONE = np.float32(0.0), np.float32(1.0), np.float32(-1.0)
 
@@ -268,30 +270,41 @@ def intersect_solid(solid: Solid, ox: float, oy: float, oz: float, dx, dy, dz):
         t, nx, ny, nz = _hit_unit_cylinder(lox, loy, loz, ldx, ldy, ldz)
     else:
         t, nx, ny, nz = _hit_unit_sphere(lox, loy, loz, ldx, ldy, ldz)
-    if not np.isfinite(t).any():
+    missed = ~np.isfinite(t)  # the hit tests give a finite t >= NEAR_M, or inf
+    if missed.all():
         return None
-    t = np.where(np.isfinite(t), t, np.float32(np.inf)).astype(np.float32)
-    tt = np.where(np.isfinite(t), t, _ZERO)
+    tt = _zeroed(t, missed)
     hx, hy, hz = lox + tt * ldx, loy + tt * ldy, loz + tt * ldz  # local hit point
     hx_m, hy_m, hz_m = (h * e for h, e in zip((hx, hy, hz), solid.half_extents.tolist(), strict=True))
     if solid.shape == "box":
         # texture coordinates on the face the ray hit, offset per face so faces do not repeat each other
-        u = np.where(nx != 0, hz_m + 7.3 * nx, hx_m + 3.1 * nz + 11.7 * ny)
-        v = np.where(ny != 0, hz_m, hy_m)
+        u = hx_m + 3.1 * nz + 11.7 * ny
+        np.copyto(u, hz_m + 7.3 * nx, where=nx != 0)
+        v = hy_m.copy()
+        np.copyto(v, hz_m, where=ny != 0)
     else:
         radius = float(np.sqrt(solid.half_extents[0] * solid.half_extents[2]))
         u = cv2.phase(hx, hz) * np.float32(radius)  # the angle round the axis (cv2: 25x numpy's arctan2)
         v = hy_m
         if solid.shape == "cylinder":
             cap = ny != 0
-            u = np.where(cap, hx_m + 5.0, u)
-            v = np.where(cap, hz_m, v)
+            if cap.any():
+                np.copyto(u, hx_m + 5.0, where=cap)
+                v = v.copy()
+                np.copyto(v, hz_m, where=cap)
     # local normal -> world: transpose of to_local, then normalise
     wx = a[0][0] * nx + a[2][0] * nz
     wy = a[1][1] * ny
     wz = a[0][2] * nx + a[2][2] * nz
     norm = 1.0 / np.maximum(np.sqrt(wx * wx + wy * wy + wz * wz), 1e-12)
     return t, u.astype(np.float32), v.astype(np.float32), (wx * norm, wy * norm, wz * norm)
+
+
+def _zeroed(t: np.ndarray, missed: np.ndarray) -> np.ndarray:
+    """t with 0 where a ray missed (so that hit points stay finite)."""
+    tt = t.copy()
+    np.copyto(tt, _ZERO, where=missed)
+    return tt
 
 
 def _hit_unit_box(ox, oy, oz, dx, dy, dz):
@@ -304,14 +317,18 @@ def _hit_unit_box(ox, oy, oz, dx, dy, dz):
         t1, t2 = (-1.0 - o) * inv, (1.0 - o) * inv
         lo, hi = np.minimum(t1, t2), np.maximum(t1, t2)
         better = lo > t_near
-        t_near = np.where(better, lo, t_near)
-        axis = np.where(better, index, axis)
-        sign = np.where(better, np.where(d > 0, _MINUS_ONE, _ONE), sign)
-        t_far = np.minimum(t_far, hi)
+        np.copyto(t_near, lo, where=better)
+        np.copyto(axis, np.int8(index), where=better)
+        np.copyto(sign, _ONE - np.float32(2.0) * (d > 0), where=better)  # -1 entering from the + side
+        np.minimum(t_far, hi, out=t_far)
     hit = (t_near <= t_far) & (t_near >= NEAR_M)
-    t = np.where(hit, t_near, np.inf)
-    zero = np.zeros_like(sign)
-    normal = (np.where(axis == index, sign, zero) for index in range(3))
+    t = t_near.copy()
+    np.copyto(t, np.float32(np.inf), where=~hit)
+    normal = []
+    for index in range(3):
+        component = np.zeros_like(sign)
+        np.copyto(component, sign, where=axis == index)
+        normal.append(component)
     return (t, *normal)
 
 
@@ -323,22 +340,26 @@ def _hit_unit_cylinder(ox, oy, oz, dx, dy, dz):
     root = np.sqrt(np.maximum(disc, 0.0))
     t_side = (-b - root) / a
     y_side = oy + t_side * dy
-    t_side = np.where((disc >= 0) & (t_side >= NEAR_M) & (np.abs(y_side) <= 1.0), t_side, np.inf)
+    np.copyto(t_side, np.float32(np.inf), where=~((disc >= 0) & (t_side >= NEAR_M) & (np.abs(y_side) <= 1.0)))
     if -1.0 <= oy <= 1.0:
         # the origin is level with the side: no ray can enter through a cap (a camera below the top of a
         # post or a person, the usual case, is spared the cap tests)
-        tt = np.where(np.isfinite(t_side), t_side, _ZERO)
+        tt = _zeroed(t_side, ~np.isfinite(t_side))
         return t_side, ox + tt * dx, np.zeros_like(t_side), oz + tt * dz
     cap_y = _MINUS_ONE if oy < -1.0 else _ONE  # the cap facing the origin
     t_cap = (cap_y - oy) / dy
     cx, cz = ox + t_cap * dx, oz + t_cap * dz
-    t_cap = np.where((t_cap >= NEAR_M) & (cx * cx + cz * cz <= 1.0), t_cap, np.inf)
+    np.copyto(t_cap, np.float32(np.inf), where=~((t_cap >= NEAR_M) & (cx * cx + cz * cz <= 1.0)))
     use_cap = t_cap < t_side
-    t = np.where(use_cap, t_cap, t_side)
-    tt = np.where(np.isfinite(t), t, 0.0)
-    nx = np.where(use_cap, _ZERO, ox + tt * dx)
-    nz = np.where(use_cap, _ZERO, oz + tt * dz)
-    ny = np.where(use_cap, np.float32(cap_y), _ZERO)
+    t = t_side.copy()
+    np.copyto(t, t_cap, where=use_cap)
+    tt = _zeroed(t, ~np.isfinite(t))
+    nx, nz = ox + tt * dx, oz + tt * dz
+    ny = np.zeros_like(t)
+    if use_cap.any():
+        np.copyto(nx, _ZERO, where=use_cap)
+        np.copyto(nz, _ZERO, where=use_cap)
+        np.copyto(ny, np.float32(cap_y), where=use_cap)
     return t, nx, ny, nz
 
 
@@ -348,8 +369,8 @@ def _hit_unit_sphere(ox, oy, oz, dx, dy, dz):
     c = ox * ox + oy * oy + oz * oz - 1.0
     disc = b * b - a * c
     t = (-b - np.sqrt(np.maximum(disc, 0.0))) / a
-    t = np.where((disc >= 0) & (t >= NEAR_M), t, np.inf)
-    tt = np.where(np.isfinite(t), t, 0.0)
+    np.copyto(t, np.float32(np.inf), where=~((disc >= 0) & (t >= NEAR_M)))
+    tt = _zeroed(t, ~np.isfinite(t))
     return t, ox + tt * dx, oy + tt * dy, oz + tt * dz
 
 
@@ -481,15 +502,18 @@ def _outline_points(solid: Solid) -> np.ndarray:
 
 def _apply_ground_shadow(buffers: ViewBuffers, scene: Scene, shadow: GroundShadow) -> None:
     """Ground pixels in shadow get the ambient light only (partly, on the anti-aliased edges)."""
-    ground_table = np.zeros(len(scene.surfaces) + 1, bool)  # the last entry is for sky (-1)
-    ground_table[[band[2] for band in scene.ground_bands]] = True
-    is_ground = ground_table[buffers.surface]
-    if not is_ground.any():
+    ground_table = np.zeros(len(scene.surfaces) + 1, np.float32)  # the last entry is for sky (-1)
+    ground_table[[band[2] for band in scene.ground_bands]] = 1.0
+    surface = buffers.surface
+    is_ground = lookup(ground_table, surface.astype(np.uint8) if len(scene.surfaces) < 255 else surface) > 0
+    rows = np.flatnonzero(is_ground.any(axis=1))
+    if not len(rows):
         return
-    map_x = (buffers.u - np.float32(shadow.x0)) * np.float32(1 / shadow.cell)
-    map_y = (buffers.v - np.float32(shadow.z0)) * np.float32(1 / shadow.cell)
+    part = slice(int(rows[0]), int(rows[-1]) + 1)  # the rows that show ground
+    map_x = (buffers.u[part] - np.float32(shadow.x0)) * np.float32(1 / shadow.cell)
+    map_y = (buffers.v[part] - np.float32(shadow.z0)) * np.float32(1 / shadow.cell)
     shade = cv2.remap(shadow.image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
                       borderValue=0)
     sun_light = np.float32(scene.sun_strength * max(0.0, -float(scene.sun[1])) / 255.0)
     lit = np.float32(scene.ambient) + sun_light * (np.float32(255.0) - shade.astype(np.float32))
-    buffers.light = np.where(is_ground, lit, buffers.light)
+    np.copyto(buffers.light[part], lit, where=is_ground[part])

@@ -145,13 +145,14 @@ def _frames(seed: int, n_frames: int, camera: StereoCamera, opts: SceneOptions) 
     intrinsics = (camera.fx, camera.fy, camera.cx, camera.cy, camera.width, camera.height)
     rays = pixel_rays(*intrinsics, pose["rotation"])
     inverse_length = 1.0 / np.sqrt(rays[0] * rays[0] + rays[1] * rays[1] + rays[2] * rays[2])
-    sky = _SkyCache(scene, textures, rays)
+    common = ViewCommon(rays, inverse_length, np.float32(1.0 / camera.fx) / inverse_length,
+                        _SkyCache(scene, textures, rays))
     for index, frame_stream in enumerate(sensor_stream.spawn(n_frames)):
         seconds = index / opts.rate_hz
         bob = 0.004 * np.sin(index * 1.7) if index else 0.0  # the robot's ride is not perfectly smooth
         origin = pose["origin"] + opts.speed_mps * seconds * pose["forward"] + np.array([0.0, bob, 0.0])
         yield _render_frame(index, _walked(scene, seconds), textures, camera, origin, pose["rotation"],
-                            (rays, inverse_length, sky), opts, response, np.random.default_rng(frame_stream))
+                            common, opts, response, np.random.default_rng(frame_stream))
 
 
 def _options(options: dict) -> SceneOptions:
@@ -175,6 +176,16 @@ def _options(options: dict) -> SceneOptions:
     if opts.texture_size is not None and opts.texture_size not in (32, 64, 128, 256, 512):
         raise ValueError(f"texture_size must be one of 32, 64, 128, 256, 512, got {opts.texture_size}")
     return opts
+
+
+class ViewCommon(NamedTuple):
+    """What every view of a drive shares: the pixel rays (camera-frame z = 1), their inverse lengths, the
+    ground footprint factor of a pixel (1 / (fx * inverse length)) and the sky image."""
+
+    rays: tuple[np.ndarray, np.ndarray, np.ndarray]
+    inverse_length: np.ndarray
+    pixel_footprint: np.ndarray
+    sky: _SkyCache
 
 
 class Textures(NamedTuple):
@@ -400,11 +411,11 @@ def _random_size(rng: np.random.Generator, label: str) -> tuple[float, float, fl
 
 
 def _render_frame(index: int, scene: Scene, textures: Textures, camera: StereoCamera, origin: np.ndarray,
-                  rotation: np.ndarray, view_common: tuple, opts: SceneOptions, response: dict,
+                  rotation: np.ndarray, common: ViewCommon, opts: SceneOptions, response: dict,
                   sensor_rng: np.random.Generator) -> StereoFrame:
-    """Both views of one frame; view_common: (pixel rays, their inverse lengths, sky image)."""
+    """Both views of one frame."""
     cam = camera
-    rays, inverse_length, sky = view_common
+    rays = common.rays
     active = _solids_ahead(scene, origin)
     view_scene = scene if active is None else _with_solids(scene, active)
     intrinsics = (cam.fx, cam.fy, cam.cx, cam.cy, cam.width, cam.height)
@@ -414,8 +425,8 @@ def _render_frame(index: int, scene: Scene, textures: Textures, camera: StereoCa
     right = render_view(view_scene, *intrinsics, right_origin, rotation, rays, shadow)
 
     disparity = _visible_disparity(left.depth, right.depth, cam.fx * cam.baseline_m)
-    left_linear = _shade(left, scene, textures, cam.fx, inverse_length, sky)
-    right_linear = _shade(right, scene, textures, cam.fx, inverse_length, sky)
+    left_linear = _shade(left, scene, textures, common)
+    right_linear = _shade(right, scene, textures, common)
     if opts.photometric:
         left_image, right_image = _sensor(left_linear, right_linear, response, sensor_rng)
     else:
@@ -518,8 +529,7 @@ class _SkyCache:
         return gradient + cloud * (np.float32(0.95) * (0.8 + 0.2 * height) - gradient)
 
 
-def _shade(view: ViewBuffers, scene: Scene, textures: Textures, fx: float, inverse_length: np.ndarray,
-           sky: _SkyCache) -> np.ndarray:
+def _shade(view: ViewBuffers, scene: Scene, textures: Textures, common: ViewCommon) -> np.ndarray:
     """Linear RGB of a view (0..1): trilinear texture * tint * light (with fine grain), distance haze; the
     precomputed sky where no surface is.
 
@@ -533,30 +543,45 @@ def _shade(view: ViewBuffers, scene: Scene, textures: Textures, fx: float, inver
     details = np.array([s.detail for s in scene.surfaces] + [0.0], np.float32) * np.float32(2 / 255)
     surface = view.surface
     index = surface.astype(np.uint8) if len(scene.surfaces) < 255 else surface  # uint8: -1 -> 255, the sky
+    sky = surface < 0
     scale = lookup(scales, index)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         u, v = view.u * scale, view.v * scale  # (the sky's are inf or nan: zeroed below)
         # texels under one pixel, grown at grazing incidence (half the anisotropy: sharp yet stable)
-        footprint = view.depth * scale * (np.float32(1.0 / fx) / inverse_length)
-        incidence = np.maximum(view.cosine * inverse_length, np.float32(0.05))
-        lod = np.float32(0.5 / np.log(2.0)) * cv2.log(np.minimum(footprint * footprint / incidence, 1e12))
+        footprint = view.depth * scale
+        footprint *= common.pixel_footprint
+        incidence = view.cosine * common.inverse_length
+        np.maximum(incidence, np.float32(0.05), out=incidence)
+        footprint *= footprint
+        footprint /= incidence
+        np.minimum(footprint, 1e12, out=footprint)
+        lod = cv2.log(footprint)
+        lod *= np.float32(0.5 / np.log(2.0))
+    # only the sky's are not finite, and the sky's colour is replaced below: zeroed to keep them harmless
     for array in (u, v, lod):
-        np.nan_to_num(array, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
-    texture = textures.atlas.sample(lookup(tiles, index).astype(np.int32), u, v, lod)
+        np.copyto(array, np.float32(0.0), where=sky)
+    tile = lookup(tiles, index).astype(np.uint8 if len(tiles) <= 256 else np.int32)
+    texture = textures.atlas.sample(tile, u, v, lod)
     # fine grain at 8x the texture's frequency (3 mip levels up), as a brightness modulation
-    grain = textures.detail.sample(None, u * np.float32(8), v * np.float32(8), lod + np.float32(3),
-                                   trilinear=False)
-    light = view.light * (1.0 + lookup(details, index) * (grain - np.float32(127.5)))
+    u *= np.float32(8)
+    v *= np.float32(8)
+    lod += np.float32(3)
+    grain = textures.detail.sample(None, u, v, lod, trilinear=False)
+    grain -= np.float32(127.5)
+    grain *= lookup(details, index)
+    grain += 1.0
+    light = grain
+    light *= view.light  # view.light * (1 + detail * (grain - 127.5))
     # distance haze: a fraction `clear` of the surface's light arrives, the rest is the horizon's colour
-    clear = np.exp(view.depth * np.float32(-1.0 / scene.haze_m))
+    clear = view.depth * np.float32(-1.0 / scene.haze_m)
+    np.exp(clear, out=clear)
     factor = cv2.merge([lookup(tints[:, channel], index) * light for channel in range(3)])
     horizon = _uniform_image(*surface.shape, tuple(float(c) for c in scene.sky_horizon))
     color = cv2.blendLinear(cv2.multiply(texture, factor, dtype=cv2.CV_32F), horizon, clear, 1.0 - clear)
-    sky_rows = np.flatnonzero((surface < 0).any(axis=1))
+    sky_rows = np.flatnonzero(sky.any(axis=1))
     if len(sky_rows):
         rows = slice(0, int(sky_rows[-1]) + 1)
-        sky_image = sky.rows(rows.stop)
-        color[rows] = cv2.copyTo(sky_image, (surface[rows] < 0).view(np.uint8), color[rows])
+        cv2.copyTo(common.sky.rows(rows.stop), sky[rows].view(np.uint8), color[rows])
     return color
 
 
@@ -564,8 +589,7 @@ def _shade(view: ViewBuffers, scene: Scene, textures: Textures, fx: float, inver
 @functools.lru_cache(maxsize=8)
 def _uniform_image(height: int, width: int, color: tuple[float, float, float]) -> np.ndarray:
     """A read-only HxWx3 float32 image of one colour (the haze's, blended per pixel)."""
-    image = np.empty((height, width, 3), np.float32)
-    image[:] = color
+    image = cv2.repeat(np.array(color, np.float32).reshape(1, 1, 3), height, width)  # 30x numpy fill
     image.setflags(write=False)
     return image
 
@@ -575,8 +599,10 @@ _GAUSS_LUT = np.array([[NormalDist().inv_cdf((i + 0.5) / 256) for i in range(256
 
 def _encode(linear: np.ndarray) -> np.ndarray:
     """Linear RGB (0..1) -> 8-bit with gamma 2 (a square root: close to sRGB's 2.2 and many times faster
-    than a general power), rounded and saturated."""
-    return cv2.convertScaleAbs(cv2.sqrt(cv2.max(linear, 0.0)), alpha=255.0)
+    than a general power), rounded and saturated. Overwrites `linear` (a frame's own scratch image)."""
+    cv2.max(linear, 0.0, dst=linear)
+    cv2.sqrt(linear, dst=linear)
+    return cv2.convertScaleAbs(linear, alpha=255.0)
 
 
 @functools.lru_cache(maxsize=8)
@@ -613,10 +639,11 @@ def _sensor(left: np.ndarray, right: np.ndarray, response: dict,
         cv2.GaussianBlur(image, (0, 0), response["blur"][view], dst=image)
         noise = cv2.LUT(np.frombuffer(rng.bytes(image.size), np.uint8).reshape(image.shape), _GAUSS_LUT)
         # noise level from the brightness (grey) of each pixel: shot noise grows with the light
-        brightness = cv2.cvtColor(cv2.max(image, 0.0), cv2.COLOR_RGB2GRAY)
+        scratch = cv2.max(image, 0.0)
+        brightness = cv2.cvtColor(scratch, cv2.COLOR_RGB2GRAY)
         sigma = cv2.sqrt(brightness * np.float32(response["shot_noise"] ** 2)
                          + np.float32(response["read_noise"] ** 2))
-        cv2.multiply(noise, cv2.cvtColor(sigma, cv2.COLOR_GRAY2RGB), dst=noise)
+        cv2.multiply(noise, cv2.cvtColor(sigma, cv2.COLOR_GRAY2RGB, dst=scratch), dst=noise)
         cv2.add(image, noise, dst=image)
         images.append(_encode(image))
     return images[0], images[1]

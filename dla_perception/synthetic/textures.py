@@ -337,6 +337,16 @@ class TextureAtlas:
         # (per channel the result is the same, in well under half the time)
         self.image = np.ascontiguousarray(atlas[..., 0]) if grey else cv2.cvtColor(atlas, cv2.COLOR_RGB2RGBA)
 
+    def _wrapped(self, u: np.ndarray) -> np.ndarray:
+        """u wrapped into [0, tile size) (a new array): wrapping once is enough, as (u * scale) mod
+        (size * scale) = scale * (u mod size) at every level, and it is cheaper than np.mod. remap reads texel
+        i's centre at i; the offsets hold the -0.5."""
+        size = np.float32(self.tile_size)
+        turns = u * (1 / size)
+        np.floor(turns, out=turns)
+        turns *= size
+        return np.subtract(u, turns, out=turns)
+
     def sample(self, tile: np.ndarray | None, u: np.ndarray, v: np.ndarray, lod: np.ndarray,
                trilinear: bool = True) -> np.ndarray:
         """Filtered samples in [0, 255]: HxWx3 uint8, or HxW float32 for a grey atlas.
@@ -349,29 +359,31 @@ class TextureAtlas:
         if trilinear:
             lod = np.clip(lod, np.float32(0.0), top)
         else:
-            lod = np.clip(lod + np.float32(0.5), np.float32(0.0), top)
+            lod = lod + np.float32(0.5)
+            np.clip(lod, np.float32(0.0), top, out=lod)
         low = lod.astype(np.uint8)
         if tile is None:
             tile_x, tile_y = self._tile_x[0], self._tile_y[0]
         else:
             tile = tile.astype(np.uint8) if len(self._tile_x) <= 256 else tile
             tile_x, tile_y = lookup(self._tile_x, tile), lookup(self._tile_y, tile)
-        # wrap into the tile once: (u * scale) mod (size * scale) = scale * (u mod size) at every level
-        # (and cheaper than np.mod). remap reads texel i's centre at i; the offsets hold the -0.5.
-        size = np.float32(self.tile_size)
-        u = u - np.floor(u * (1 / size)) * size
-        v = v - np.floor(v * (1 / size)) * size
+        u, v = self._wrapped(u), self._wrapped(v)
         samples = []
-        for level in (low, low + 1) if trilinear else (low,):
+        for level in (low, low + np.uint8(1)) if trilinear else (low,):
             scale = lookup(self._level_scale, level)
-            map_x = u * scale + (lookup(self._level_x, level) + tile_x)
-            map_y = v * scale + tile_y
+            offset = lookup(self._level_x, level)
+            offset += tile_x
+            map_x = u * scale
+            map_x += offset
+            map_y = v * scale
+            map_y += tile_y
             sample = cv2.remap(self.image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
             samples.append(sample if sample.ndim == 2 else cv2.cvtColor(sample, cv2.COLOR_RGBA2RGB))
         grey = self.image.ndim == 2
         if not trilinear:
             return samples[0].astype(np.float32) if grey else samples[0]
-        blend = lod - low.astype(np.float32)
+        blend = lod
+        blend -= low  # in place: lod is this method's own copy
         if grey:
             low_sample = samples[0].astype(np.float32)
             return low_sample + (samples[1].astype(np.float32) - low_sample) * blend
