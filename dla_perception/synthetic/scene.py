@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from dla_perception.synthetic.camera import StereoCamera
+from dla_perception.synthetic.memory import keep_freed_memory
 from dla_perception.synthetic.render import (
     Facade,
     Scene,
@@ -138,6 +139,7 @@ def generate_sequence(seed: int, n_frames: int, camera: StereoCamera | None = No
 
 
 def _frames(seed: int, n_frames: int, camera: StereoCamera, opts: SceneOptions) -> Iterator[StereoFrame]:
+    keep_freed_memory()  # a frame's large temporaries are reused, not page-faulted in anew (memory.py)
     scene_stream, sensor_stream = np.random.SeedSequence(seed).spawn(2)
     travel_m = opts.speed_mps * max(n_frames - 1, 0) / opts.rate_hz
     builder = _SceneBuilder(np.random.default_rng(scene_stream), camera, opts, travel_m)
@@ -482,15 +484,28 @@ def _visible_disparity(left_depth: np.ndarray, right_depth: np.ndarray, fx_basel
     """
     height, width = left_depth.shape
     with np.errstate(divide="ignore"):
-        disparity = (fx_baseline / left_depth).astype(np.float32)
-        right_disparity = (fx_baseline / right_depth).astype(np.float32)  # 0 for sky (inf depth)
-    x_right = np.arange(width, dtype=np.float32)[None, :] - disparity
-    rows = np.broadcast_to(np.arange(height, dtype=np.float32)[:, None], (height, width))
+        disparity = np.divide(np.float32(fx_baseline), left_depth, dtype=np.float32)
+        right_disparity = np.divide(np.float32(fx_baseline), right_depth, dtype=np.float32)  # sky: 0
+    x_right = _column_indices(width) - disparity
     # linear interpolation along the row (rows are sampled exactly at their centres)
-    seen = cv2.remap(right_disparity, x_right, np.ascontiguousarray(rows), cv2.INTER_LINEAR,
+    seen = cv2.remap(right_disparity, x_right, _row_indices(height, width), cv2.INTER_LINEAR,
                      borderMode=cv2.BORDER_REPLICATE)
     visible = (x_right >= 0.0) & (disparity > 0) & (seen <= disparity * 1.01 + 0.05)
-    return np.where(visible, disparity, np.float32(0.0))
+    np.copyto(disparity, np.float32(0.0), where=~visible)
+    return disparity
+
+
+@functools.lru_cache(maxsize=4)
+def _column_indices(width: int) -> np.ndarray:
+    return np.arange(width, dtype=np.float32)[None, :]
+
+
+@functools.lru_cache(maxsize=4)
+def _row_indices(height: int, width: int) -> np.ndarray:
+    """HxW float32: each pixel's row (a remap map_y that samples rows at their centres)."""
+    rows = np.repeat(np.arange(height, dtype=np.float32)[:, None], width, axis=1)
+    rows.setflags(write=False)
+    return rows
 
 
 class _SkyCache:
@@ -669,24 +684,27 @@ def _annotate(scene: Scene, left: ViewBuffers, camera: StereoCamera) -> list[Obj
     min_side = max(3.0, MIN_BOX_FRACTION * camera.width)
     annotations = []
     for index, obstacle in enumerate(scene.objects):
-        if not obstacle["solids"]:
+        # an obstacle's pixels all lie in the windows its solids were cast in: look there only
+        cast = [left.coverage[s] for s in obstacle["solids"] if s in left.coverage]
+        if not cast:
             continue
-        mask = object_map == index
-        visible = int(mask.sum())
+        top, left_edge = min(w[0].start for w, _ in cast), min(w[1].start for w, _ in cast)
+        bottom, right_edge = max(w[0].stop for w, _ in cast), max(w[1].stop for w, _ in cast)
+        area = (slice(top, bottom), slice(left_edge, right_edge))
+        mask = object_map[area] == index
+        visible = int(np.count_nonzero(mask))
         if visible == 0:
             continue
         unoccluded = np.zeros(mask.shape, bool)
-        for solid_index in obstacle["solids"]:
-            if solid_index in left.coverage:
-                window, hits = left.coverage[solid_index]
-                unoccluded[window] |= hits
-        if visible < MIN_VISIBLE_FRACTION * max(int(unoccluded.sum()), 1):
+        for (rows, cols), hits in cast:
+            unoccluded[rows.start - top:rows.stop - top, cols.start - left_edge:cols.stop - left_edge] |= hits
+        if visible < MIN_VISIBLE_FRACTION * max(int(np.count_nonzero(unoccluded)), 1):
             continue
-        rows = np.flatnonzero(mask.any(axis=1))
-        cols = np.flatnonzero(mask.any(axis=0))
+        rows = np.flatnonzero(mask.any(axis=1)) + top
+        cols = np.flatnonzero(mask.any(axis=0)) + left_edge
         x1, y1, x2, y2 = float(cols[0]), float(rows[0]), float(cols[-1] + 1), float(rows[-1] + 1)
         if x2 - x1 < min_side or y2 - y1 < min_side:
             continue
         annotations.append(ObjectAnnotation(obstacle["label"], obstacle["class_id"], (x1, y1, x2, y2),
-                                            float(left.depth[mask].min())))
+                                            float(left.depth[area][mask].min())))
     return annotations
