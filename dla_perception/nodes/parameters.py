@@ -60,6 +60,30 @@ def roi_box(values: Sequence[int]) -> str | None:
     return None
 
 
+def finite(value: float) -> str | None:
+    return None if math.isfinite(value) else f"must be finite, got {value}"
+
+
+def camera_height(value: float) -> str | None:
+    if value == 0.0 or (math.isfinite(value) and value >= MIN_CAMERA_HEIGHT_M):
+        return None
+    return f"must be 0 (ground handling off) or a height of at least {MIN_CAMERA_HEIGHT_M} m, got {value}"
+
+
+def ground_problem(camera_height_m: float, ground_clearance_m: float) -> str | None:
+    """Why a camera height and floor clearance do not make a ground model together, or None.
+
+    Checked across parameters (each may change alone): the pipeline's GroundModel needs the clearance
+    plane below the camera. A height of 0 turns ground handling off, so any clearance goes with it.
+    """
+    if camera_height_m == 0.0:
+        return None
+    if not ground_clearance_m < camera_height_m:
+        return (f"ground_clearance_m ({ground_clearance_m} m) must be below camera_height_m "
+                f"({camera_height_m} m); set camera_height_m to 0 to turn ground handling off")
+    return None
+
+
 def threshold_or_model_default(value: float) -> str | None:
     if value == -1.0 or (math.isfinite(value) and 0.0 <= value <= 1.0):
         return None
@@ -78,6 +102,8 @@ COMMON = (
 ENGINE_MANAGER = (COMMON[0], COMMON[1])
 
 MAX_PLANES = 32
+MIN_CAMERA_HEIGHT_M = 0.05
+GROUND_PARAMETERS = ("camera_height_m", "camera_pitch_deg", "ground_clearance_m")
 PROXIMITY = (
     *COMMON,
     ParamSpec("planes_m", [0.75, 1.0, 1.5, 2.0, 3.0], "Distances (m) of the disparity planes to test; any "
@@ -94,6 +120,15 @@ PROXIMITY = (
     ParamSpec("head_model", "proximity_head", "Engine manager model name of the plane head.", read_only=True),
     ParamSpec("min_blob_px", 200, "Obstacle blobs smaller than this (input pixels) do not set the range.",
               int_range=(1, 1_000_000), read_only=True),
+    ParamSpec("camera_height_m", 0.0, "Height (m) of the left camera's optical centre above a flat floor; "
+              "the floor is then removed from proximity/mask and proximity/range. 0: ground handling off.",
+              float_range=(0.0, 10.0), validate=camera_height,
+              constraints=f"0 (off) or >= {MIN_CAMERA_HEIGHT_M}; above ground_clearance_m"),
+    ParamSpec("camera_pitch_deg", 0.0, "Camera pitch (degrees) relative to the floor, positive = looking "
+              "down. Used only when camera_height_m > 0.", float_range=(-60.0, 60.0), validate=finite),
+    ParamSpec("ground_clearance_m", 0.1, "With ground handling on, only surface more than this (m) above "
+              "the floor is an obstacle; raise it to absorb body pitch and an uneven floor.",
+              float_range=(0.0, 2.0), validate=finite, constraints="below camera_height_m"),
 )
 
 DETECTION = (

@@ -3,6 +3,10 @@
 Subscribes left/image_rect, right/image_rect, left/camera_info, right/camera_info; publishes
 proximity/mask (mono8, 255 = nearer than alert_distance_m), proximity/disparity (stereo_msgs/DisparityImage)
 and proximity/range (sensor_msgs/Range), each with the left image's stamp and frame id.
+
+With camera_height_m > 0 the pipeline gets a GroundModel (flat floor at that height and camera_pitch_deg):
+floor pixels are not obstacles in proximity/mask and proximity/range. Those parameters are dynamic: a change
+replaces the pipeline, and a frame in flight finishes with the one it started with.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from dla_perception.nodes.messages import (
     stamp_to_ns,
     stereo_geometry,
 )
-from dla_perception.nodes.parameters import PROXIMITY
+from dla_perception.nodes.parameters import GROUND_PARAMETERS, PROXIMITY, ground_problem, validate
 
 
 class ProximitySegmentationNode(FrameNode):
@@ -35,6 +39,9 @@ class ProximitySegmentationNode(FrameNode):
 
     def __init__(self, *, manager: Any = None, **node_kwargs: Any) -> None:
         super().__init__("proximity_segmentation", manager, **node_kwargs)
+        self._ground = self._ground_model({})  # read and replaced under _manager_lock
+        if self._ground is not None:
+            self.get_logger().info(f"ground handling: {_describe_ground(self._ground)}")
         self._pairer: StereoPairer[Image] = StereoPairer(int(self.param("sync_slop_s") * 1e9))
         self._info: dict[str, CameraInfo] = {}
         self._geometry: StereoGeometry | None = None
@@ -57,11 +64,53 @@ class ProximitySegmentationNode(FrameNode):
         from dla_perception.models.proximity import ProximityPipeline
 
         return ProximityPipeline(self.manager, self.param("features_model"), self.param("head_model"),
-                                 min_blob_px=self.param("min_blob_px"))
+                                 min_blob_px=self.param("min_blob_px"), ground=self._ground)
+
+    def _ground_model(self, changes: dict[str, Any]) -> Any:
+        """The GroundModel of the current ground parameters overlaid with `changes`; None when off."""
+        from dla_perception.models.proximity import GroundModel
+
+        values = {name: self._value(name, changes) for name in GROUND_PARAMETERS}
+        if values["camera_height_m"] == 0.0:
+            return None
+        return GroundModel(float(values["camera_height_m"]), math.radians(values["camera_pitch_deg"]),
+                           float(values["ground_clearance_m"]))
+
+    def _value(self, name: str, changes: dict[str, Any]) -> Any:
+        """A parameter's value with `changes` applied; its default while it is not declared yet."""
+        if name in changes:
+            return changes[name]
+        if self.has_parameter(name):
+            return self.get_parameter(name).value
+        return next(spec.default for spec in self.PARAMETERS if spec.name == name)
+
+    def _on_set_parameters(self, parameters: Any) -> Any:
+        """The base's per-parameter checks, plus camera height against floor clearance (across parameters)."""
+        changes = {p.name: p.value for p in parameters}
+        each_valid = all(validate(self.PARAMETERS, p.name, p.value) is None for p in parameters)
+        if each_valid and any(name in changes for name in GROUND_PARAMETERS):  # else the base says why
+            from rcl_interfaces.msg import SetParametersResult
+
+            reason = ground_problem(self._value("camera_height_m", changes),
+                                    self._value("ground_clearance_m", changes))
+            if reason is not None:
+                self.health.problem("rejected_parameter", reason)
+                return SetParametersResult(successful=False, reason=reason)
+        return super()._on_set_parameters(parameters)
 
     def _parameters_changed(self, values: dict[str, Any]) -> None:
         if "sync_slop_s" in values and hasattr(self, "_pairer"):  # called during declaration too
             self._pairer.slop_ns = int(values["sync_slop_s"] * 1e9)
+        if hasattr(self, "_ground") and any(name in values for name in GROUND_PARAMETERS):
+            ground = self._ground_model(values)
+            with self._manager_lock:
+                if ground == self._ground:
+                    return
+                self._ground = ground
+                # Rebuilt on the next frame with the new ground (cheap: no engines are built).
+                self._pipeline = None
+                self._pipeline_attempt = -math.inf
+            self.get_logger().info(f"ground handling: {_describe_ground(ground)}")
 
     def reset_stream(self) -> None:
         """Forget pending images and the last pair's stamp (a replayed bag starting over)."""
@@ -185,6 +234,13 @@ class ProximitySegmentationNode(FrameNode):
         # REP 117: +inf when nothing is within range.
         distance.range = float(result.nearest_m) if math.isfinite(result.nearest_m) else math.inf
         return {"proximity/mask": mask, "proximity/disparity": disparity, "proximity/range": distance}
+
+
+def _describe_ground(ground: Any) -> str:
+    if ground is None:
+        return "off (the floor counts as an obstacle)"
+    return (f"on, camera {ground.camera_height_m:g} m above the floor, pitched "
+            f"{math.degrees(ground.pitch_rad):g} deg down, clearance {ground.clearance_m:g} m")
 
 
 def main(args: list[str] | None = None) -> int:
