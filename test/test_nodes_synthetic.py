@@ -172,3 +172,147 @@ def test_detection_node_finds_planted_objects_with_the_shipped_detector(tmp_path
         node.destroy_node()
         tester.destroy_node()
         rclpy.shutdown(context=context)
+
+
+# -- ground handling ----------------------------------------------------------------------------------------
+GROUND_CAMERA_HEIGHT_M, GROUND_PITCH_DEG, GROUND_BOX_M = 0.5, 5.0, 1.5
+
+
+@pytest.fixture(scope="module")
+def floor_scene():
+    """A box 1.5 m ahead on a flat floor seen from a known camera height and pitch (5 degrees down)."""
+    from dla_perception.synthetic.camera import StereoCamera
+    from dla_perception.synthetic.scene import PlantedObject, generate_frame
+
+    camera = StereoCamera().scaled(320, 240)
+    frame = generate_frame(7, camera, planted=[PlantedObject("box", GROUND_BOX_M)], clutter=False,
+                           camera_height_m=GROUND_CAMERA_HEIGHT_M, pitch_deg=GROUND_PITCH_DEG, yaw_deg=0.0)
+    return camera, frame
+
+
+def test_ground_parameters_remove_the_floor_but_not_the_obstacle(tmp_path, floor_scene) -> None:
+    """Ground handling off, the floor ahead is in proximity/mask and sets proximity/range; turned on at run
+    time with the scene's true height and pitch, the floor leaves the mask and the range is the box's."""
+    if not all((MODELS / name).is_file() for name in ("features.onnx", "head.onnx")):
+        pytest.skip(f"shipped proximity models not found in {MODELS}")
+    from builtin_interfaces.msg import Time
+    from sensor_msgs.msg import CameraInfo, Image, Range
+
+    from dla_perception.nodes.messages import image_message
+    from dla_perception.nodes.proximity import ProximitySegmentationNode
+
+    camera, frame = floor_scene
+    engines = tmp_path / "engines.yaml"
+    engines.write_text(yaml.safe_dump({"models": {
+        "proximity_features": {"onnx": str(MODELS / "features.onnx"), "cores": ["cpu"]},
+        "proximity_head": {"onnx": str(MODELS / "head.onnx"), "cores": ["cpu"]},
+    }}))
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=DOMAIN_ID)
+    executor = MultiThreadedExecutor(num_threads=3, context=context)
+    node = ProximitySegmentationNode(context=context, namespace="ground", parameter_overrides=[
+        Parameter("engines_file", value=str(engines)), Parameter("planes_m", value=[1.0, 2.0]),
+        Parameter("alert_distance_m", value=2.0)])
+    tester = rclpy.create_node("floor_source", context=context)
+    try:
+        for item in (node, tester):
+            executor.add_node(item)
+        threading.Thread(target=executor.spin, daemon=True).start()
+        images = {side: tester.create_publisher(Image, f"/ground/{side}/image_rect", qos_profile_sensor_data)
+                  for side in ("left", "right")}
+        infos = {side: tester.create_publisher(CameraInfo, f"/ground/{side}/camera_info",
+                                               qos_profile_sensor_data) for side in ("left", "right")}
+        masks = Received(tester, Image, "/ground/proximity/mask")
+        ranges = Received(tester, Range, "/ground/proximity/range")
+        wait_until(lambda: all(p.get_subscription_count() for p in (*images.values(), *infos.values())))
+        wait_until(lambda: node._mask_pub.get_subscription_count() > 0
+                   and node._range_pub.get_subscription_count() > 0)
+
+        def send_info() -> bool:
+            projections = {"left": camera.projection_left(), "right": camera.projection_right()}
+            for side, projection in projections.items():
+                info = CameraInfo(width=camera.width, height=camera.height)
+                info.p = [float(v) for v in projection.reshape(-1)]
+                infos[side].publish(info)
+            return node._geometry is not None
+
+        wait_until(send_info)
+        outcomes = Outcomes(node)
+
+        def run(seconds: int) -> tuple[np.ndarray, float]:
+            stamp = Time(sec=seconds)
+            images["left"].publish(image_message(frame.left, "rgb8", stamp, "camera_left"))
+            images["right"].publish(image_message(frame.right, "rgb8", stamp, "camera_left"))
+            outcome = outcomes.wait(seconds * 10**9)
+            assert outcome.status == "published", outcome.reason
+            mask_msg = masks.wait(lambda m: m.header.stamp.sec == seconds)
+            mask = np.frombuffer(mask_msg.data, np.uint8).reshape(camera.height, camera.width) == 255
+            return mask, ranges.wait(lambda m: m.header.stamp.sec == seconds).range
+
+        (box,) = frame.objects
+        x1, y1, x2, y2 = (int(round(v)) for v in box.box)
+        box_top = np.zeros((camera.height, camera.width), bool)  # above the clearance: 80 % of its 0.5 m
+        box_top[y1 + 2:y1 + int(0.7 * (y2 - y1)), x1 + 4:x2 - 4] = True
+        floor = frame.depth_m < 2.0  # nearer than the alert distance...
+        floor[: y2 + 3] = False  # ...and below the box's foot: nothing but floor there
+        assert floor.sum() > 5000
+
+        mask, distance = run(50)
+        assert node.get_parameter("camera_height_m").value == 0.0  # off by default
+        assert np.mean(mask[floor]) > 0.95  # without ground handling the floor is an obstacle
+        assert np.mean(mask[box_top]) > 0.95
+        assert distance == pytest.approx(1.0)  # the floor right in front of the robot
+
+        results = node.set_parameters([Parameter("camera_height_m", value=GROUND_CAMERA_HEIGHT_M),
+                                       Parameter("camera_pitch_deg", value=GROUND_PITCH_DEG),
+                                       Parameter("ground_clearance_m", value=0.1)])
+        assert all(r.successful for r in results), [r.reason for r in results]
+        mask, distance = run(51)
+        assert np.mean(mask[floor]) < 0.02  # 0.0 when written
+        assert np.mean(mask[box_top]) > 0.95
+        assert distance == pytest.approx(2.0)  # the box (1.5 m) is nearer than 2 m, not than 1 m
+
+        # Bad values are refused with a reason and change nothing.
+        for name, value, reason in [("ground_clearance_m", 0.6, "below camera_height_m"),
+                                    ("camera_height_m", 0.08, "below camera_height_m"),
+                                    ("camera_height_m", 0.01, "at least"),
+                                    ("camera_pitch_deg", float("nan"), ""),
+                                    ("camera_pitch_deg", 95.0, "")]:
+            (result,) = node.set_parameters([Parameter(name, value=value)])
+            assert not result.successful and reason in result.reason, (name, value, result.reason)
+        assert [node.get_parameter(n).value for n in ("camera_height_m", "camera_pitch_deg",
+                                                      "ground_clearance_m")] == [0.5, 5.0, 0.1]
+        mask, distance = run(52)
+        assert np.mean(mask[floor]) < 0.02 and distance == pytest.approx(2.0)
+
+        (result,) = node.set_parameters([Parameter("camera_height_m", value=0.0)])  # off again
+        assert result.successful
+        assert run(53)[1] == pytest.approx(1.0)
+    finally:
+        executor.shutdown(timeout_sec=5.0)
+        node.destroy_node()
+        tester.destroy_node()
+        rclpy.shutdown(context=context)
+
+
+def test_ground_override_that_does_not_fit_is_refused_at_start(tmp_path) -> None:
+    """A clearance above the camera from a parameters file: refused, default used, said in diagnostics."""
+    from dla_perception.nodes.parameters import ground_problem
+    from dla_perception.nodes.proximity import ProximitySegmentationNode
+
+    assert ground_problem(0.0, 5.0) is None and ground_problem(0.5, 0.1) is None
+    assert "below camera_height_m" in ground_problem(0.3, 0.3)
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=DOMAIN_ID)
+    node = ProximitySegmentationNode(context=context, namespace="ground_start", parameter_overrides=[
+        Parameter("engines_file", value=str(tmp_path / "absent.yaml")),
+        Parameter("camera_height_m", value=0.3), Parameter("ground_clearance_m", value=0.4)])
+    try:
+        assert node.get_parameter("camera_height_m").value == 0.3
+        assert node.get_parameter("ground_clearance_m").value == 0.1  # the default
+        assert node._ground is not None and node._ground.clearance_m == pytest.approx(0.1)
+        (status,) = [s for s in node.diagnostic_statuses() if s.name.endswith("proximity_segmentation")]
+        assert status.level >= 1 and "ground_clearance_m (0.4 m) must be below" in status.message
+    finally:
+        node.destroy_node()
+        rclpy.shutdown(context=context)
