@@ -30,7 +30,7 @@ from dla_perception.synthetic.render import (
     pixel_rays,
     render_view,
 )
-from dla_perception.synthetic.textures import TEXTURE_VARIANTS, TextureAtlas, lookup, tile_mips
+from dla_perception.synthetic.textures import TEXTURE_VARIANTS, Scratch, TextureAtlas, lookup, tile_mips
 
 OBSTACLE_CLASSES: tuple[str, ...] = ("box", "post", "bin", "person")
 
@@ -148,7 +148,7 @@ def _frames(seed: int, n_frames: int, camera: StereoCamera, opts: SceneOptions) 
     rays = pixel_rays(*intrinsics, pose["rotation"])
     inverse_length = 1.0 / np.sqrt(rays[0] * rays[0] + rays[1] * rays[1] + rays[2] * rays[2])
     common = ViewCommon(rays, inverse_length, np.float32(1.0 / camera.fx) / inverse_length,
-                        _SkyCache(scene, textures, rays))
+                        _SkyCache(scene, textures, rays), Scratch())
     for index, frame_stream in enumerate(sensor_stream.spawn(n_frames)):
         seconds = index / opts.rate_hz
         bob = 0.004 * np.sin(index * 1.7) if index else 0.0  # the robot's ride is not perfectly smooth
@@ -182,12 +182,13 @@ def _options(options: dict) -> SceneOptions:
 
 class ViewCommon(NamedTuple):
     """What every view of a drive shares: the pixel rays (camera-frame z = 1), their inverse lengths, the
-    ground footprint factor of a pixel (1 / (fx * inverse length)) and the sky image."""
+    ground footprint factor of a pixel (1 / (fx * inverse length)), the sky image and work arrays."""
 
     rays: tuple[np.ndarray, np.ndarray, np.ndarray]
     inverse_length: np.ndarray
     pixel_footprint: np.ndarray
     sky: _SkyCache
+    scratch: Scratch
 
 
 class Textures(NamedTuple):
@@ -548,51 +549,61 @@ def _shade(view: ViewBuffers, scene: Scene, textures: Textures, common: ViewComm
     """Linear RGB of a view (0..1): trilinear texture * tint * light (with fine grain), distance haze; the
     precomputed sky where no surface is.
 
+    Intermediate images are written into the drive's work arrays (common.scratch) rather than new ones.
     Three-channel work goes through OpenCV (merge/cvtColor to build, multiply with per-channel scalars):
     numpy's broadcasting of HxW or (3,) over HxWx3, and its uint8 x float products, are several times slower.
     """
     # per-surface tables with one more entry at the end for the sky, which index -1 picks
-    tiles = np.array([s.tile for s in scene.surfaces] + [scene.sky_tile], np.float32)
+    tiles = np.array([s.tile for s in scene.surfaces] + [scene.sky_tile])
     scales = np.array([s.texels_per_m for s in scene.surfaces] + [0.0], np.float32)
     tints = np.array([s.tint for s in scene.surfaces] + [(1.0, 1.0, 1.0)], np.float32) / 255.0
     details = np.array([s.detail for s in scene.surfaces] + [0.0], np.float32) * np.float32(2 / 255)
     surface = view.surface
-    index = surface.astype(np.uint8) if len(scene.surfaces) < 255 else surface  # uint8: -1 -> 255, the sky
-    sky = surface < 0
-    scale = lookup(scales, index)
+    shape = surface.shape
+    work = common.scratch.part("shade/")
+    small = len(scene.surfaces) < 255  # uint8 indices: -1 -> 255, the sky
+    index = work("index", shape, np.uint8) if small else surface
+    if small:
+        np.copyto(index, surface, casting="unsafe")  # = surface.astype(np.uint8)
+    sky = np.less(surface, 0, out=work("sky", shape, bool))
+    scale = lookup(scales, index, work("scale", shape))
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        u, v = view.u * scale, view.v * scale  # (the sky's are inf or nan: zeroed below)
+        u = np.multiply(view.u, scale, out=work("u", shape))  # (the sky's are inf or nan: zeroed below)
+        v = np.multiply(view.v, scale, out=work("v", shape))
         # texels under one pixel, grown at grazing incidence (half the anisotropy: sharp yet stable)
-        footprint = view.depth * scale
+        footprint = np.multiply(view.depth, scale, out=work("lod", shape))
         footprint *= common.pixel_footprint
-        incidence = view.cosine * common.inverse_length
+        incidence = np.multiply(view.cosine, common.inverse_length, out=work("incidence", shape))
         np.maximum(incidence, np.float32(0.05), out=incidence)
         footprint *= footprint
         footprint /= incidence
         np.minimum(footprint, 1e12, out=footprint)
-        lod = cv2.log(footprint)
+        lod = cv2.log(footprint, dst=footprint)
         lod *= np.float32(0.5 / np.log(2.0))
     # only the sky's are not finite, and the sky's colour is replaced below: zeroed to keep them harmless
     for array in (u, v, lod):
         np.copyto(array, np.float32(0.0), where=sky)
-    tile = lookup(tiles, index).astype(np.uint8 if len(tiles) <= 256 else np.int32)
-    texture = textures.atlas.sample(tile, u, v, lod)
+    texture = textures.atlas.sample(index, u, v, lod, scratch=work.part("colour/"), tile_table=tiles)
     # fine grain at 8x the texture's frequency (3 mip levels up), as a brightness modulation
     u *= np.float32(8)
     v *= np.float32(8)
     lod += np.float32(3)
-    grain = textures.detail.sample(None, u, v, lod, trilinear=False)
+    grain = textures.detail.sample(None, u, v, lod, trilinear=False, scratch=work.part("grain/"))
     grain -= np.float32(127.5)
-    grain *= lookup(details, index)
+    grain *= lookup(details, index, work("detail", shape))
     grain += 1.0
     light = grain
     light *= view.light  # view.light * (1 + detail * (grain - 127.5))
     # distance haze: a fraction `clear` of the surface's light arrives, the rest is the horizon's colour
-    clear = view.depth * np.float32(-1.0 / scene.haze_m)
+    clear = np.multiply(view.depth, np.float32(-1.0 / scene.haze_m), out=work("clear", shape))
     np.exp(clear, out=clear)
-    factor = cv2.merge([lookup(tints[:, channel], index) * light for channel in range(3)])
-    horizon = _uniform_image(*surface.shape, tuple(float(c) for c in scene.sky_horizon))
-    color = cv2.blendLinear(cv2.multiply(texture, factor, dtype=cv2.CV_32F), horizon, clear, 1.0 - clear)
+    channels = [lookup(tints[:, channel], index, work(f"tint{channel}", shape)) for channel in range(3)]
+    for channel in channels:
+        channel *= light
+    factor = cv2.merge(channels, dst=work("factor", shape + (3,)))
+    horizon = _uniform_image(*shape, tuple(float(c) for c in scene.sky_horizon))
+    lit = cv2.multiply(texture, factor, dtype=cv2.CV_32F, dst=work("lit", shape + (3,)))
+    color = cv2.blendLinear(lit, horizon, clear, np.subtract(1.0, clear, out=work("haze", shape)))
     sky_rows = np.flatnonzero(sky.any(axis=1))
     if len(sky_rows):
         rows = slice(0, int(sky_rows[-1]) + 1)

@@ -275,15 +275,40 @@ _MAKERS = {
 }
 
 
-def lookup(table: np.ndarray, index: np.ndarray) -> np.ndarray:
-    """table[index] as float32. A uint8 index goes through cv2.LUT (several times faster than np.take);
-    index 255 then reads the table's last entry, so -1 cast to uint8 means "the last one" either way."""
+def lookup(table: np.ndarray, index: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """table[index] as float32 (into `out` when given). A uint8 index goes through cv2.LUT (several times
+    faster than np.take); index 255 then reads the table's last entry, so -1 cast to uint8 means "the last
+    one" either way."""
     table = np.asarray(table, np.float32)
     if index.dtype == np.uint8 and len(table) <= 256:
         lut = np.full(256, table[-1], np.float32)
         lut[:len(table)] = table
-        return cv2.LUT(index, lut)
-    return np.take(table, index)
+        return cv2.LUT(index, lut, dst=out)
+    return np.take(table, index, out=out)
+
+
+class Scratch:
+    """Named work arrays kept from one image to the next (both views, every frame of a drive).
+
+    Writing into an array that is already there is several times faster than making a new one for every
+    intermediate result: no allocation, and the memory is warm in the cache. Names are local to a Scratch;
+    `part(prefix)` gives a Scratch whose names cannot clash with its parent's. Not for arrays that leave
+    the function that filled them, and not to be shared between threads."""
+
+    def __init__(self, arrays: dict | None = None, prefix: str = ""):
+        self._arrays = {} if arrays is None else arrays
+        self._prefix = prefix
+
+    def __call__(self, name: str, shape: tuple[int, ...], dtype=np.float32) -> np.ndarray:
+        """The array called `name` of this shape and dtype (its contents are whatever was left there)."""
+        key = (self._prefix + name, tuple(shape), np.dtype(dtype))
+        array = self._arrays.get(key)
+        if array is None:
+            array = self._arrays[key] = np.empty(shape, dtype)
+        return array
+
+    def part(self, prefix: str) -> Scratch:
+        return Scratch(self._arrays, f"{self._prefix}{prefix}/")
 
 
 @functools.lru_cache(maxsize=2 * TEXTURE_VARIANTS * len(TILE_KINDS))  # the whole pool at two tile sizes
@@ -337,54 +362,94 @@ class TextureAtlas:
         # (per channel the result is the same, in well under half the time)
         self.image = np.ascontiguousarray(atlas[..., 0]) if grey else cv2.cvtColor(atlas, cv2.COLOR_RGB2RGBA)
 
-    def _wrapped(self, u: np.ndarray) -> np.ndarray:
-        """u wrapped into [0, tile size) (a new array): wrapping once is enough, as (u * scale) mod
-        (size * scale) = scale * (u mod size) at every level, and it is cheaper than np.mod. remap reads texel
-        i's centre at i; the offsets hold the -0.5."""
+    def _wrapped(self, u: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """u wrapped into [0, tile size), into `out`: wrapping once is enough, as (u * scale) mod (size *
+        scale) = scale * (u mod size) at every level, and it is cheaper than np.mod. remap reads texel i's
+        centre at i; the offsets hold the -0.5."""
         size = np.float32(self.tile_size)
-        turns = u * (1 / size)
+        turns = np.multiply(u, 1 / size, out=out)
         np.floor(turns, out=turns)
         turns *= size
         return np.subtract(u, turns, out=turns)
 
     def sample(self, tile: np.ndarray | None, u: np.ndarray, v: np.ndarray, lod: np.ndarray,
-               trilinear: bool = True) -> np.ndarray:
+               trilinear: bool = True, scratch: Scratch | None = None,
+               tile_table: np.ndarray | None = None) -> np.ndarray:
         """Filtered samples in [0, 255]: HxWx3 uint8, or HxW float32 for a grey atlas.
 
-        tile: HxW int index of the tile per pixel (None: tile 0 everywhere); u, v: level-0 texel
-        coordinates (any real value, the tile repeats); lod: mip level per pixel (0 = full resolution).
-        Trilinear blends the two levels around lod; otherwise the nearest level is read (one remap).
+        tile: HxW int index of the tile per pixel (None: tile 0 everywhere), or with `tile_table` an index
+        into that table of tile numbers (a surface index, say: one lookup fewer than resolving it first);
+        u, v: level-0 texel coordinates (any real value, the tile repeats); lod: mip level per pixel (0 =
+        full resolution). Trilinear blends the two levels around lod; otherwise the nearest level is read
+        (one remap). With `scratch`, work arrays and the result live there (valid until its next use); the
+        inputs are never changed.
         """
+        work = scratch or Scratch()
+        shape = u.shape
         top = np.float32(self.levels - 1.0001)
         if trilinear:
-            lod = np.clip(lod, np.float32(0.0), top)
+            lod = np.clip(lod, np.float32(0.0), top, out=work("lod", shape))
         else:
-            lod = lod + np.float32(0.5)
+            lod = np.add(lod, np.float32(0.5), out=work("lod", shape))
             np.clip(lod, np.float32(0.0), top, out=lod)
-        low = lod.astype(np.uint8)
+        low = work("low", shape, np.uint8)
+        np.copyto(low, lod, casting="unsafe")  # = lod.astype(np.uint8)
         if tile is None:
             tile_x, tile_y = self._tile_x[0], self._tile_y[0]
         else:
-            tile = tile.astype(np.uint8) if len(self._tile_x) <= 256 else tile
-            tile_x, tile_y = lookup(self._tile_x, tile), lookup(self._tile_y, tile)
-        u, v = self._wrapped(u), self._wrapped(v)
-        samples = []
-        for level in (low, low + np.uint8(1)) if trilinear else (low,):
-            scale = lookup(self._level_scale, level)
-            offset = lookup(self._level_x, level)
-            offset += tile_x
-            map_x = u * scale
+            table_x, table_y = self._tile_x, self._tile_y
+            if tile_table is not None:
+                tile_table = np.asarray(tile_table, np.intp)
+                table_x, table_y = table_x[tile_table], table_y[tile_table]
+            elif len(table_x) <= 256 and tile.dtype != np.uint8:
+                tile = tile.astype(np.uint8)
+            tile_x = lookup(table_x, tile, work("tile_x", shape))
+            tile_y = lookup(table_y, tile, work("tile_y", shape))
+        u, v = self._wrapped(u, work("u", shape)), self._wrapped(v, work("v", shape))
+        channels = () if self.image.ndim == 2 else (self.image.shape[2],)
+
+        def read(rows: slice, scale: np.ndarray, offset: np.ndarray, number: int) -> np.ndarray:
+            """Bilinear samples of one mip level (given per pixel by its scale and x offset) in these rows."""
+            map_x = np.multiply(u[rows], scale, out=work(f"map_x{number}", shape)[rows])
             map_x += offset
-            map_y = v * scale
-            map_y += tile_y
-            sample = cv2.remap(self.image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            samples.append(sample if sample.ndim == 2 else cv2.cvtColor(sample, cv2.COLOR_RGBA2RGB))
-        grey = self.image.ndim == 2
+            map_y = np.multiply(v[rows], scale, out=work(f"map_y{number}", shape)[rows])
+            map_y += tile_y if np.ndim(tile_y) == 0 else tile_y[rows]
+            sample = cv2.remap(self.image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE,
+                               dst=work(f"sample{number}", shape + channels, np.uint8)[rows])
+            if channels:
+                sample = cv2.cvtColor(sample, cv2.COLOR_RGBA2RGB,
+                                      dst=work(f"rgb{number}", shape + (3,), np.uint8)[rows])
+            return sample
+
+        everything = slice(None)
+        scale = lookup(self._level_scale, low, work("scale", shape))
+        offset = lookup(self._level_x, low, work("offset", shape))
+        offset += tile_x
+        first = read(everything, scale, offset, 0)
         if not trilinear:
-            return samples[0].astype(np.float32) if grey else samples[0]
+            if channels:
+                return first
+            grey_sample = work("grey", shape)
+            np.copyto(grey_sample, first)
+            return grey_sample
         blend = lod
-        blend -= low  # in place: lod is this method's own copy
-        if grey:
-            low_sample = samples[0].astype(np.float32)
-            return low_sample + (samples[1].astype(np.float32) - low_sample) * blend
-        return cv2.blendLinear(samples[0], samples[1], 1.0 - blend, blend)
+        blend -= low  # in place: lod is a work array here
+        # the next level up, only in the rows where it has any weight (none where lod <= 0: magnified
+        # texture, near surfaces); its scale is half this level's and its x offset this level's plus this
+        # level's width (all exact in float32: powers of two, integers and halves)
+        second = work("rgb1" if channels else "sample1", shape + ((3,) if channels else ()), np.uint8)
+        rows = np.flatnonzero(blend.any(axis=1))
+        if len(rows):
+            part = slice(int(rows[0]), int(rows[-1]) + 1)
+            next_scale = np.multiply(scale[part], np.float32(0.5), out=work("scale1", shape)[part])
+            next_offset = np.multiply(scale[part], np.float32(self.tile_size),
+                                      out=work("offset1", shape)[part])
+            next_offset += np.float32(2 * _PAD)
+            next_offset += offset[part]
+            read(part, next_scale, next_offset, 1)
+        # (outside those rows `second` holds stale values, weighted by exactly 0 below)
+        if not channels:
+            first = first.astype(np.float32)
+            return first + (second.astype(np.float32) - first) * blend
+        remainder = np.subtract(1.0, blend, out=work("remainder", shape))
+        return cv2.blendLinear(first, second, remainder, blend, dst=work("blend", shape + (3,), np.uint8))
