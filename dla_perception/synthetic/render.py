@@ -211,7 +211,7 @@ def render_view(scene: Scene, fx: float, fy: float, cx: float, cy: float, width:
             light = scene.ambient + scene.sun_strength * np.maximum(
                 0.0, normal[0] * sun[0] + normal[1] * sun[1] + normal[2] * sun[2])
             cosine = np.abs(normal[0] * wdx + normal[1] * wdy + normal[2] * wdz)
-            writer.write(window, t, np.int32(solid.surface), u, v, light.astype(np.float32), cosine)
+            writer.write(window, t, np.int32(solid.surface), u, v, light, cosine)
 
         if shadow is None:
             shadow = ground_shadow(scene, origin)
@@ -261,9 +261,9 @@ def intersect_solid(solid: Solid, ox: float, oy: float, oz: float, dx, dy, dz):
     lox = a[0][0] * px + a[0][2] * pz
     loy = a[1][1] * py
     loz = a[2][0] * px + a[2][2] * pz
-    ldx = (a[0][0] * dx + a[0][2] * dz).astype(np.float32)
-    ldy = (a[1][1] * dy).astype(np.float32)
-    ldz = (a[2][0] * dx + a[2][2] * dz).astype(np.float32)
+    ldx = a[0][0] * dx + a[0][2] * dz  # float32, like the rays
+    ldy = a[1][1] * dy
+    ldz = a[2][0] * dx + a[2][2] * dz
     if solid.shape == "box":
         t, nx, ny, nz = _hit_unit_box(lox, loy, loz, ldx, ldy, ldz)
     elif solid.shape == "cylinder":
@@ -273,8 +273,13 @@ def intersect_solid(solid: Solid, ox: float, oy: float, oz: float, dx, dy, dz):
     missed = ~np.isfinite(t)  # the hit tests give a finite t >= NEAR_M, or inf
     if missed.all():
         return None
-    tt = _zeroed(t, missed)
-    hx, hy, hz = lox + tt * ldx, loy + tt * ldy, loz + tt * ldz  # local hit point
+    if solid.shape == "sphere" or (solid.shape == "cylinder" and -1.0 <= loy <= 1.0):
+        # the normal the hit test returned is the local hit point itself (computed the same way)
+        hx, hz = nx, nz
+        hy = ny if solid.shape == "sphere" else loy + _zeroed(t, missed) * ldy
+    else:
+        tt = _zeroed(t, missed)
+        hx, hy, hz = lox + tt * ldx, loy + tt * ldy, loz + tt * ldz  # local hit point
     hx_m, hy_m, hz_m = (h * e for h, e in zip((hx, hy, hz), solid.half_extents.tolist(), strict=True))
     if solid.shape == "box":
         # texture coordinates on the face the ray hit, offset per face so faces do not repeat each other
@@ -297,7 +302,8 @@ def intersect_solid(solid: Solid, ox: float, oy: float, oz: float, dx, dy, dz):
     wy = a[1][1] * ny
     wz = a[0][2] * nx + a[2][2] * nz
     norm = 1.0 / np.maximum(np.sqrt(wx * wx + wy * wy + wz * wz), 1e-12)
-    return t, u.astype(np.float32), v.astype(np.float32), (wx * norm, wy * norm, wz * norm)
+    return t, u.astype(np.float32, copy=False), v.astype(np.float32, copy=False), (wx * norm, wy * norm,
+                                                                                   wz * norm)
 
 
 def _zeroed(t: np.ndarray, missed: np.ndarray) -> np.ndarray:
@@ -461,24 +467,38 @@ def ground_shadow(scene: Scene, origin: np.ndarray) -> GroundShadow | None:
     cell = SHADOW_CELL_M
     image = np.zeros((int(SHADOW_AHEAD_M / cell), int((x1 - x0) / cell)), np.uint8)
 
-    def fill(points: np.ndarray) -> None:
-        """Fill the ground projection (along the sun) of a convex set given by points (Nx3, y <= 0)."""
-        ground = points - (points[:, 1:2] / sun[1]) * sun  # moved along the sun's rays down to y = 0
-        # 4 fractional bits: sub-cell precise, anti-aliased edges
-        pixels = np.round(np.stack([(ground[:, 0] - x0) / cell, (ground[:, 2] - z0) / cell], axis=1) * 16)
-        hull = cv2.convexHull(pixels.astype(np.int32))
-        cv2.fillConvexPoly(image, hull, 255, lineType=cv2.LINE_AA, shift=4)
-
+    outlines = []  # ground projections (along the sun) of convex sets, each given by points (Nx3, y <= 0)
     for facade in scene.facades:
         for z_start, z_end, height in zip(facade.z_edges[:-1], facade.z_edges[1:], facade.heights_m,
                                           strict=True):
             if z_end < z0 - 50 or z_start > z0 + SHADOW_AHEAD_M + 50:
                 continue
-            fill(np.array([[facade.x_m, 0.0, z_start], [facade.x_m, 0.0, z_end],
-                           [facade.x_m, -height, z_start], [facade.x_m, -height, z_end]]))
-    for solid in scene.solids:
-        fill(_outline_points(solid))
+            wall = np.array([[facade.x_m, 0.0, z_start], [facade.x_m, 0.0, z_end],
+                             [facade.x_m, -height, z_start], [facade.x_m, -height, z_end]])
+            outlines.append(_on_ground(wall, sun))
+    outlines += [_solid_on_ground(solid, sun) for solid in scene.solids]
+    if outlines:
+        ground = np.concatenate(outlines)
+        # 4 fractional bits: sub-cell precise, anti-aliased edges
+        pixels = np.round(np.stack([(ground[:, 0] - x0) / cell, (ground[:, 2] - z0) / cell], axis=1) * 16)
+        ends = np.cumsum([len(outline) for outline in outlines])
+        for points in np.split(pixels.astype(np.int32), ends[:-1]):
+            cv2.fillConvexPoly(image, cv2.convexHull(points), 255, lineType=cv2.LINE_AA, shift=4)
     return GroundShadow(image, x0, z0, cell)
+
+
+def _on_ground(points: np.ndarray, sun: np.ndarray) -> np.ndarray:
+    """Points moved along the sun's rays down to the ground y = 0."""
+    return points - (points[:, 1:2] / sun[1]) * sun
+
+
+def _solid_on_ground(solid: Solid, sun: np.ndarray) -> np.ndarray:
+    """_on_ground of the solid's outline points, kept on the solid: it stands still for a whole drive."""
+    key = sun.tobytes()
+    cached = solid.__dict__.get("_ground_outline")
+    if cached is None or cached[0] != key:
+        cached = solid.__dict__["_ground_outline"] = (key, _on_ground(_outline_points(solid), sun))
+    return cached[1]
 
 
 _CIRCLE = np.stack([np.cos(np.linspace(0, 2 * np.pi, 16, endpoint=False)),
