@@ -636,7 +636,8 @@ def _radius2(height: int, width: int) -> np.ndarray:
     """Squared distance from the image centre, 1 at the corners (for vignetting)."""
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     radius2 = ((xx - width / 2) ** 2 + (yy - height / 2) ** 2) / ((width / 2) ** 2 + (height / 2) ** 2)
-    return cv2.cvtColor(radius2, cv2.COLOR_GRAY2RGB)
+    radius2.setflags(write=False)
+    return radius2
 
 
 _EXPOSURE_TARGET = 0.2  # linear mean brightness auto exposure aims at (about 114 of 255 after gamma 2)
@@ -661,7 +662,8 @@ def _sensor(left: np.ndarray, right: np.ndarray, response: dict,
     exposure = _EXPOSURE_TARGET / max(mean, 1e-3) * response["exposure_bias"] * rng.uniform(0.97, 1.03)
     images = []
     for view, linear in enumerate((left, right)):
-        image = cv2.multiply(linear, _view_response(response, view, left.shape[:2]), scale=exposure)
+        image = cv2.multiply(linear, _view_response(response, view, left.shape[:2]), scale=exposure,
+                             dst=linear)  # in place: the shaded image is this frame's own
         cv2.GaussianBlur(image, (0, 0), response["blur"][view], dst=image)
         noise = cv2.LUT(np.frombuffer(rng.bytes(image.size), np.uint8).reshape(image.shape), _GAUSS_LUT)
         # noise level from the brightness (grey) of each pixel: shot noise grows with the light
@@ -680,8 +682,8 @@ def _view_response(response: dict, view: int, shape: tuple[int, int]) -> np.ndar
     key = ("factor", view, shape)
     if key not in response:
         gain = response["white_balance"] * response["gain"][view]
-        vignette = 1.0 - np.float32(response["vignetting"][view]) * _radius2(*shape)
-        response[key] = cv2.multiply(vignette, (*gain.tolist(), 0.0))
+        vignette = 1.0 - np.float32(response["vignetting"][view]) * _radius2(*shape)  # one channel, then 3
+        response[key] = cv2.multiply(cv2.cvtColor(vignette, cv2.COLOR_GRAY2RGB), (*gain.tolist(), 0.0))
     return response[key]
 
 
