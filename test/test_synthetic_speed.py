@@ -1,0 +1,126 @@
+"""The generator's speed measures must not change what it makes: reused work arrays, the trimmed second mip
+read, tile lookups by surface, and the allocator setting that keeps freed memory."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from dla_perception.synthetic.camera import StereoCamera
+from dla_perception.synthetic.scene import generate_sequence
+from dla_perception.synthetic.textures import TILE_KINDS, Scratch, TextureAtlas, lookup, tile_mips
+
+SMALL = StereoCamera().scaled(160, 120)
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _atlas() -> TextureAtlas:
+    return TextureAtlas([tile_mips(kind, 0, 64) for kind in TILE_KINDS[:5]])
+
+
+def _reference_trilinear(atlas: TextureAtlas, tile: np.ndarray, u, v, lod) -> np.ndarray:
+    """Trilinear sampling the plain way: both mip levels read everywhere (RGB atlas), then blended."""
+    rgb = cv2.cvtColor(atlas.image, cv2.COLOR_RGBA2RGB)
+    lod = np.clip(lod, np.float32(0.0), np.float32(atlas.levels - 1.0001))
+    low = lod.astype(np.uint8)
+    size = np.float32(atlas.tile_size)
+    u = u - np.floor(u * (1 / size)) * size
+    v = v - np.floor(v * (1 / size)) * size
+    tile_x, tile_y = lookup(atlas._tile_x, tile), lookup(atlas._tile_y, tile)
+    samples = []
+    for level in (low, low + 1):
+        scale = lookup(atlas._level_scale, level)
+        map_x = u * scale + (lookup(atlas._level_x, level) + tile_x)
+        samples.append(cv2.remap(rgb, map_x, v * scale + tile_y, cv2.INTER_LINEAR,
+                                 borderMode=cv2.BORDER_REPLICATE))
+    blend = lod - low.astype(np.float32)
+    return cv2.blendLinear(samples[0], samples[1], 1.0 - blend, blend)
+
+
+def test_texture_samples_are_the_plain_trilinear_ones_whatever_the_shortcuts():
+    rng = np.random.default_rng(5)
+    atlas = _atlas()
+    shape = (48, 64)
+    u = rng.uniform(-300, 300, shape).astype(np.float32)
+    v = rng.uniform(-300, 300, shape).astype(np.float32)
+    # magnified rows (lod <= 0: the second level has no weight and is not read there) and minified ones
+    lod = rng.uniform(0.0, 4.5, shape).astype(np.float32)
+    lod[:20] = rng.uniform(-3.0, 0.0, (20, shape[1]))
+    surface = rng.integers(0, 4, shape).astype(np.uint8)
+    tile_of_surface = np.array([3, 0, 4, 1])
+    expected = _reference_trilinear(atlas, tile_of_surface[surface].astype(np.uint8), u, v, lod)
+
+    plain = atlas.sample(tile_of_surface[surface], u, v, lod)
+    by_surface = atlas.sample(surface, u, v, lod, tile_table=tile_of_surface)
+    scratch = Scratch()
+    first = atlas.sample(surface, u, v, lod, scratch=scratch, tile_table=tile_of_surface).copy()
+    again = atlas.sample(surface, u, v, lod, scratch=scratch, tile_table=tile_of_surface)
+    for result in (plain, by_surface, first, again):
+        assert result.dtype == np.uint8 and result.shape == shape + (3,)
+        assert result.tobytes() == expected.tobytes()
+    assert (expected[:20] != expected[20:40]).any(), "the texture varies: the comparison means something"
+
+
+def test_scratch_arrays_are_reused_by_name_shape_and_type_and_parts_do_not_clash():
+    scratch = Scratch()
+    a = scratch("map", (4, 5))
+    assert scratch("map", (4, 5)) is a
+    assert scratch("map", (4, 6)) is not a
+    assert scratch("map", (4, 5), np.uint8) is not a
+    part = scratch.part("colour/")
+    assert part("map", (4, 5)) is not a and part("map", (4, 5)) is part("map", (4, 5))
+
+
+def test_interleaved_drives_give_the_same_bytes_as_separate_ones():
+    """Each drive has its own work arrays: two generators advanced in turn must not disturb each other."""
+    options = dict(photometric=True)
+    alone = [list(generate_sequence(seed, 3, SMALL, **options)) for seed in (4, 9)]
+    first, second = generate_sequence(4, 3, SMALL, **options), generate_sequence(9, 3, SMALL, **options)
+    interleaved = [[], []]
+    for _ in range(3):
+        interleaved[0].append(next(first))
+        interleaved[1].append(next(second))
+    for drive, again in zip(alone, interleaved, strict=True):
+        for a, b in zip(drive, again, strict=True):
+            for name in ("left", "right", "disparity", "depth_m"):
+                assert getattr(a, name).tobytes() == getattr(b, name).tobytes(), name
+            assert a.objects == b.objects
+
+
+_BURSTS = """
+import resource, sys
+import numpy as np
+if sys.argv[1] == "keep" and not keep_freed_memory():
+    print("unsupported")
+    raise SystemExit
+def burst():  # what a frame does: many MB-sized temporaries, all freed at the end
+    blocks = [np.ones(3 << 19, np.uint8) for _ in range(16)]
+    del blocks
+burst()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(10):
+    burst()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+def _page_faults(mode: str) -> str:
+    result = subprocess.run([sys.executable, "-c", _BURSTS, mode], capture_output=True, text=True, check=True,
+                            cwd=REPO)
+    return result.stdout.strip()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_freed_memory_stays_in_the_process_instead_of_page_faulting_back():
+    kept = _page_faults("keep")
+    if kept == "unsupported":
+        pytest.skip("this C library does not take the setting")
+    default = int(_page_faults("default"))
+    print(f"page faults for 10 bursts of 16 x 1.5 MB: {default} by default, {kept} with the setting")
+    assert int(kept) < 100
+    assert default > 10 * max(int(kept), 100), "without the setting the bursts must fault (else: meaningless)"
