@@ -95,6 +95,7 @@ def test_interleaved_drives_give_the_same_bytes_as_separate_ones():
 _BURSTS = """
 import resource, sys
 import numpy as np
+from dla_perception.synthetic.memory import keep_freed_memory
 if sys.argv[1] == "keep" and not keep_freed_memory():
     print("unsupported")
     raise SystemExit
