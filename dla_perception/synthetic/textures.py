@@ -19,7 +19,7 @@ TILE_KINDS: tuple[str, ...] = (
 
 _PAD = 2  # texels of wrapped border around every tile and level, for bilinear reads at the seam
 # Scenes draw their textures from a pool of this many variants per kind (cached per process: ~90 MB of
-# uint8 mip levels at 256 texels), then tint and scale each use, so building a scene costs no texture work.
+# uint8 RGBA mip levels at 256 texels), then tint and scale each use: building a scene costs no texture work.
 TEXTURE_VARIANTS = 16
 
 
@@ -313,9 +313,10 @@ class Scratch:
 
 @functools.lru_cache(maxsize=2 * TEXTURE_VARIANTS * len(TILE_KINDS))  # the whole pool at two tile sizes
 def tile_mips(kind: str, variant: int, size: int) -> tuple[np.ndarray, ...]:
-    """Variant number `variant` of a texture kind as uint8 mip levels (size, size/2, ... 8), each padded by
-    wrapping. Cached: scenes draw their textures from a fixed pool of variants per kind, which makes a new
-    scene cheap while tints and scales still make every scene's surfaces differ."""
+    """Variant number `variant` of a texture kind as uint8 RGBA mip levels (size, size/2, ... 8), each padded
+    by wrapping; alpha is 255 and unused (4 channels are what remap reads fastest, and atlases are then
+    assembled by plain copies). Cached: scenes draw their textures from a fixed pool of variants per kind,
+    which makes a new scene cheap while tints and scales still make every scene's surfaces differ."""
     seed = [TILE_KINDS.index(kind) if kind in TILE_KINDS else 0, int(variant), int(size)]
     tile = make_tile(kind, np.random.default_rng(seed), size)
     levels = []
@@ -323,7 +324,7 @@ def tile_mips(kind: str, variant: int, size: int) -> tuple[np.ndarray, ...]:
         if level:
             tile = cv2.resize(tile, (size >> level, size >> level), interpolation=cv2.INTER_AREA)
         padded = np.pad(tile, ((_PAD, _PAD), (_PAD, _PAD), (0, 0)), mode="wrap")
-        levels.append(np.round(padded * 255).astype(np.uint8))
+        levels.append(cv2.cvtColor(np.round(padded * 255).astype(np.uint8), cv2.COLOR_RGB2RGBA))
     for level in levels:
         level.setflags(write=False)
     return tuple(levels)
@@ -334,8 +335,10 @@ class TextureAtlas:
     `cv2.remap` calls (trilinear filtering) whatever the number of materials."""
 
     def __init__(self, tiles: list[tuple[np.ndarray, ...]], grey: bool = False):
-        """tiles: per tile its padded uint8 mip levels, as tile_mips returns them; grey keeps the first
-        channel only (samples are then HxW)."""
+        """tiles: per tile its padded uint8 RGBA (or RGB) mip levels, as tile_mips returns them; grey keeps
+        the first channel only (samples are then HxW). Colour atlases are kept as RGBA: OpenCV's remap has a
+        vectorised path for 4 channels, none for 3 (per channel the result is the same, in under half the
+        time)."""
         if not tiles:
             raise ValueError("an atlas needs at least one tile")
         self.tile_size = size = tiles[0][0].shape[0] - 2 * _PAD
@@ -350,17 +353,19 @@ class TextureAtlas:
         index = np.arange(len(tiles))
         self._tile_x = ((index % columns) * cell_width).astype(np.float32)
         self._tile_y = ((index // columns) * cell_height).astype(np.float32) + _PAD - 0.5
-        atlas = np.zeros((rows * cell_height, columns * cell_width, 3), np.uint8)
+        atlas = np.zeros((rows * cell_height, columns * cell_width) + (() if grey else (4,)), np.uint8)
         for index, levels in enumerate(tiles):
             if len(levels) != self.levels or levels[0].shape[0] != size + 2 * _PAD:
                 raise ValueError(f"tile {index} does not match the size of the first tile ({size})")
             y0 = int(self._tile_y[index] + 0.5) - _PAD
             for level, image in enumerate(levels):
                 x0 = int(self._tile_x[index]) + int(self._level_x[level] + 0.5) - _PAD
+                if grey:
+                    image = image[..., 0]
+                elif image.shape[2] == 3:
+                    image = cv2.cvtColor(image, cv2.COLOR_RGB2RGBA)
                 atlas[y0:y0 + image.shape[0], x0:x0 + image.shape[1]] = image
-        # colour atlases are kept as RGBA: OpenCV's remap has a vectorised path for 4 channels, none for 3
-        # (per channel the result is the same, in well under half the time)
-        self.image = np.ascontiguousarray(atlas[..., 0]) if grey else cv2.cvtColor(atlas, cv2.COLOR_RGB2RGBA)
+        self.image = atlas
 
     def _wrapped(self, u: np.ndarray, out: np.ndarray) -> np.ndarray:
         """u wrapped into [0, tile size), into `out`: wrapping once is enough, as (u * scale) mod (size *
