@@ -210,3 +210,13 @@ def test_bad_options_are_refused_clearly():
         generate_frame(0, SMALL, texture_size=100)
     with pytest.raises(ValueError, match="min_distance_m"):
         generate_frame(0, SMALL, min_distance_m=5.0, max_distance_m=2.0)
+
+
+def test_obstacles_may_stand_farther_than_the_usual_far_wall():
+    """max_distance_m beyond 55 m puts any far wall beyond the obstacles (it once failed to draw one)."""
+    tiny = StereoCamera().scaled(64, 48)
+    for seed in range(4):
+        frame = generate_frame(seed, tiny, max_distance_m=80.0, pitch_deg=0.0)
+        assert frame.left.shape == (48, 64, 3)
+        far = np.isfinite(frame.depth_m) & (frame.depth_m > 80.0)
+        assert far.any(), "the far end of the scene lies beyond the obstacles"

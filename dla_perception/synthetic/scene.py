@@ -257,7 +257,10 @@ class _SceneBuilder:
             facades.append(self._facade(side_x, -5.0, z_end))
         far_wall = None
         if rng.random() < 0.5:
-            far_wall = (float(self.travel_m + rng.uniform(opts.max_distance_m + 5.0, 60.0)),
+            # beyond the obstacles, at most 60 m away unless they stand farther (max_distance_m > 55)
+            nearest = opts.max_distance_m + 5.0
+            farthest = 60.0 if nearest <= 60.0 else nearest + 20.0
+            far_wall = (float(self.travel_m + rng.uniform(nearest, farthest)),
                         self._surface(str(rng.choice(["bricks", "plaster_windows", "concrete"])),
                                       rng.uniform(3.0, 8.0)))
 
