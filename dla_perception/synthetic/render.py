@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from dla_perception.synthetic.textures import lookup
-
 NEAR_M = 0.05  # hits nearer than this are ignored (the camera is never inside what it sees)
 _ZERO, _ONE, _MINUS_ONE = np.float32(0.0), np.float32(1.0), np.float32(-1.0)
 
@@ -522,10 +520,12 @@ def _outline_points(solid: Solid) -> np.ndarray:
 
 def _apply_ground_shadow(buffers: ViewBuffers, scene: Scene, shadow: GroundShadow) -> None:
     """Ground pixels in shadow get the ambient light only (partly, on the anti-aliased edges)."""
-    ground_table = np.zeros(len(scene.surfaces) + 1, np.float32)  # the last entry is for sky (-1)
-    ground_table[[band[2] for band in scene.ground_bands]] = 1.0
-    surface = buffers.surface
-    is_ground = lookup(ground_table, surface.astype(np.uint8) if len(scene.surfaces) < 255 else surface) > 0
+    is_ground = None
+    for band in {band[2] for band in scene.ground_bands}:
+        if is_ground is None:
+            is_ground = buffers.surface == band
+        else:
+            is_ground |= buffers.surface == band
     rows = np.flatnonzero(is_ground.any(axis=1))
     if not len(rows):
         return
