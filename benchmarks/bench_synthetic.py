@@ -12,10 +12,10 @@ issue asks for); numpy is single-threaded here anyway.
 
 `inference` (640x480 only): ProximityPipeline.process on the independent frames just generated, through an
 EngineManager built from config/engines.yaml on the cpu core alone (onnxruntime, --inference-threads
-intra-op threads per engine; 1 = one core, like the generator), planes 1, 2, 4 m, alert at 2 m; its p50
+intra-op threads per engine; 1 = one core, like the generator), planes 1, 2, 4 m, alert at 2 m, timed
+right after generating them (so that both see much the same load from other jobs on the machine); its p50
 ms next to the generator's, and `generation_faster_than_inference`: both p50s of generation (independent
-and sequence frames) below the p50 of inference. Generation and inference are timed alternately, frame by
-frame, so that the load of other jobs on the machine weighs on both alike.
+and sequence frames) below the p50 of inference.
 """
 
 from __future__ import annotations
@@ -44,8 +44,8 @@ def summarize(wall: list[float], cpu: list[float]) -> dict[str, float]:
             "mean_ms": round(float(array.mean()), 2), "cpu_mean_ms": round(float(np.mean(cpu)), 2)}
 
 
-def timed(frames, after=None) -> tuple[list[float], list[float]]:
-    """Wall and CPU ms of each next(frames); `after(frame)` runs after each one, untimed."""
+def timed(frames, keep: list | None = None) -> tuple[list[float], list[float]]:
+    """Wall and CPU ms of each next(frames); the frames are appended to `keep` when given."""
     wall, cpu = [], []
     while True:
         start_wall, start_cpu = time.perf_counter(), time.process_time()
@@ -55,8 +55,8 @@ def timed(frames, after=None) -> tuple[list[float], list[float]]:
             return wall, cpu
         wall.append((time.perf_counter() - start_wall) * 1000)
         cpu.append((time.process_time() - start_cpu) * 1000)
-        if after is not None:
-            after(frame)
+        if keep is not None:
+            keep.append(frame)
 
 
 class Inference:
@@ -120,12 +120,15 @@ def main() -> None:
             for variant in range(TEXTURE_VARIANTS):
                 tile_mips(kind, variant, tile_size)
         pool_s = time.perf_counter() - start
-        for seed in range(3):  # warm-up: imports, caches, inference sessions
-            frame = generate_frame(1000 + seed, camera)
-            if inference is not None:
+        for seed in range(3):  # warm-up: imports, caches
+            generate_frame(1000 + seed, camera)
+        frames: list = []
+        independent = timed((generate_frame(seed, camera) for seed in range(args.frames)), frames)
+        if inference is not None:
+            for frame in frames[:3]:  # warm-up: sessions
                 inference.run(frame, record=False)
-        after = inference.run if inference is not None else None
-        independent = timed((generate_frame(seed, camera) for seed in range(args.frames)), after)
+            for frame in frames:
+                inference.run(frame)
         wall, cpu = timed(generate_sequence(7, args.frames + 1, camera))
         # the first frame of a sequence also builds the scene: leave it out of the per-frame figure
         results[size] = {"independent": summarize(*independent), "sequence": summarize(wall[1:], cpu[1:]),
