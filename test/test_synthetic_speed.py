@@ -125,3 +125,18 @@ def test_freed_memory_stays_in_the_process_instead_of_page_faulting_back():
     print(f"page faults for 10 bursts of 16 x 1.5 MB: {default} by default, {kept} with the setting")
     assert int(kept) < 100
     assert default > 10 * max(int(kept), 100), "without the setting the bursts must fault (else: meaningless)"
+
+
+def test_shading_below_the_open_sky_band_by_band_changes_nothing(monkeypatch):
+    """A view with open sky may be shaded in bands of columns from their first non-sky row: same bytes."""
+    import dla_perception.synthetic.scene as scene
+
+    def drive(worth_skipping: float):
+        monkeypatch.setattr(scene, "SKY_WORTH_SKIPPING", worth_skipping)
+        return list(generate_sequence(7, 2, SMALL, photometric=False))
+
+    banded, whole = drive(0.0), drive(2.0)  # always in bands / never
+    sky = np.isinf(banded[0].depth_m)
+    assert sky.mean() > 0.2 and (~sky).mean() > 0.3, "a view with much open sky and much else"
+    for a, b in zip(banded, whole, strict=True):
+        assert a.left.tobytes() == b.left.tobytes() and a.right.tobytes() == b.right.tobytes()

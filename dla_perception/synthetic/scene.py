@@ -548,70 +548,121 @@ class _SkyCache:
         return gradient + cloud * (np.float32(0.95) * (0.8 + 0.2 * height) - gradient)
 
 
+SKY_BAND_PX = 80  # columns per band when the sky above each band is left out of shading
+SKY_WORTH_SKIPPING = 0.1  # fraction of the image such bands must leave out to be worth their overhead
+
+
 def _shade(view: ViewBuffers, scene: Scene, textures: Textures, common: ViewCommon) -> np.ndarray:
     """Linear RGB of a view (0..1): trilinear texture * tint * light (with fine grain), distance haze; the
     precomputed sky where no surface is.
 
-    Intermediate images are written into the drive's work arrays (common.scratch) rather than new ones.
-    Three-channel work goes through OpenCV (merge/cvtColor to build, multiply with per-channel scalars):
-    numpy's broadcasting of HxW or (3,) over HxWx3, and its uint8 x float products, are several times slower.
+    Where much of the view is open sky, it is shaded in bands of columns, each from its first row that
+    shows something other than sky: the rows above get the sky's colour without shading work (everything
+    here is per pixel, so the result is the same). A full view shades into the drive's work arrays
+    (common.scratch) rather than new ones.
     """
     # per-surface tables with one more entry at the end for the sky, which index -1 picks
-    tiles = np.array([s.tile for s in scene.surfaces] + [scene.sky_tile])
-    scales = np.array([s.texels_per_m for s in scene.surfaces] + [0.0], np.float32)
-    tints = np.array([s.tint for s in scene.surfaces] + [(1.0, 1.0, 1.0)], np.float32) / 255.0
-    details = np.array([s.detail for s in scene.surfaces] + [0.0], np.float32) * np.float32(2 / 255)
-    surface = view.surface
+    tables = {
+        "tiles": np.array([s.tile for s in scene.surfaces] + [scene.sky_tile]),
+        "scales": np.array([s.texels_per_m for s in scene.surfaces] + [0.0], np.float32),
+        "tints": np.array([s.tint for s in scene.surfaces] + [(1.0, 1.0, 1.0)], np.float32) / 255.0,
+        "details": np.array([s.detail for s in scene.surfaces] + [0.0], np.float32) * np.float32(2 / 255),
+    }
+    sky = view.surface < 0
+    sky_rows = np.flatnonzero(sky.any(axis=1))
+    sky_image = common.sky.rows(int(sky_rows[-1]) + 1) if len(sky_rows) else None
+    bands = _below_the_sky(sky)
+    if bands is None:
+        whole = (slice(None), slice(None))
+        color = _shade_window(view, whole, scene, textures, common, tables, common.scratch.part("shade/"))
+        if sky_image is not None:
+            rows = slice(0, len(sky_image))
+            cv2.copyTo(sky_image, sky[rows].view(np.uint8), color[rows])
+        return color
+    color = np.empty(sky.shape + (3,), np.float32)
+    for top, columns in bands:
+        color[:top, columns] = sky_image[:top, columns]
+        if top == len(sky):
+            continue
+        window = (slice(top, None), columns)
+        color[window] = _shade_window(view, window, scene, textures, common, tables, Scratch())
+        if len(sky_image) > top:  # sky between the surfaces further down the band
+            below = (slice(top, len(sky_image)), columns)
+            cv2.copyTo(sky_image[below], sky[below].view(np.uint8), color[below])
+    return color
+
+
+def _below_the_sky(sky: np.ndarray) -> list[tuple[int, slice]] | None:
+    """Bands of columns with the number of rows at their top that show nothing but sky; None when those
+    rows are too few (under SKY_WORTH_SKIPPING of the image) to pay for shading band by band."""
+    height, width = sky.shape
+    first = np.where(sky.all(axis=0), height, np.argmin(sky, axis=0))  # first row that is not sky
+    bands: list[tuple[int, slice]] = []
+    for start in range(0, width, SKY_BAND_PX):
+        columns = slice(start, min(start + SKY_BAND_PX, width))
+        top = int(first[columns].min())
+        if bands and bands[-1][0] == top:  # one window for neighbours that start on the same row
+            columns = slice(bands.pop()[1].start, columns.stop)
+        bands.append((top, columns))
+    skipped = sum(top * (columns.stop - columns.start) for top, columns in bands)
+    return bands if skipped >= SKY_WORTH_SKIPPING * sky.size else None
+
+
+def _shade_window(view: ViewBuffers, window: tuple[slice, slice], scene: Scene, textures: Textures,
+                  common: ViewCommon, tables: dict, work: Scratch) -> np.ndarray:
+    """_shade of the pixels in a window of the view (sky pixels included, their colour to be replaced), as
+    a new array. Three-channel work goes through OpenCV (merge/cvtColor to build, multiply with per-channel
+    scalars): numpy's broadcasting of HxW or (3,) over HxWx3, and its uint8 x float products, are several
+    times slower."""
+    surface = view.surface[window]
+    depth = view.depth[window]
     shape = surface.shape
-    work = common.scratch.part("shade/")
     small = len(scene.surfaces) < 255  # uint8 indices: -1 -> 255, the sky
     index = work("index", shape, np.uint8) if small else surface
     if small:
         np.copyto(index, surface, casting="unsafe")  # = surface.astype(np.uint8)
     sky = np.less(surface, 0, out=work("sky", shape, bool))
-    scale = lookup(scales, index, work("scale", shape))
+    scale = lookup(tables["scales"], index, work("scale", shape))
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        u = np.multiply(view.u, scale, out=work("u", shape))  # (the sky's are inf or nan: zeroed below)
-        v = np.multiply(view.v, scale, out=work("v", shape))
+        u = np.multiply(view.u[window], scale, out=work("u", shape))  # (sky: inf or nan, zeroed below)
+        v = np.multiply(view.v[window], scale, out=work("v", shape))
         # texels under one pixel, grown at grazing incidence (half the anisotropy: sharp yet stable)
-        footprint = np.multiply(view.depth, scale, out=work("lod", shape))
-        footprint *= common.pixel_footprint
-        incidence = np.multiply(view.cosine, common.inverse_length, out=work("incidence", shape))
+        footprint = np.multiply(depth, scale, out=work("lod", shape))
+        footprint *= common.pixel_footprint[window]
+        incidence = np.multiply(view.cosine[window], common.inverse_length[window],
+                                out=work("incidence", shape))
         np.maximum(incidence, np.float32(0.05), out=incidence)
         footprint *= footprint
         footprint /= incidence
         np.minimum(footprint, 1e12, out=footprint)
         lod = cv2.log(footprint, dst=footprint)
         lod *= np.float32(0.5 / np.log(2.0))
-    # only the sky's are not finite, and the sky's colour is replaced below: zeroed to keep them harmless
+    # only the sky's are not finite, and the sky's colour is replaced: zeroed to keep them harmless
     for array in (u, v, lod):
         np.copyto(array, np.float32(0.0), where=sky)
-    texture = textures.atlas.sample(index, u, v, lod, scratch=work.part("colour/"), tile_table=tiles)
+    texture = textures.atlas.sample(index, u, v, lod, scratch=work.part("colour/"),
+                                    tile_table=tables["tiles"])
     # fine grain at 8x the texture's frequency (3 mip levels up), as a brightness modulation
     u *= np.float32(8)
     v *= np.float32(8)
     lod += np.float32(3)
     grain = textures.detail.sample(None, u, v, lod, trilinear=False, scratch=work.part("grain/"))
     grain -= np.float32(127.5)
-    grain *= lookup(details, index, work("detail", shape))
+    grain *= lookup(tables["details"], index, work("detail", shape))
     grain += 1.0
     light = grain
-    light *= view.light  # view.light * (1 + detail * (grain - 127.5))
+    light *= view.light[window]  # view.light * (1 + detail * (grain - 127.5))
     # distance haze: a fraction `clear` of the surface's light arrives, the rest is the horizon's colour
-    clear = np.multiply(view.depth, np.float32(-1.0 / scene.haze_m), out=work("clear", shape))
+    clear = np.multiply(depth, np.float32(-1.0 / scene.haze_m), out=work("clear", shape))
     np.exp(clear, out=clear)
-    channels = [lookup(tints[:, channel], index, work(f"tint{channel}", shape)) for channel in range(3)]
+    channels = [lookup(tables["tints"][:, channel], index, work(f"tint{channel}", shape))
+                for channel in range(3)]
     for channel in channels:
         channel *= light
     factor = cv2.merge(channels, dst=work("factor", shape + (3,)))
     horizon = _uniform_image(*shape, tuple(float(c) for c in scene.sky_horizon))
     lit = cv2.multiply(texture, factor, dtype=cv2.CV_32F, dst=work("lit", shape + (3,)))
-    color = cv2.blendLinear(lit, horizon, clear, np.subtract(1.0, clear, out=work("haze", shape)))
-    sky_rows = np.flatnonzero(sky.any(axis=1))
-    if len(sky_rows):
-        rows = slice(0, int(sky_rows[-1]) + 1)
-        cv2.copyTo(common.sky.rows(rows.stop), sky[rows].view(np.uint8), color[rows])
-    return color
+    return cv2.blendLinear(lit, horizon, clear, np.subtract(1.0, clear, out=work("haze", shape)))
 
 
 # standard normal quantiles of 256 equiprobable bins: Gaussian noise from one random byte per sample
