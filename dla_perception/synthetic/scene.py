@@ -501,7 +501,10 @@ def _visible_disparity(left_depth: np.ndarray, right_depth: np.ndarray, fx_basel
 
 @functools.lru_cache(maxsize=4)
 def _column_indices(width: int) -> np.ndarray:
-    return np.arange(width, dtype=np.float32)[None, :]
+    """1xW float32: each pixel's column."""
+    columns = np.arange(width, dtype=np.float32)[None, :]
+    columns.setflags(write=False)
+    return columns
 
 
 @functools.lru_cache(maxsize=4)
