@@ -206,9 +206,15 @@ def render_view(scene: Scene, fx: float, fy: float, cx: float, cy: float, width:
                 continue
             t, u, v, normal = hit
             buffers.coverage[solid_index] = (window, np.isfinite(t))
-            light = scene.ambient + scene.sun_strength * np.maximum(
-                0.0, normal[0] * sun[0] + normal[1] * sun[1] + normal[2] * sun[2])
-            cosine = np.abs(normal[0] * wdx + normal[1] * wdy + normal[2] * wdz)
+            facing = normal[0] * sun[0]  # normal . sun, and below normal . ray (a None term is zero)
+            cosine = normal[0] * wdx
+            if normal[1] is not None:
+                facing += normal[1] * sun[1]
+                cosine += normal[1] * wdy
+            facing += normal[2] * sun[2]
+            cosine += normal[2] * wdz
+            light = scene.ambient + scene.sun_strength * np.maximum(0.0, facing)
+            np.abs(cosine, out=cosine)
             writer.write(window, t, np.int32(solid.surface), u, v, light, cosine)
 
         if shadow is None:
@@ -252,7 +258,8 @@ def _cast_facade(writer: _Writer, facade: Facade, scene: Scene, origin, rotation
 
 def intersect_solid(solid: Solid, ox: float, oy: float, oz: float, dx, dy, dz):
     """Nearest hit (t > NEAR_M) of rays o + t d from one origin with a solid: (t, u, v, world normal) with
-    t = inf where a ray misses, or None when no ray hits."""
+    t = inf where a ray misses, or None when no ray hits. A normal component that is zero for every ray
+    (y on the side of an upright cylinder) is None, which spares the work of multiplying zeros."""
     a = solid.to_local.tolist()  # Python floats keep the float32 arrays float32
     c = solid.center.tolist()
     px, py, pz = ox - c[0], oy - c[1], oz - c[2]
@@ -263,21 +270,21 @@ def intersect_solid(solid: Solid, ox: float, oy: float, oz: float, dx, dy, dz):
     ldy = a[1][1] * dy
     ldz = a[2][0] * dx + a[2][2] * dz
     if solid.shape == "box":
-        t, nx, ny, nz = _hit_unit_box(lox, loy, loz, ldx, ldy, ldz)
+        t, hits, tt, nx, ny, nz = _hit_unit_box(lox, loy, loz, ldx, ldy, ldz)
     elif solid.shape == "cylinder":
-        t, nx, ny, nz = _hit_unit_cylinder(lox, loy, loz, ldx, ldy, ldz)
+        t, hits, tt, nx, ny, nz = _hit_unit_cylinder(lox, loy, loz, ldx, ldy, ldz)
     else:
-        t, nx, ny, nz = _hit_unit_sphere(lox, loy, loz, ldx, ldy, ldz)
-    missed = ~np.isfinite(t)  # the hit tests give a finite t >= NEAR_M, or inf
-    if missed.all():
+        t, hits, tt, nx, ny, nz = _hit_unit_sphere(lox, loy, loz, ldx, ldy, ldz)
+    if not hits.any():
         return None
-    if solid.shape == "sphere" or (solid.shape == "cylinder" and -1.0 <= loy <= 1.0):
-        # the normal the hit test returned is the local hit point itself (computed the same way)
-        hx, hz = nx, nz
-        hy = ny if solid.shape == "sphere" else loy + _zeroed(t, missed) * ldy
+    # local hit points; for a sphere and the side of a cylinder the local normal is the hit point itself
+    # (computed the same way), so only what is missing is computed
+    if solid.shape == "sphere":
+        hx, hy, hz = nx, ny, nz
+    elif solid.shape == "cylinder" and ny is None:
+        hx, hy, hz = nx, loy + tt * ldy, nz
     else:
-        tt = _zeroed(t, missed)
-        hx, hy, hz = lox + tt * ldx, loy + tt * ldy, loz + tt * ldz  # local hit point
+        hx, hy, hz = lox + tt * ldx, loy + tt * ldy, loz + tt * ldz
     hx_m, hy_m, hz_m = (h * e for h, e in zip((hx, hy, hz), solid.half_extents.tolist(), strict=True))
     if solid.shape == "box":
         # texture coordinates on the face the ray hit, offset per face so faces do not repeat each other
@@ -289,29 +296,35 @@ def intersect_solid(solid: Solid, ox: float, oy: float, oz: float, dx, dy, dz):
         radius = float(np.sqrt(solid.half_extents[0] * solid.half_extents[2]))
         u = cv2.phase(hx, hz) * np.float32(radius)  # the angle round the axis (cv2: 25x numpy's arctan2)
         v = hy_m
-        if solid.shape == "cylinder":
+        if solid.shape == "cylinder" and ny is not None:
             cap = ny != 0
             if cap.any():
                 np.copyto(u, hx_m + 5.0, where=cap)
                 v = v.copy()
                 np.copyto(v, hz_m, where=cap)
-    # local normal -> world: transpose of to_local, then normalise
+    # local normal -> world: transpose of to_local, then normalise (a zero y adds nothing anywhere)
     wx = a[0][0] * nx + a[2][0] * nz
-    wy = a[1][1] * ny
+    wy = None if ny is None else a[1][1] * ny
     wz = a[0][2] * nx + a[2][2] * nz
-    norm = 1.0 / np.maximum(np.sqrt(wx * wx + wy * wy + wz * wz), 1e-12)
-    return t, u.astype(np.float32, copy=False), v.astype(np.float32, copy=False), (wx * norm, wy * norm,
-                                                                                   wz * norm)
+    length2 = wx * wx
+    if wy is not None:
+        length2 += wy * wy
+    length2 += wz * wz
+    norm = 1.0 / np.maximum(np.sqrt(length2), 1e-12)
+    return (t, u.astype(np.float32, copy=False), v.astype(np.float32, copy=False),
+            (wx * norm, None if wy is None else wy * norm, wz * norm))
 
 
-def _zeroed(t: np.ndarray, missed: np.ndarray) -> np.ndarray:
-    """t with 0 where a ray missed (so that hit points stay finite)."""
+def _with_zeros(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(where t is finite: the rays that hit, t with 0 where they missed: hit points stay finite)."""
+    hits = np.isfinite(t)
     tt = t.copy()
-    np.copyto(tt, _ZERO, where=missed)
-    return tt
+    np.copyto(tt, _ZERO, where=~hits)
+    return hits, tt
 
 
 def _hit_unit_box(ox, oy, oz, dx, dy, dz):
+    """(t, hits, t zeroed where missed, local normal x, y, z) of rays with the unit cube."""
     t_near = np.full(np.broadcast(ox, dx).shape, -np.inf, np.float32)
     t_far = np.full_like(t_near, np.inf)
     axis = np.zeros(t_near.shape, np.int8)
@@ -333,10 +346,12 @@ def _hit_unit_box(ox, oy, oz, dx, dy, dz):
         component = np.zeros_like(sign)
         np.copyto(component, sign, where=axis == index)
         normal.append(component)
-    return (t, *normal)
+    return (t, *_with_zeros(t), *normal)
 
 
 def _hit_unit_cylinder(ox, oy, oz, dx, dy, dz):
+    """(t, hits, t zeroed where missed, local normal x, y, z) of rays with the unit cylinder; y is None
+    when no ray can hit a cap."""
     a = dx * dx + dz * dz
     b = ox * dx + oz * dz
     c = ox * ox + oz * oz - 1.0
@@ -348,8 +363,8 @@ def _hit_unit_cylinder(ox, oy, oz, dx, dy, dz):
     if -1.0 <= oy <= 1.0:
         # the origin is level with the side: no ray can enter through a cap (a camera below the top of a
         # post or a person, the usual case, is spared the cap tests)
-        tt = _zeroed(t_side, ~np.isfinite(t_side))
-        return t_side, ox + tt * dx, np.zeros_like(t_side), oz + tt * dz
+        hits, tt = _with_zeros(t_side)
+        return t_side, hits, tt, ox + tt * dx, None, oz + tt * dz
     cap_y = _MINUS_ONE if oy < -1.0 else _ONE  # the cap facing the origin
     t_cap = (cap_y - oy) / dy
     cx, cz = ox + t_cap * dx, oz + t_cap * dz
@@ -357,25 +372,27 @@ def _hit_unit_cylinder(ox, oy, oz, dx, dy, dz):
     use_cap = t_cap < t_side
     t = t_side.copy()
     np.copyto(t, t_cap, where=use_cap)
-    tt = _zeroed(t, ~np.isfinite(t))
+    hits, tt = _with_zeros(t)
     nx, nz = ox + tt * dx, oz + tt * dz
     ny = np.zeros_like(t)
     if use_cap.any():
         np.copyto(nx, _ZERO, where=use_cap)
         np.copyto(nz, _ZERO, where=use_cap)
         np.copyto(ny, np.float32(cap_y), where=use_cap)
-    return t, nx, ny, nz
+    return t, hits, tt, nx, ny, nz
 
 
 def _hit_unit_sphere(ox, oy, oz, dx, dy, dz):
+    """(t, hits, t zeroed where missed, local normal x, y, z = the hit point) of rays with the unit
+    sphere."""
     a = dx * dx + dy * dy + dz * dz
     b = ox * dx + oy * dy + oz * dz
     c = ox * ox + oy * oy + oz * oz - 1.0
     disc = b * b - a * c
     t = (-b - np.sqrt(np.maximum(disc, 0.0))) / a
     np.copyto(t, np.float32(np.inf), where=~((disc >= 0) & (t >= NEAR_M)))
-    tt = _zeroed(t, ~np.isfinite(t))
-    return t, ox + tt * dx, oy + tt * dy, oz + tt * dz
+    hits, tt = _with_zeros(t)
+    return t, hits, tt, ox + tt * dx, oy + tt * dy, oz + tt * dz
 
 
 def _clipped_camera_points(points: np.ndarray, origin, rotation) -> np.ndarray:
