@@ -18,6 +18,16 @@ if str(Path(sys.prefix)) not in os.environ.get("AMENT_PREFIX_PATH", "").split(os
     )
 
 
+@pytest.fixture
+def trt(monkeypatch: pytest.MonkeyPatch):
+    """The strict TensorRT 10 test double (test/tensorrt_double.py), installed as the `tensorrt` module."""
+    import tensorrt_double
+
+    module = tensorrt_double.make_tensorrt("10.3.0", num_dla_cores=2)
+    monkeypatch.setitem(sys.modules, "tensorrt", module)
+    return module
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The read-only third-party data folder; skips the test where a clone does not have it."""

@@ -18,13 +18,6 @@ from dla_perception.tools.cli import UsageError, main
 
 
 @pytest.fixture
-def trt(monkeypatch):
-    module = tensorrt_double.make_tensorrt("10.3.0", num_dla_cores=2)
-    monkeypatch.setitem(sys.modules, "tensorrt", module)
-    return module
-
-
-@pytest.fixture
 def model_path(tmp_path) -> Path:
     return conv_model(tmp_path / "conv.onnx")
 

@@ -56,13 +56,6 @@ def reference(path: Path, x: np.ndarray) -> np.ndarray:
 
 
 @pytest.fixture
-def trt(monkeypatch):
-    module = tensorrt_double.make_tensorrt("10.3.0", num_dla_cores=2)
-    monkeypatch.setitem(sys.modules, "tensorrt", module)
-    return module
-
-
-@pytest.fixture
 def model_path(tmp_path) -> Path:
     return conv_model(tmp_path / "conv.onnx")
 
