@@ -253,7 +253,10 @@ def test_demo_makes_the_bag_once_then_reuses_it(tmp_path: Path, capsys: pytest.C
     first = capsys.readouterr().out
     assert "made now" in first and "p99 ms" in first and "report: " in first
     assert (tmp_path / "out" / "report.html").is_file()
-    assert [p.name for p in (tmp_path / "cache").iterdir()] == ["demo_seed2024_2f_160x120"]
+    from dla_perception.tools.demo import generator_fingerprint
+
+    expected = f"demo_seed2024_2f_160x120_{generator_fingerprint()}"
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [expected]
     assert main(arguments) == 0
     assert "reused from the cache" in capsys.readouterr().out
 

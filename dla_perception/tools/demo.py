@@ -1,12 +1,14 @@
 """`dla-perception demo`: a synthetic stereo bag through the perception graph, on the best cores here.
 
-The bag is made once per (seed, frames, size) and cached, so a second `make demo` only replays. The
-engines file's core lists already put each model on the best core available (DLA, then GPU, then CPU).
+The bag is made once per (seed, frames, size, generator source) and cached, so a second `make demo` only
+replays. The engines file's core lists already put each model on the best core available (DLA, then GPU,
+then CPU).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import shutil
 import tempfile
@@ -51,6 +53,17 @@ def cache_directory(override: Path | None) -> Path:
     return base / "dla_perception" / "bags"
 
 
+def generator_fingerprint() -> str:
+    """A digest of the synthetic generator's source: a changed generator must not reuse an old bag."""
+    import dla_perception.synthetic as synthetic
+
+    digest = hashlib.sha256()
+    for source in sorted(Path(synthetic.__file__).parent.glob("*.py")):
+        digest.update(source.name.encode())
+        digest.update(source.read_bytes())
+    return digest.hexdigest()[:10]
+
+
 def demo_bag(cache_dir: Path, seed: int, frames: int, width: int, height: int) -> tuple[Path, bool]:
     """The cached synthetic bag for these settings, made when absent; (path, whether it was made now).
 
@@ -61,7 +74,7 @@ def demo_bag(cache_dir: Path, seed: int, frames: int, width: int, height: int) -
     from dla_perception.synthetic.camera import StereoCamera
     from dla_perception.synthetic.scene import generate_sequence
 
-    path = cache_dir / f"demo_seed{seed}_{frames}f_{width}x{height}"
+    path = cache_dir / f"demo_seed{seed}_{frames}f_{width}x{height}_{generator_fingerprint()}"
     if (path / "metadata.yaml").is_file():
         return path, False
     cache_dir.mkdir(parents=True, exist_ok=True)
