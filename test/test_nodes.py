@@ -719,3 +719,16 @@ def test_engines_file_missing_at_start(graph, tmp_path) -> None:
     outcome = Outcomes(node).wait(source.send_pair())
     assert outcome.status == "failed" and "unavailable" in outcome.reason
     assert node.diagnostic_statuses()[0].level == 2
+
+
+def test_core_warnings_come_out_through_ros_logging(graph, capfd) -> None:
+    """The ROS-free core logs with `logging`; in a node process its warnings go through the ROS logger."""
+    import logging
+
+    from dla_perception.nodes.base import RosLogHandler
+
+    assert any(isinstance(h, RosLogHandler) for h in logging.getLogger("dla_perception").handlers)
+    logging.getLogger("dla_perception.runtime.manager").warning("planted core warning %d", 42)
+    logged = capfd.readouterr().err
+    # rcutils' console format: "[WARN] [<stamp>] [<logger name>]: <message>"
+    assert "[WARN]" in logged and "[dla_perception.runtime.manager]: planted core warning 42" in logged

@@ -7,6 +7,7 @@ wait for a network; a frame that arrives while the previous one is in flight is 
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import rclpy.logging
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
 
@@ -55,28 +57,46 @@ def open_engine_manager(engines_file: str) -> tuple[Any, list[str]]:
     A missing engines file or model leaves the others working (and an empty manager at worst), so a node
     keeps running and says why in diagnostics instead of dying at start.
     """
-    from dataclasses import replace
-
     from dla_perception.runtime.config import EnginesConfig, load_engines_config
     from dla_perception.runtime.manager import EngineManager
 
+    forward_core_logging()
     path = Path(engines_file) if engines_file else share_path("config/engines.yaml")
-    problems: list[str] = []
     try:
         config = load_engines_config(path, require_files=False)
     except (OSError, ValueError) as exc:
-        problems.append(f"engines file {path}: {exc}")
-        config = EnginesConfig()
-    manager = EngineManager(replace(config, models={}))
-    for spec in config.models.values():
-        if not spec.onnx.is_file():
-            problems.append(f"model {spec.name}: ONNX file not found: {spec.onnx}")
-            continue
-        try:
-            manager.add_model(spec)
-        except Exception as exc:  # one model failing must not take the others down
-            problems.append(f"model {spec.name}: {exc}")
-    return manager, problems
+        manager, _ = EngineManager.build_available(EnginesConfig())
+        return manager, [f"engines file {path}: {exc}"]
+    return EngineManager.build_available(config)
+
+
+class RosLogHandler(logging.Handler):
+    """Sends the ROS-free core's `logging` records to the ROS logger of the same name.
+
+    Core warnings (a core fallen back, a failing engine out of rotation, a request retried elsewhere) then
+    reach the ROS console and log files (~/.ros/log) formatted like the nodes' own messages, instead of
+    bare lines on stderr. (They are not on /rosout: only loggers of a node publish there.)
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        logger = rclpy.logging.get_logger(record.name)
+        message = self.format(record)
+        if record.levelno >= logging.ERROR:
+            logger.error(message)
+        elif record.levelno >= logging.WARNING:
+            logger.warning(message)
+        elif record.levelno >= logging.INFO:
+            logger.info(message)
+        else:
+            logger.debug(message)
+
+
+def forward_core_logging() -> None:
+    """Install RosLogHandler on the `dla_perception` logger once per process (INFO and up)."""
+    core = logging.getLogger(PACKAGE)
+    if not any(isinstance(handler, RosLogHandler) for handler in core.handlers):
+        core.addHandler(RosLogHandler())
+        core.setLevel(logging.INFO)
 
 
 @dataclass
@@ -222,6 +242,7 @@ class PerceptionNode(Node):
         self.add_on_set_parameters_callback(self._on_set_parameters)
         for name, problem in declare_all(self, self.PARAMETERS).items():  # counted by the validator
             self.health.set_condition(f"parameter:{name}", WARN, problem)
+        forward_core_logging()
         self._owns_manager = manager is None
         self._manager_problems: list[str] = []
         if manager is None:

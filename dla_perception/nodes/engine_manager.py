@@ -44,12 +44,8 @@ class EngineManagerNode(PerceptionNode):
         return list(self._manager_problems)
 
     def _log_placements(self) -> None:
+        """Where each model runs; the manager itself already warned about each fallback (forwarded log)."""
         for placement in self.manager.placements():
-            for fallback in placement["fallbacks"]:
-                self.get_logger().warning(
-                    f"model {placement['model']}: requested core {fallback['requested']} -> "
-                    f"{fallback['used']} ({fallback['reason']})"
-                )
             self.get_logger().info(f"model {placement['model']} on {', '.join(placement['active'])}")
 
     # -- services -----------------------------------------------------------------------------------------

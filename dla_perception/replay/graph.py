@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -84,23 +84,18 @@ class PerceptionGraph:
     # -- construction ---------------------------------------------------------------------------------
 
     def _open_manager(self, engines_file: Path) -> Any:
+        from dla_perception.nodes.base import forward_core_logging
         from dla_perception.runtime.config import load_engines_config
         from dla_perception.runtime.manager import EngineManager
 
-        try:  # missing model files are reported per model below, like the nodes do
+        try:  # missing model files are reported per model, like the nodes do
             config = load_engines_config(engines_file, require_files=False)
         except (OSError, ValueError) as exc:
             raise GraphError(str(exc)) from exc
-        manager = EngineManager(replace(config, models={}),
-                                engine_factory=recording_factory(self.run_log, config.cache_dir))
-        for spec in config.models.values():
-            if not Path(spec.onnx).is_file():
-                self.problems.append(f"model {spec.name}: ONNX file not found: {spec.onnx}")
-                continue
-            try:
-                manager.add_model(spec)
-            except Exception as exc:  # one model failing leaves the others (and says so)
-                self.problems.append(f"model {spec.name}: {exc}")
+        forward_core_logging()
+        manager, problems = EngineManager.build_available(
+            config, engine_factory=recording_factory(self.run_log, config.cache_dir))
+        self.problems.extend(problems)
         return manager
 
     def _node_arguments(self, robot_config: Path | None, remaps: dict[str, str]) -> list[str]:

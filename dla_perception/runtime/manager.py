@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -317,6 +317,26 @@ class EngineManager:
     def from_file(cls, path: str | Path, available_cores: Sequence[str] | None = None,
                   **kwargs: Any) -> EngineManager:
         return cls(load_engines_config(path), available_cores, **kwargs)
+
+    @classmethod
+    def build_available(cls, config: EnginesConfig, available_cores: Sequence[str] | None = None,
+                        **kwargs: Any) -> tuple[EngineManager, list[str]]:
+        """A manager with every model of `config` that could be built, and one line per model that could not.
+
+        A robot keeps perceiving with the models that work: a missing ONNX file or an engine that fails to
+        build is reported (and shown in diagnostics by the caller), never fatal for the others.
+        """
+        manager = cls(replace(config, models={}), available_cores, **kwargs)
+        problems: list[str] = []
+        for spec in config.models.values():
+            if not Path(spec.onnx).is_file():
+                problems.append(f"model {spec.name}: ONNX file not found: {spec.onnx}")
+                continue
+            try:
+                manager.add_model(spec)
+            except Exception as exc:  # one model failing must not take the others down
+                problems.append(f"model {spec.name}: {exc}")
+        return manager, problems
 
     # -- models -------------------------------------------------------------------------------------
 
