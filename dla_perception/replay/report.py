@@ -82,6 +82,12 @@ def write_report(
         (out_dir / name).unlink(missing_ok=True)
     figures: list[tuple[str, str]] = []  # (file name, caption)
 
+    def save(fig, name: str, caption: str) -> None:
+        fig.tight_layout()
+        fig.savefig(out_dir / name, dpi=90)
+        plt.close(fig)
+        figures.append((name, caption))
+
     if latencies_by_core:
         fig, axes = plt.subplots(1, len(latencies_by_core), figsize=(4.5 * len(latencies_by_core), 3.2),
                                  squeeze=False)
@@ -94,11 +100,8 @@ def write_report(
             axis.set_xlabel("engine latency (ms)")
             axis.set_ylabel("runs")
             axis.legend(fontsize="small")
-        fig.tight_layout()
-        fig.savefig(out_dir / "latency_per_core.png", dpi=90)
-        plt.close(fig)
-        figures.append(("latency_per_core.png",
-                        "Engine latency per core, stacked by model (every inference of the replay)."))
+        save(fig, "latency_per_core.png",
+             "Engine latency per core, stacked by model (every inference of the replay).")
 
     timed = [(f.index, f.end_to_end_ms) for f in frames if f.end_to_end_ms is not None]
     if timed:
@@ -110,10 +113,7 @@ def write_report(
             axis.legend()
         axis.set_xlabel("frame")
         axis.set_ylabel("end-to-end latency (ms)")
-        fig.tight_layout()
-        fig.savefig(out_dir / "end_to_end.png", dpi=90)
-        plt.close(fig)
-        figures.append(("end_to_end.png", "Inputs published -> last output received, per frame."))
+        save(fig, "end_to_end.png", "Inputs published -> last output received, per frame.")
 
     scored = [f for f in frames if f.iou]
     thresholds = (metrics.get("proximity") or {}).get("thresholds_m", [])
@@ -127,10 +127,7 @@ def write_report(
         axis.set_xlabel("frame")
         axis.set_ylabel("near-mask IoU")
         axis.legend(loc="lower right")
-        fig.tight_layout()
-        fig.savefig(out_dir / "iou_per_frame.png", dpi=90)
-        plt.close(fig)
-        figures.append(("iou_per_frame.png", "Near-mask IoU against the bag's ground truth, per plane."))
+        save(fig, "iou_per_frame.png", "Near-mask IoU against the bag's ground truth, per plane.")
 
     import cv2
 
