@@ -121,15 +121,24 @@ def test_matmul_with_two_computed_inputs_is_left():
     assert ops(exact.model) == ["MatMul"] and "constant" in exact.skipped[0]
 
 
-def softmax_behind_transposes():
-    """An NHWC segmentation tail: Transpose, flatten pixels, Softmax over classes, back to NCHW."""
-    nodes = [
-        helper.make_node("Conv", ["x", "w"], ["logits"], "classifier", kernel_shape=[1, 1]),
+def softmax_tail(features: str, weights_name: str) -> list:
+    """1x1 classifier, then NHWC Softmax over classes: Transpose, flatten pixels, Softmax, back to NCHW.
+
+    Reads initialisers `flat` ([1, pixels, classes]) and `grid` ([1, H, W, classes]); writes `y`."""
+    return [
+        helper.make_node("Conv", [features, weights_name], ["logits"], "classifier", kernel_shape=[1, 1]),
         helper.make_node("Transpose", ["logits"], ["nhwc"], "to_nhwc", perm=[0, 2, 3, 1]),
         helper.make_node("Reshape", ["nhwc", "flat"], ["pixels"], "flatten"),
         helper.make_node("Softmax", ["pixels"], ["probs"], "softmax", axis=-1),
         helper.make_node("Reshape", ["probs", "grid"], ["probs_nhwc"], "unflatten"),
         helper.make_node("Transpose", ["probs_nhwc"], ["y"], "to_nchw", perm=[0, 3, 1, 2]),
+    ]
+
+
+def softmax_behind_transposes():
+    """An NHWC segmentation tail: Transpose, flatten pixels, Softmax over classes, back to NCHW."""
+    nodes = [
+        *softmax_tail("x", "w"),
     ]
     inits = {
         "w": weights(4, 8, 1, 1),
@@ -175,12 +184,7 @@ def seed_scenario():
         helper.make_node("Add", ["spp", "up"], ["a"], "merge"),
         helper.make_node("Resize", ["g", "", "s32"], ["g_scaled"], "broadcast_global", mode="nearest"),
         helper.make_node("Add", ["a", "g_scaled"], ["a2"], "merge_global"),
-        helper.make_node("Conv", ["a2", "w2"], ["logits"], "classifier", kernel_shape=[1, 1]),
-        helper.make_node("Transpose", ["logits"], ["nhwc"], "to_nhwc", perm=[0, 2, 3, 1]),
-        helper.make_node("Reshape", ["nhwc", "flat"], ["pixels"], "flatten"),
-        helper.make_node("Softmax", ["pixels"], ["probs"], "softmax", axis=-1),
-        helper.make_node("Reshape", ["probs", "grid"], ["probs_nhwc"], "unflatten"),
-        helper.make_node("Transpose", ["probs_nhwc"], ["y"], "to_nchw", perm=[0, 3, 1, 2]),
+        *softmax_tail("a2", "w2"),
     ]
     inits = {
         "w1": weights(8, 3, 3, 3),
