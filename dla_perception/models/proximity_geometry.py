@@ -38,8 +38,9 @@ class StereoGeometry:
         baseline = -right[0, 3] / fx
         if baseline <= 0:
             raise ValueError(
-                f"stereo baseline must be positive, got {baseline:g} m from right P[0,3]={right[0, 3]:g} "
-                "(expected -fx * baseline; are left and right swapped, or is this a mono camera_info?)"
+                f"stereo baseline {baseline:g} m (from right P[0,3]={right[0, 3]:g}) is not positive: the "
+                "baseline must be positive, with P[0,3] = -fx * baseline (are left and right swapped, or is "
+                "this a mono camera_info?)"
             )
         return cls(float(fx), float(fy), float(cx), float(cy), float(baseline))
 

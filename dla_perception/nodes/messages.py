@@ -143,22 +143,24 @@ def projection_matrix(info: Any, side: str) -> np.ndarray:
 
 
 def stereo_geometry(left_info: Any, right_info: Any) -> StereoGeometry:
-    """Left/right CameraInfo -> StereoGeometry; baseline from the right P[0,3] = -fx * B (ROS convention)."""
+    """Left/right CameraInfo -> StereoGeometry; baseline from the right P[0,3] = -fx * B (ROS convention).
+
+    The CameraInfo checks are here; focal length and baseline come from the core's stereo model, the one
+    the pipeline itself uses, so the node and the pipeline cannot disagree about them.
+    """
+    from dla_perception.models.proximity_geometry import StereoGeometry as CoreStereoGeometry
+
     left = projection_matrix(left_info, "left")
     right = projection_matrix(right_info, "right")
-    fx = float(left[0, 0])
-    baseline = -float(right[0, 3]) / float(right[0, 0])
-    if baseline <= 0:
-        raise BadInput(
-            "baseline",
-            f"stereo baseline {baseline:.4g} m is not positive (right camera_info P[3] = {right[0, 3]:.4g}; "
-            "expected -fx * baseline)",
-        )
+    try:  # P is finite with positive focal lengths by now: only the baseline can be wrong
+        core = CoreStereoGeometry.from_projections(left, right)
+    except ValueError as exc:
+        raise BadInput("baseline", str(exc)) from exc
     sizes = {(int(left_info.width), int(left_info.height)), (int(right_info.width), int(right_info.height))}
     if len(sizes) != 1:
         raise BadInput("camera_info", f"left and right camera_info sizes differ: {sorted(sizes)}")
     width, height = sizes.pop()
-    return StereoGeometry(left, right, fx, baseline, width, height)
+    return StereoGeometry(left, right, core.fx, core.baseline_m, width, height)
 
 
 # --------------------------------------------------------------------------------------------- pairing
