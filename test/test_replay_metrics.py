@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from dla_perception.models.proximity_geometry import StereoGeometry
 from dla_perception.replay.baseline import Tolerances, compare, load_metrics
-from dla_perception.replay.metrics import ProximityScore, latency_summary, plane_disparities, stereo_geometry
+from dla_perception.replay.metrics import ProximityScore, latency_summary
 from dla_perception.replay.summary import summary_text
 
 
@@ -24,9 +25,13 @@ def test_latency_summary_percentiles() -> None:
 
 
 def test_stereo_geometry_and_planes() -> None:
-    fx, baseline = stereo_geometry([400.0, 0, 320, 0] + [0] * 8, [400.0, 0, 320, -400.0 * 0.12] + [0] * 8)
+    """The replay scores planes with the core's stereo model, from camera_info P as a bag stores it."""
+    intrinsics = [0, 400.0, 240, 0, 0, 0, 1, 0]
+    geometry = StereoGeometry.from_projections([400.0, 0, 320, 0, *intrinsics],
+                                               [400.0, 0, 320, -400.0 * 0.12, *intrinsics])
+    fx, baseline = geometry.fx, geometry.baseline_m
     assert (fx, baseline) == (400.0, pytest.approx(0.12))
-    assert plane_disparities([1.0, 2.0, 4.0], fx, baseline) == pytest.approx([48.0, 24.0, 12.0])
+    assert geometry.disparity_px([1.0, 2.0, 4.0]).tolist() == pytest.approx([48.0, 24.0, 12.0])
 
 
 def test_proximity_score_counts_near_pixels_and_ignores_unknown_truth() -> None:

@@ -32,19 +32,6 @@ def latency_summary(samples_ms: Iterable[float]) -> dict[str, float | None]:
     }
 
 
-def plane_disparities(planes_m: Sequence[float], fx: float, baseline_m: float) -> list[float]:
-    """Disparity in pixels of each distance plane: d = fx * B / Z."""
-    return [fx * baseline_m / z for z in planes_m]
-
-
-def stereo_geometry(left_projection: Sequence[float], right_projection: Sequence[float]
-                    ) -> tuple[float, float]:
-    """(fx, baseline in m) from the 12-element P of the left and right camera_info (right P[3] = -fx * B)."""
-    fx = float(left_projection[0])
-    baseline = -float(right_projection[3]) / float(right_projection[0]) if right_projection[0] else 0.0
-    return fx, baseline
-
-
 def _ratio(numerator: int, denominator: int) -> float | None:
     return round(numerator / denominator, 6) if denominator else None
 

@@ -23,11 +23,12 @@ from typing import Any
 
 import numpy as np
 
+from dla_perception.models.proximity_geometry import StereoGeometry
 from dla_perception.replay import bag as bagmod
 from dla_perception.replay.baseline import Regression, Tolerances, compare, load_metrics
 from dla_perception.replay.graph import DIAGNOSTICS, GraphNode, PerceptionGraph
 from dla_perception.replay.messages import DETECTION_ARRAY_TYPE, typestore
-from dla_perception.replay.metrics import ProximityScore, latency_summary, plane_disparities, stereo_geometry
+from dla_perception.replay.metrics import ProximityScore, latency_summary
 from dla_perception.replay.recorder import OutputBag
 from dla_perception.replay.report import FrameRecord, Overlay, write_report
 
@@ -341,10 +342,11 @@ class _Scorer:
         self.score = ProximityScore(sorted(self.planes_m)) if has_ground_truth and self.planes_m else None
         self.problems: list[str] = []  # ground truth that could not be scored, once per kind
 
-    def geometry(self, frame: bagmod.Frame) -> tuple[float, float]:
+    def geometry(self, frame: bagmod.Frame) -> StereoGeometry:
+        """The frame's stereo model (ValueError for an unusable camera_info pair)."""
         left = bagmod.decode(frame.messages[bagmod.LEFT_INFO])
         right = bagmod.decode(frame.messages[bagmod.RIGHT_INFO])
-        return stereo_geometry(left.p, right.p)
+        return StereoGeometry.from_projections(left.p, right.p)
 
 
 def _replay_frame(frame: bagmod.Frame, graph: PerceptionGraph, player: _ReplayNode, inbox: _Inbox,
@@ -442,11 +444,10 @@ def _proximity(frame: bagmod.Frame, messages: dict[str, _Received], scorer: _Sco
     if disparity is None or truth is None:
         return
     level = bagmod.image_array(typestore().deserialize_cdr(disparity.raw, disparity.msgtype).image)
-    fx, baseline = scorer.geometry(frame)
     try:
-        record.iou = scorer.score.add(frame.index, np.asarray(level, dtype=np.float32), truth,
-                                      plane_disparities(scorer.score.thresholds_m, fx, baseline))
-    except (ValueError, ZeroDivisionError) as exc:  # e.g. ground truth of another size: not scored
+        planes_px = scorer.geometry(frame).disparity_px(scorer.score.thresholds_m).tolist()
+        record.iou = scorer.score.add(frame.index, np.asarray(level, dtype=np.float32), truth, planes_px)
+    except ValueError as exc:  # bad camera_info, or ground truth of another size: not scored
         problem = f"ground truth not scored: {exc}"
         if problem not in scorer.problems:
             scorer.problems.append(problem)
@@ -468,8 +469,11 @@ def _overlay(frame: bagmod.Frame, messages: dict[str, _Received], scorer: _Score
         overlay.alert_mask = np.asarray(bagmod.image_array(mask_message))
     truth = frame.ground_truth_disparity()
     if truth is not None and scorer.alert_distance_m and frame.messages.get(bagmod.LEFT_INFO):
-        fx, baseline = scorer.geometry(frame)
-        overlay.truth_mask = np.nan_to_num(truth) > fx * baseline / float(scorer.alert_distance_m)
+        try:
+            alert_px = float(scorer.geometry(frame).disparity_px(float(scorer.alert_distance_m)))
+            overlay.truth_mask = np.nan_to_num(truth) > alert_px
+        except ValueError:  # unusable camera_info: the picture goes without the ground-truth outline
+            pass
     return overlay
 
 
