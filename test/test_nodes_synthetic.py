@@ -27,6 +27,19 @@ MODELS = REPO_ROOT / "models" / "proximity"
 PLANTED_M = 1.0
 
 
+def _proximity_engines(tmp_path, head: dict):
+    """engines.yaml for the shipped proximity networks (features on the CPU, the head with `head`'s
+    settings); skips the test where they are absent."""
+    if not all((MODELS / name).is_file() for name in ("features.onnx", "head.onnx")):
+        pytest.skip(f"shipped proximity models not found in {MODELS}")
+    engines = tmp_path / "engines.yaml"
+    engines.write_text(yaml.safe_dump({"models": {
+        "proximity_features": {"onnx": str(MODELS / "features.onnx"), "cores": ["cpu"]},
+        "proximity_head": {"onnx": str(MODELS / "head.onnx"), **head},
+    }}))
+    return engines
+
+
 @pytest.fixture(scope="module")
 def scene():
     from dla_perception.synthetic.camera import StereoCamera
@@ -38,8 +51,7 @@ def scene():
 
 
 def test_planted_box_is_in_the_near_mask_and_sets_the_range(tmp_path, scene) -> None:
-    if not all((MODELS / name).is_file() for name in ("features.onnx", "head.onnx")):
-        pytest.skip(f"shipped proximity models not found in {MODELS}")
+    engines = _proximity_engines(tmp_path, {"cores": ["dla0", "cpu"], "precision": "fp16"})
     from builtin_interfaces.msg import Time
     from sensor_msgs.msg import CameraInfo, Image, Range
 
@@ -47,11 +59,6 @@ def test_planted_box_is_in_the_near_mask_and_sets_the_range(tmp_path, scene) -> 
     from dla_perception.nodes.proximity import ProximitySegmentationNode
 
     camera, frame = scene
-    engines = tmp_path / "engines.yaml"
-    engines.write_text(yaml.safe_dump({"models": {
-        "proximity_features": {"onnx": str(MODELS / "features.onnx"), "cores": ["cpu"]},
-        "proximity_head": {"onnx": str(MODELS / "head.onnx"), "cores": ["dla0", "cpu"], "precision": "fp16"},
-    }}))
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=DOMAIN_ID)
     executor = MultiThreadedExecutor(num_threads=3, context=context)
@@ -193,8 +200,7 @@ def floor_scene():
 def test_ground_parameters_remove_the_floor_but_not_the_obstacle(tmp_path, floor_scene) -> None:
     """Ground handling off, the floor ahead is in proximity/mask and sets proximity/range; turned on at run
     time with the scene's true height and pitch, the floor leaves the mask and the range is the box's."""
-    if not all((MODELS / name).is_file() for name in ("features.onnx", "head.onnx")):
-        pytest.skip(f"shipped proximity models not found in {MODELS}")
+    engines = _proximity_engines(tmp_path, {"cores": ["cpu"]})
     from builtin_interfaces.msg import Time
     from sensor_msgs.msg import CameraInfo, Image, Range
 
@@ -202,11 +208,6 @@ def test_ground_parameters_remove_the_floor_but_not_the_obstacle(tmp_path, floor
     from dla_perception.nodes.proximity import ProximitySegmentationNode
 
     camera, frame = floor_scene
-    engines = tmp_path / "engines.yaml"
-    engines.write_text(yaml.safe_dump({"models": {
-        "proximity_features": {"onnx": str(MODELS / "features.onnx"), "cores": ["cpu"]},
-        "proximity_head": {"onnx": str(MODELS / "head.onnx"), "cores": ["cpu"]},
-    }}))
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=DOMAIN_ID)
     executor = MultiThreadedExecutor(num_threads=3, context=context)
