@@ -24,8 +24,7 @@ def _atlas() -> TextureAtlas:
 
 
 def _reference_trilinear(atlas: TextureAtlas, tile: np.ndarray, u, v, lod) -> np.ndarray:
-    """Trilinear sampling the plain way: both mip levels read everywhere (RGB atlas), then blended."""
-    rgb = cv2.cvtColor(atlas.image, cv2.COLOR_RGBA2RGB)
+    """Trilinear sampling the plain way: both mip levels read everywhere, then blended."""
     lod = np.clip(lod, np.float32(0.0), np.float32(atlas.levels - 1.0001))
     low = lod.astype(np.uint8)
     size = np.float32(atlas.tile_size)
@@ -36,7 +35,7 @@ def _reference_trilinear(atlas: TextureAtlas, tile: np.ndarray, u, v, lod) -> np
     for level in (low, low + 1):
         scale = lookup(atlas._level_scale, level)
         map_x = u * scale + (lookup(atlas._level_x, level) + tile_x)
-        samples.append(cv2.remap(rgb, map_x, v * scale + tile_y, cv2.INTER_LINEAR,
+        samples.append(cv2.remap(atlas.image, map_x, v * scale + tile_y, cv2.INTER_LINEAR,
                                  borderMode=cv2.BORDER_REPLICATE))
     blend = lod - low.astype(np.float32)
     return cv2.blendLinear(samples[0], samples[1], 1.0 - blend, blend)
@@ -61,7 +60,7 @@ def test_texture_samples_are_the_plain_trilinear_ones_whatever_the_shortcuts():
     first = atlas.sample(surface, u, v, lod, scratch=scratch, tile_table=tile_of_surface).copy()
     again = atlas.sample(surface, u, v, lod, scratch=scratch, tile_table=tile_of_surface)
     for result in (plain, by_surface, first, again):
-        assert result.dtype == np.uint8 and result.shape == shape + (3,)
+        assert result.dtype == np.uint8 and result.shape == shape + (4,)
         assert result.tobytes() == expected.tobytes()
     assert (expected[:20] != expected[20:40]).any(), "the texture varies: the comparison means something"
 
@@ -140,3 +139,20 @@ def test_shading_below_the_open_sky_band_by_band_changes_nothing(monkeypatch):
     assert sky.mean() > 0.2 and (~sky).mean() > 0.3, "a view with much open sky and much else"
     for a, b in zip(banded, whole, strict=True):
         assert a.left.tobytes() == b.left.tobytes() and a.right.tobytes() == b.right.tobytes()
+
+
+def test_the_atlas_fourth_channel_is_the_grain_repeated_at_every_level():
+    """The grain rides in the alpha channel (one read for colour and grain): GRAIN_FREQUENCY periods per
+    tile side at every mip level, centred on the middle grey; it varies within a period at full resolution
+    (smaller levels average it away)."""
+    from dla_perception.synthetic.textures import _PAD, GRAIN_FREQUENCY
+
+    for level, image in enumerate(tile_mips("asphalt", 3, 64)):
+        grain = image[_PAD:-_PAD, _PAD:-_PAD, 3].astype(np.int16)
+        period = max((64 >> level) // GRAIN_FREQUENCY, 1)
+        assert grain.shape == (64 >> level,) * 2
+        for axis in (0, 1):
+            assert (grain == np.roll(grain, period, axis=axis)).all()
+        assert abs(grain.mean() - 127.5) < 6
+        if level == 0:
+            assert grain[:period, :period].std() > 3

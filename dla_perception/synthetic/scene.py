@@ -143,17 +143,17 @@ def _frames(seed: int, n_frames: int, camera: StereoCamera, opts: SceneOptions) 
     scene_stream, sensor_stream = np.random.SeedSequence(seed).spawn(2)
     travel_m = opts.speed_mps * max(n_frames - 1, 0) / opts.rate_hz
     builder = _SceneBuilder(np.random.default_rng(scene_stream), camera, opts, travel_m)
-    scene, textures, pose, response = builder.build()
+    scene, atlas, pose, response = builder.build()
     intrinsics = (camera.fx, camera.fy, camera.cx, camera.cy, camera.width, camera.height)
     rays = pixel_rays(*intrinsics, pose["rotation"])
     inverse_length = 1.0 / np.sqrt(rays[0] * rays[0] + rays[1] * rays[1] + rays[2] * rays[2])
     common = ViewCommon(rays, inverse_length, np.float32(1.0 / camera.fx) / inverse_length,
-                        _SkyCache(scene, textures, rays), Scratch())
+                        _SkyCache(scene, atlas, rays), Scratch())
     for index, frame_stream in enumerate(sensor_stream.spawn(n_frames)):
         seconds = index / opts.rate_hz
         bob = 0.004 * np.sin(index * 1.7) if index else 0.0  # the robot's ride is not perfectly smooth
         origin = pose["origin"] + opts.speed_mps * seconds * pose["forward"] + np.array([0.0, bob, 0.0])
-        yield _render_frame(index, _walked(scene, seconds), textures, camera, origin, pose["rotation"],
+        yield _render_frame(index, _walked(scene, seconds), atlas, camera, origin, pose["rotation"],
                             common, opts, response, np.random.default_rng(frame_stream))
 
 
@@ -191,13 +191,6 @@ class ViewCommon(NamedTuple):
     scratch: Scratch
 
 
-class Textures(NamedTuple):
-    """A scene's colour atlas and the grey fine-grain texture laid over all its surfaces."""
-
-    atlas: TextureAtlas
-    detail: TextureAtlas
-
-
 class _SceneBuilder:
     """Draws one street scene from the seed."""
 
@@ -231,7 +224,7 @@ class _SceneBuilder:
                                      tuple(float(t) for t in tint), object_index, float(detail)))
         return len(self.surfaces) - 1
 
-    def build(self) -> tuple[Scene, Textures, dict, dict]:
+    def build(self) -> tuple[Scene, TextureAtlas, dict, dict]:
         rng, opts = self.rng, self.opts
         height = opts.camera_height_m if opts.camera_height_m is not None else rng.uniform(0.3, 0.6)
         pitch = np.radians(opts.pitch_deg if opts.pitch_deg is not None else rng.uniform(-2.0, 8.0))
@@ -289,11 +282,8 @@ class _SceneBuilder:
             sky_horizon=horizon.astype(np.float32), sky_zenith=zenith.astype(np.float32), sky_tile=sky_tile,
             haze_m=float(rng.uniform(150.0, 600.0)), objects=self.objects,
         )
-        detail = TextureAtlas([tile_mips("detail", int(rng.integers(TEXTURE_VARIANTS)), self.tile_size)],
-                              grey=True)
-        textures = Textures(TextureAtlas(self.tiles), detail)
         pose = {"origin": origin, "rotation": rotation, "forward": forward}
-        return scene, textures, pose, _camera_response(rng)
+        return scene, TextureAtlas(self.tiles), pose, _camera_response(rng)
 
     def _facade(self, x_m: float, z_start: float, z_end: float) -> Facade:
         rng = self.rng
@@ -416,7 +406,7 @@ def _random_size(rng: np.random.Generator, label: str) -> tuple[float, float, fl
     return (0.45 * height / 1.75 * rng.uniform(0.9, 1.15), height, 0.27 * height / 1.75)
 
 
-def _render_frame(index: int, scene: Scene, textures: Textures, camera: StereoCamera, origin: np.ndarray,
+def _render_frame(index: int, scene: Scene, atlas: TextureAtlas, camera: StereoCamera, origin: np.ndarray,
                   rotation: np.ndarray, common: ViewCommon, opts: SceneOptions, response: dict,
                   sensor_rng: np.random.Generator) -> StereoFrame:
     """Both views of one frame."""
@@ -431,8 +421,8 @@ def _render_frame(index: int, scene: Scene, textures: Textures, camera: StereoCa
     right = render_view(view_scene, *intrinsics, right_origin, rotation, rays, shadow)
 
     disparity = _visible_disparity(left.depth, right.depth, cam.fx * cam.baseline_m)
-    left_linear = _shade(left, scene, textures, common)
-    right_linear = _shade(right, scene, textures, common)
+    left_linear = _shade(left, scene, atlas, common)
+    right_linear = _shade(right, scene, atlas, common)
     if opts.photometric:
         left_image, right_image = _sensor(left_linear, right_linear, response, sensor_rng)
     else:
@@ -520,8 +510,8 @@ class _SkyCache:
     high above. It depends on the direction only, so both views and all frames of a drive share it. Made on
     demand for the rows that show sky, at half resolution (the sky is smooth; its disparity is unknown)."""
 
-    def __init__(self, scene: Scene, textures: Textures, rays):
-        self.scene, self.textures = scene, textures
+    def __init__(self, scene: Scene, atlas: TextureAtlas, rays):
+        self.scene, self.atlas = scene, atlas
         self.rays = [ray[::2, ::2] for ray in rays]
         self.shape = rays[0].shape
         self.image = np.zeros((0, self.shape[1], 3), np.float32)
@@ -542,7 +532,7 @@ class _SkyCache:
         cloud_scale = np.float32(48.0)
         lod = np.float32(2.0) - np.float32(2.0) * np.log2(np.maximum(elevation, np.float32(0.05)))
         tile = np.full(dx.shape, scene.sky_tile, np.int32)
-        cloud = self.textures.atlas.sample(tile, dx / up * cloud_scale, dz / up * cloud_scale, lod)[..., 0]
+        cloud = self.atlas.sample(tile, dx / up * cloud_scale, dz / up * cloud_scale, lod)[..., 0]
         cloud = cv2.cvtColor(cloud.astype(np.float32) * np.float32(1 / 255), cv2.COLOR_GRAY2RGB)
         height = cv2.cvtColor(np.sqrt(elevation), cv2.COLOR_GRAY2RGB)
         horizon, zenith = scene.sky_horizon, scene.sky_zenith
@@ -555,7 +545,7 @@ SKY_BAND_PX = 80  # columns per band when the sky above each band is left out of
 SKY_WORTH_SKIPPING = 0.1  # fraction of the image such bands must leave out to be worth their overhead
 
 
-def _shade(view: ViewBuffers, scene: Scene, textures: Textures, common: ViewCommon) -> np.ndarray:
+def _shade(view: ViewBuffers, scene: Scene, atlas: TextureAtlas, common: ViewCommon) -> np.ndarray:
     """Linear RGB of a view (0..1): trilinear texture * tint * light (with fine grain), distance haze; the
     precomputed sky where no surface is.
 
@@ -577,7 +567,7 @@ def _shade(view: ViewBuffers, scene: Scene, textures: Textures, common: ViewComm
     bands = _below_the_sky(sky)
     if bands is None:
         whole = (slice(None), slice(None))
-        color = _shade_window(view, whole, scene, textures, common, tables, common.scratch.part("shade/"))
+        color = _shade_window(view, whole, scene, atlas, common, tables, common.scratch.part("shade/"))
         if sky_image is not None:
             rows = slice(0, len(sky_image))
             cv2.copyTo(sky_image, sky[rows].view(np.uint8), color[rows])
@@ -588,7 +578,7 @@ def _shade(view: ViewBuffers, scene: Scene, textures: Textures, common: ViewComm
         if top == len(sky):
             continue
         window = (slice(top, None), columns)
-        color[window] = _shade_window(view, window, scene, textures, common, tables, Scratch())
+        color[window] = _shade_window(view, window, scene, atlas, common, tables, Scratch())
         if len(sky_image) > top:  # sky between the surfaces further down the band
             below = (slice(top, len(sky_image)), columns)
             cv2.copyTo(sky_image[below], sky[below].view(np.uint8), color[below])
@@ -611,7 +601,7 @@ def _below_the_sky(sky: np.ndarray) -> list[tuple[int, slice]] | None:
     return bands if skipped >= SKY_WORTH_SKIPPING * sky.size else None
 
 
-def _shade_window(view: ViewBuffers, window: tuple[slice, slice], scene: Scene, textures: Textures,
+def _shade_window(view: ViewBuffers, window: tuple[slice, slice], scene: Scene, atlas: TextureAtlas,
                   common: ViewCommon, tables: dict, work: Scratch) -> np.ndarray:
     """_shade of the pixels in a window of the view (sky pixels included, their colour to be replaced), as
     a new array. Three-channel work goes through OpenCV (merge/cvtColor to build, multiply with per-channel
@@ -643,18 +633,14 @@ def _shade_window(view: ViewBuffers, window: tuple[slice, slice], scene: Scene, 
     # only the sky's are not finite, and the sky's colour is replaced: zeroed to keep them harmless
     for array in (u, v, lod):
         np.copyto(array, np.float32(0.0), where=sky)
-    texture = textures.atlas.sample(index, u, v, lod, scratch=work.part("colour/"),
-                                    tile_table=tables["tiles"])
-    # fine grain at 8x the texture's frequency (3 mip levels up), as a brightness modulation
-    u *= np.float32(8)
-    v *= np.float32(8)
-    lod += np.float32(3)
-    grain = textures.detail.sample(None, u, v, lod, trilinear=False, scratch=work.part("grain/"))
-    grain -= np.float32(127.5)
-    grain *= lookup(tables["details"], index, work("detail", shape))
-    grain += 1.0
-    light = grain
-    light *= view.light[window]  # view.light * (1 + detail * (grain - 127.5))
+    texture = atlas.sample(index, u, v, lod, scratch=work.part("colour/"), tile_table=tables["tiles"])
+    # the fine grain (the atlas's fourth channel) modulates the light: 1 + detail * (grain - 127.5)
+    grain = cv2.extractChannel(texture, 3, dst=work("grain", shape, np.uint8))
+    light = cv2.subtract(grain, 127.5, dtype=cv2.CV_32F, dst=work("light", shape))
+    light *= lookup(tables["details"], index, work("detail", shape))
+    light += 1.0
+    light *= view.light[window]
+    texture = cv2.cvtColor(texture, cv2.COLOR_RGBA2RGB, dst=work("texture", shape + (3,), np.uint8))
     # distance haze: a fraction `clear` of the surface's light arrives, the rest is the horizon's colour
     clear = np.multiply(depth, np.float32(-1.0 / scene.haze_m), out=work("clear", shape))
     np.exp(clear, out=clear)

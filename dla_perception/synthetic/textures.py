@@ -14,7 +14,7 @@ import numpy as np
 
 TILE_KINDS: tuple[str, ...] = (
     "asphalt", "paving", "bricks", "concrete", "plaster_windows", "planks", "cardboard", "stripes",
-    "plastic", "fabric", "grass", "metal", "poster", "clouds", "detail",
+    "plastic", "fabric", "grass", "metal", "poster", "clouds",
 )
 
 _PAD = 2  # texels of wrapped border around every tile and level, for bilinear reads at the seam
@@ -259,19 +259,19 @@ def _clouds(rng, size):
     return _mix(np.zeros(3, np.float32), np.ones(3, np.float32), amount)
 
 
-def _detail(rng, size):
-    """Grey fine-grain noise around 0.5, laid over every surface at 8x its texture's frequency: the grain
-    that close surfaces show (and stereo matching needs) and that far ones average away in the mip levels."""
+def _grain(rng, size):
+    """Grey fine-grain noise around 0.5 (HxW), laid over every surface at 8x its texture's frequency: the
+    grain that close surfaces show (and stereo matching needs) and that far ones average away in the mip
+    levels."""
     grain = 0.6 * value_noise(rng, size, 32, 3) + 0.4 * rng.random((size, size), dtype=np.float32)
-    grain = (grain - grain.mean()) / (grain.std() + 1e-6) * 0.17 + 0.5
-    return np.repeat(grain[..., None], 3, axis=2)
+    return (grain - grain.mean()) / (grain.std() + 1e-6) * 0.17 + 0.5
 
 
 _MAKERS = {
     "asphalt": _asphalt, "paving": _paving, "bricks": _bricks, "concrete": _concrete,
     "plaster_windows": _plaster_windows, "planks": _planks, "cardboard": _cardboard, "stripes": _stripes,
     "plastic": _plastic, "fabric": _fabric, "grass": _grass, "metal": _metal, "poster": _poster,
-    "clouds": _clouds, "detail": _detail,
+    "clouds": _clouds,
 }
 
 
@@ -311,34 +311,51 @@ class Scratch:
         return Scratch(self._arrays, f"{self._prefix}{prefix}/")
 
 
+GRAIN_FREQUENCY = 8  # grain periods per texture tile side
+_GRAIN_SEED = 1000  # the grain's random stream, apart from every kind's
+
+
+@functools.lru_cache(maxsize=2 * TEXTURE_VARIANTS)
+def _grain_levels(variant: int, size: int) -> tuple[np.ndarray, ...]:
+    """The grain under each mip level of a size-texel tile, uint8 (mean 127.5): level L holds the grain
+    reduced to (size >> L) / GRAIN_FREQUENCY texels (down to 1), repeated GRAIN_FREQUENCY times each way."""
+    grain = _grain(np.random.default_rng([_GRAIN_SEED, int(variant), int(size)]), size)
+    levels = []
+    for level in range(int(np.log2(size)) - 2):
+        side = max((size >> level) // GRAIN_FREQUENCY, 1)
+        reduced = cv2.resize(grain, (side, side), interpolation=cv2.INTER_AREA)
+        repeats = (size >> level) // side
+        levels.append(np.round(np.tile(reduced, (repeats, repeats)) * 255).astype(np.uint8))
+    return tuple(levels)
+
+
 @functools.lru_cache(maxsize=2 * TEXTURE_VARIANTS * len(TILE_KINDS))  # the whole pool at two tile sizes
 def tile_mips(kind: str, variant: int, size: int) -> tuple[np.ndarray, ...]:
     """Variant number `variant` of a texture kind as uint8 RGBA mip levels (size, size/2, ... 8), each padded
-    by wrapping; alpha is 255 and unused (4 channels are what remap reads fastest, and atlases are then
-    assembled by plain copies). Cached: scenes draw their textures from a fixed pool of variants per kind,
-    which makes a new scene cheap while tints and scales still make every scene's surfaces differ."""
+    by wrapping. Alpha is the fine grain (_grain_levels): one remap reads colour and grain together, and
+    atlases are assembled by plain copies. Cached: scenes draw their textures from a fixed pool of variants
+    per kind, which makes a new scene cheap while tints and scales still make every scene's surfaces
+    differ."""
     seed = [TILE_KINDS.index(kind) if kind in TILE_KINDS else 0, int(variant), int(size)]
     tile = make_tile(kind, np.random.default_rng(seed), size)
     levels = []
-    for level in range(int(np.log2(size)) - 2):
+    for level, grain in enumerate(_grain_levels(variant, size)):
         if level:
             tile = cv2.resize(tile, (size >> level, size >> level), interpolation=cv2.INTER_AREA)
-        padded = np.pad(tile, ((_PAD, _PAD), (_PAD, _PAD), (0, 0)), mode="wrap")
-        levels.append(cv2.cvtColor(np.round(padded * 255).astype(np.uint8), cv2.COLOR_RGB2RGBA))
+        rgba = np.dstack([np.round(tile * 255).astype(np.uint8), grain])
+        levels.append(np.pad(rgba, ((_PAD, _PAD), (_PAD, _PAD), (0, 0)), mode="wrap"))
     for level in levels:
         level.setflags(write=False)
     return tuple(levels)
 
 
 class TextureAtlas:
-    """All tiles of a scene and their mip levels in one uint8 image, so that shading a whole view is two
+    """All tiles of a scene and their mip levels in one uint8 RGBA image, so that shading a whole view is two
     `cv2.remap` calls (trilinear filtering) whatever the number of materials."""
 
-    def __init__(self, tiles: list[tuple[np.ndarray, ...]], grey: bool = False):
-        """tiles: per tile its padded uint8 RGBA (or RGB) mip levels, as tile_mips returns them; grey keeps
-        the first channel only (samples are then HxW). Colour atlases are kept as RGBA: OpenCV's remap has a
-        vectorised path for 4 channels, none for 3 (per channel the result is the same, in under half the
-        time)."""
+    def __init__(self, tiles: list[tuple[np.ndarray, ...]]):
+        """tiles: per tile its padded uint8 RGBA mip levels, as tile_mips returns them (OpenCV's remap has a
+        vectorised path for 4 channels, none for 3)."""
         if not tiles:
             raise ValueError("an atlas needs at least one tile")
         self.tile_size = size = tiles[0][0].shape[0] - 2 * _PAD
@@ -353,17 +370,13 @@ class TextureAtlas:
         index = np.arange(len(tiles))
         self._tile_x = ((index % columns) * cell_width).astype(np.float32)
         self._tile_y = ((index // columns) * cell_height).astype(np.float32) + _PAD - 0.5
-        atlas = np.zeros((rows * cell_height, columns * cell_width) + (() if grey else (4,)), np.uint8)
+        atlas = np.zeros((rows * cell_height, columns * cell_width, 4), np.uint8)
         for index, levels in enumerate(tiles):
             if len(levels) != self.levels or levels[0].shape[0] != size + 2 * _PAD:
                 raise ValueError(f"tile {index} does not match the size of the first tile ({size})")
             y0 = int(self._tile_y[index] + 0.5) - _PAD
             for level, image in enumerate(levels):
                 x0 = int(self._tile_x[index]) + int(self._level_x[level] + 0.5) - _PAD
-                if grey:
-                    image = image[..., 0]
-                elif image.shape[2] == 3:
-                    image = cv2.cvtColor(image, cv2.COLOR_RGB2RGBA)
                 atlas[y0:y0 + image.shape[0], x0:x0 + image.shape[1]] = image
         self.image = atlas
 
@@ -378,25 +391,18 @@ class TextureAtlas:
         return np.subtract(u, turns, out=turns)
 
     def sample(self, tile: np.ndarray | None, u: np.ndarray, v: np.ndarray, lod: np.ndarray,
-               trilinear: bool = True, scratch: Scratch | None = None,
-               tile_table: np.ndarray | None = None) -> np.ndarray:
-        """Filtered samples in [0, 255]: HxWx3 uint8, or HxW float32 for a grey atlas.
+               scratch: Scratch | None = None, tile_table: np.ndarray | None = None) -> np.ndarray:
+        """Trilinear samples (the two mip levels around lod, blended): HxWx4 uint8, RGB and grain.
 
         tile: HxW int index of the tile per pixel (None: tile 0 everywhere), or with `tile_table` an index
         into that table of tile numbers (a surface index, say: one lookup fewer than resolving it first);
         u, v: level-0 texel coordinates (any real value, the tile repeats); lod: mip level per pixel (0 =
-        full resolution). Trilinear blends the two levels around lod; otherwise the nearest level is read
-        (one remap). With `scratch`, work arrays and the result live there (valid until its next use); the
-        inputs are never changed.
+        full resolution). With `scratch`, work arrays and the result live there (valid until its next use);
+        the inputs are never changed.
         """
         work = scratch or Scratch()
         shape = u.shape
-        top = np.float32(self.levels - 1.0001)
-        if trilinear:
-            lod = np.clip(lod, np.float32(0.0), top, out=work("lod", shape))
-        else:
-            lod = np.add(lod, np.float32(0.5), out=work("lod", shape))
-            np.clip(lod, np.float32(0.0), top, out=lod)
+        lod = np.clip(lod, np.float32(0.0), np.float32(self.levels - 1.0001), out=work("lod", shape))
         low = work("low", shape, np.uint8)
         np.copyto(low, lod, casting="unsafe")  # = lod.astype(np.uint8)
         if tile is None:
@@ -411,7 +417,7 @@ class TextureAtlas:
             tile_x = lookup(table_x, tile, work("tile_x", shape))
             tile_y = lookup(table_y, tile, work("tile_y", shape))
         u, v = self._wrapped(u, work("u", shape)), self._wrapped(v, work("v", shape))
-        channels = () if self.image.ndim == 2 else (self.image.shape[2],)
+        texels = shape + (4,)
 
         def read(rows: slice, scale: np.ndarray, offset: np.ndarray, number: int) -> np.ndarray:
             """Bilinear samples of one mip level (given per pixel by its scale and x offset) in these rows."""
@@ -419,30 +425,19 @@ class TextureAtlas:
             map_x += offset
             map_y = np.multiply(v[rows], scale, out=work(f"map_y{number}", shape)[rows])
             map_y += tile_y if np.ndim(tile_y) == 0 else tile_y[rows]
-            sample = cv2.remap(self.image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE,
-                               dst=work(f"sample{number}", shape + channels, np.uint8)[rows])
-            if channels:
-                sample = cv2.cvtColor(sample, cv2.COLOR_RGBA2RGB,
-                                      dst=work(f"rgb{number}", shape + (3,), np.uint8)[rows])
-            return sample
+            return cv2.remap(self.image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE,
+                             dst=work(f"sample{number}", texels, np.uint8)[rows])
 
-        everything = slice(None)
         scale = lookup(self._level_scale, low, work("scale", shape))
         offset = lookup(self._level_x, low, work("offset", shape))
         offset += tile_x
-        first = read(everything, scale, offset, 0)
-        if not trilinear:
-            if channels:
-                return first
-            grey_sample = work("grey", shape)
-            np.copyto(grey_sample, first)
-            return grey_sample
+        first = read(slice(None), scale, offset, 0)
         blend = lod
         blend -= low  # in place: lod is a work array here
         # the next level up, only in the rows where it has any weight (none where lod <= 0: magnified
         # texture, near surfaces); its scale is half this level's and its x offset this level's plus this
         # level's width (all exact in float32: powers of two, integers and halves)
-        second = work("rgb1" if channels else "sample1", shape + ((3,) if channels else ()), np.uint8)
+        second = work("sample1", texels, np.uint8)
         rows = np.flatnonzero(blend.any(axis=1))
         if len(rows):
             part = slice(int(rows[0]), int(rows[-1]) + 1)
@@ -453,8 +448,5 @@ class TextureAtlas:
             next_offset += offset[part]
             read(part, next_scale, next_offset, 1)
         # (outside those rows `second` holds stale values, weighted by exactly 0 below)
-        if not channels:
-            first = first.astype(np.float32)
-            return first + (second.astype(np.float32) - first) * blend
         remainder = np.subtract(1.0, blend, out=work("remainder", shape))
-        return cv2.blendLinear(first, second, remainder, blend, dst=work("blend", shape + (3,), np.uint8))
+        return cv2.blendLinear(first, second, remainder, blend, dst=work("blend", texels, np.uint8))
