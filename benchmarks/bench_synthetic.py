@@ -1,5 +1,5 @@
 """Milliseconds per synthetic stereo frame (both views, ground truth, boxes, camera effects), on one core,
-next to the milliseconds the CPU proximity pipeline takes to infer the same 640x480 frames.
+next to the milliseconds the robot's perception takes to infer the same 640x480 frames on the CPU.
 
     python benchmarks/bench_synthetic.py [--frames 20] [--sizes 640x480,320x240,160x120] [--threads 1]
                                          [--inference-threads 1] [--no-inference]
@@ -10,12 +10,14 @@ built once); each with p50/p90/mean wall ms and mean CPU ms per frame; `texture_
 time to make a process's texture pool. OpenCV runs with --threads threads (1 = the one-core figure the
 issue asks for); numpy is single-threaded here anyway.
 
-`inference` (640x480 only): ProximityPipeline.process on the independent frames just generated, through an
-EngineManager built from config/engines.yaml on the cpu core alone (onnxruntime, --inference-threads
-intra-op threads per engine; 1 = one core, like the generator), planes 1, 2, 4 m, alert at 2 m, timed
-right after generating them (so that both see much the same load from other jobs on the machine); its p50
-ms next to the generator's, and `generation_faster_than_inference`: both p50s of generation (independent
-and sequence frames) below the p50 of inference.
+`versus_inference` (640x480 only): the independent frames just generated are inferred the way the shipped
+graph infers every frame, through one EngineManager from config/engines.yaml on the cpu core alone
+(onnxruntime, --inference-threads intra-op threads per engine; 1 = one core, like the generator):
+ProximityPipeline.process with the planes and alert distance of config/robot.yaml, and DetectionPipeline
+on the left image. They are timed right after generating (so that both see much the same load from other
+jobs on the machine). Reported: each network's p50 and the frame's (both, summed per frame), and the
+generator's p50 over each: `generation_over_proximity` and `generation_over_frame_inference`, computed with
+the slower of the independent and sequence p50s.
 """
 
 from __future__ import annotations
@@ -34,8 +36,6 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-PLANES_M = (1.0, 2.0, 4.0)
-ALERT_M = 2.0
 
 
 def summarize(wall: list[float], cpu: list[float]) -> dict[str, float]:
@@ -60,9 +60,13 @@ def timed(frames, keep: list | None = None) -> tuple[list[float], list[float]]:
 
 
 class Inference:
-    """ProximityPipeline.process on the CPU through an EngineManager from config/engines.yaml, timed."""
+    """The shipped graph's per-frame inference on the CPU, timed per network: proximity (planes and alert
+    distance from config/robot.yaml) and detection, through one EngineManager from config/engines.yaml."""
 
     def __init__(self, camera, threads: int):
+        import yaml
+
+        from dla_perception.models.detection import DetectionPipeline
         from dla_perception.models.proximity import ProximityPipeline
         from dla_perception.runtime.config import load_engines_config
         from dla_perception.runtime.manager import EngineManager
@@ -70,18 +74,35 @@ class Inference:
         config = load_engines_config(REPO / "config" / "engines.yaml")
         config.models = {name: dataclasses.replace(spec, intra_op_threads=threads)
                          for name, spec in config.models.items()}
+        robot = yaml.safe_load((REPO / "config" / "robot.yaml").read_text())
+        proximity = robot["/**/proximity_segmentation"]["ros__parameters"]
+        self.planes_m = [float(v) for v in proximity["planes_m"]]
+        self.alert_m = float(proximity["alert_distance_m"])
         self.manager = EngineManager(config, available_cores=["cpu"])
-        self.pipeline = ProximityPipeline(self.manager)
+        self.proximity = ProximityPipeline(self.manager)
+        self.detection = DetectionPipeline(REPO / "models" / "detector" / "detector.yaml", self.manager)
         self.projections = camera.projection_left(), camera.projection_right()
-        self.wall: list[float] = []
-        self.cpu: list[float] = []
+        self.ms: dict[str, list[float]] = {"proximity": [], "detection": [], "frame": []}
+        self.cpu_ms: dict[str, list[float]] = {"proximity": [], "detection": [], "frame": []}
 
     def run(self, frame, record: bool = True) -> None:
-        start_wall, start_cpu = time.perf_counter(), time.process_time()
-        self.pipeline.process(frame.left, frame.right, "rgb8", *self.projections, PLANES_M, ALERT_M)
+        def proximity():
+            self.proximity.process(frame.left, frame.right, "rgb8", *self.projections, self.planes_m,
+                                   self.alert_m)
+
+        wall, cpu = {}, {}
+        for name, infer in (("proximity", proximity),
+                            ("detection", lambda: self.detection.detect(frame.left, "rgb8"))):
+            start_wall, start_cpu = time.perf_counter(), time.process_time()
+            infer()
+            wall[name] = (time.perf_counter() - start_wall) * 1000
+            cpu[name] = (time.process_time() - start_cpu) * 1000
         if record:
-            self.wall.append((time.perf_counter() - start_wall) * 1000)
-            self.cpu.append((time.process_time() - start_cpu) * 1000)
+            for name in ("proximity", "detection"):
+                self.ms[name].append(wall[name])
+                self.cpu_ms[name].append(cpu[name])
+            self.ms["frame"].append(wall["proximity"] + wall["detection"])
+            self.cpu_ms["frame"].append(cpu["proximity"] + cpu["detection"])
 
     def close(self) -> None:
         self.manager.close()
@@ -135,18 +156,18 @@ def main() -> None:
                          "texture_pool_s": round(pool_s, 2)}
         if inference is not None:
             inference.close()
-            inferred = summarize(inference.wall, inference.cpu)
+            inferred = {name: summarize(inference.ms[name], inference.cpu_ms[name]) for name in inference.ms}
             generation_ms = max(results[size]["independent"]["p50_ms"], results[size]["sequence"]["p50_ms"])
             comparison = {
                 "size": size,
-                "inference": {**inferred, "what": "ProximityPipeline.process, EngineManager on cpu, "
-                              f"config/engines.yaml, {args.inference_threads} intra-op thread(s), "
-                              f"planes {list(PLANES_M)} m, alert {ALERT_M} m"},
+                "what": f"config/engines.yaml on cpu, {args.inference_threads} intra-op thread(s); proximity "
+                        f"planes {inference.planes_m} m, alert {inference.alert_m} m (config/robot.yaml); "
+                        "detection on the left image; frame = both",
+                "inference_ms": inferred,
                 "generation_p50_ms": {"independent": results[size]["independent"]["p50_ms"],
                                       "sequence": results[size]["sequence"]["p50_ms"]},
-                "inference_p50_ms": inferred["p50_ms"],
-                "generation_over_inference": round(generation_ms / inferred["p50_ms"], 2),
-                "generation_faster_than_inference": bool(generation_ms < inferred["p50_ms"]),
+                "generation_over_proximity": round(generation_ms / inferred["proximity"]["p50_ms"], 2),
+                "generation_over_frame_inference": round(generation_ms / inferred["frame"]["p50_ms"], 2),
             }
     print(json.dumps({
         "benchmark": "synthetic_stereo_frame",
