@@ -37,7 +37,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
-
 def summarize(wall: list[float], cpu: list[float]) -> dict[str, float]:
     array = np.asarray(wall)
     return {"p50_ms": round(float(np.median(array)), 2), "p90_ms": round(float(np.percentile(array, 90)), 2),

@@ -264,7 +264,7 @@ def _grain(rng, size):
     grain that close surfaces show (and stereo matching needs) and that far ones average away in the mip
     levels."""
     grain = 0.6 * value_noise(rng, size, 32, 3) + 0.4 * rng.random((size, size), dtype=np.float32)
-    return (grain - grain.mean()) / (grain.std() + 1e-6) * 0.17 + 0.5
+    return np.clip((grain - grain.mean()) / (grain.std() + 1e-6) * 0.17 + 0.5, 0.0, 1.0)
 
 
 _MAKERS = {
