@@ -8,6 +8,7 @@ absent.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
 import numpy as np
@@ -40,6 +41,55 @@ def _proximity_engines(tmp_path, head: dict):
     return engines
 
 
+@contextlib.contextmanager
+def _proximity_graph(engines, camera, namespace: str, planes_m: list[float], alert_distance_m: float):
+    """The proximity node alone in its own ROS context (namespace `namespace`), with a source node whose
+    image and camera_info publishers it has matched and whose camera_info it has taken; yields
+    (node, images, masks, ranges, outcomes) and shuts everything down after."""
+    from sensor_msgs.msg import CameraInfo, Image, Range
+
+    from dla_perception.nodes.proximity import ProximitySegmentationNode
+
+    prefix = f"/{namespace}" if namespace else ""
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=DOMAIN_ID)
+    executor = MultiThreadedExecutor(num_threads=3, context=context)
+    node = ProximitySegmentationNode(context=context, namespace=namespace, parameter_overrides=[
+        Parameter("engines_file", value=str(engines)), Parameter("planes_m", value=planes_m),
+        Parameter("alert_distance_m", value=alert_distance_m)])
+    tester = rclpy.create_node("synthetic_source", context=context)
+    try:
+        for item in (node, tester):
+            executor.add_node(item)
+        threading.Thread(target=executor.spin, daemon=True).start()
+        images = {side: tester.create_publisher(Image, f"{prefix}/{side}/image_rect", qos_profile_sensor_data)
+                  for side in ("left", "right")}
+        infos = {side: tester.create_publisher(CameraInfo, f"{prefix}/{side}/camera_info",
+                                               qos_profile_sensor_data) for side in ("left", "right")}
+        masks = Received(tester, Image, f"{prefix}/proximity/mask")
+        ranges = Received(tester, Range, f"{prefix}/proximity/range")
+        wait_until(lambda: all(p.get_subscription_count() for p in (*images.values(), *infos.values())))
+        wait_until(lambda: node._mask_pub.get_subscription_count() > 0
+                   and node._range_pub.get_subscription_count() > 0)
+
+        def send_info() -> bool:
+            projections = {"left": camera.projection_left(), "right": camera.projection_right()}
+            for side, projection in projections.items():
+                info = CameraInfo(width=camera.width, height=camera.height)
+                info.header.frame_id = "camera_left"
+                info.p = [float(v) for v in projection.reshape(-1)]
+                infos[side].publish(info)
+            return node._geometry is not None
+
+        wait_until(send_info)
+        yield node, images, masks, ranges, Outcomes(node)
+    finally:
+        executor.shutdown(timeout_sec=5.0)
+        node.destroy_node()
+        tester.destroy_node()
+        rclpy.shutdown(context=context)
+
+
 @pytest.fixture(scope="module")
 def scene():
     from dla_perception.synthetic.camera import StereoCamera
@@ -53,43 +103,12 @@ def scene():
 def test_planted_box_is_in_the_near_mask_and_sets_the_range(tmp_path, scene) -> None:
     engines = _proximity_engines(tmp_path, {"cores": ["dla0", "cpu"], "precision": "fp16"})
     from builtin_interfaces.msg import Time
-    from sensor_msgs.msg import CameraInfo, Image, Range
 
     from dla_perception.nodes.messages import image_message
-    from dla_perception.nodes.proximity import ProximitySegmentationNode
 
     camera, frame = scene
-    context = rclpy.Context()
-    rclpy.init(context=context, domain_id=DOMAIN_ID)
-    executor = MultiThreadedExecutor(num_threads=3, context=context)
-    node = ProximitySegmentationNode(context=context, parameter_overrides=[
-        Parameter("engines_file", value=str(engines)), Parameter("planes_m", value=[1.5, 3.0]),
-        Parameter("alert_distance_m", value=1.5)])
-    tester = rclpy.create_node("synthetic_source", context=context)
-    try:
-        for item in (node, tester):
-            executor.add_node(item)
-        threading.Thread(target=executor.spin, daemon=True).start()
-        images = {side: tester.create_publisher(Image, f"/{side}/image_rect", qos_profile_sensor_data)
-                  for side in ("left", "right")}
-        infos = {side: tester.create_publisher(CameraInfo, f"/{side}/camera_info", qos_profile_sensor_data)
-                 for side in ("left", "right")}
-        masks = Received(tester, Image, "/proximity/mask")
-        ranges = Received(tester, Range, "/proximity/range")
-        wait_until(lambda: all(p.get_subscription_count() for p in (*images.values(), *infos.values())))
-        wait_until(lambda: node._mask_pub.get_subscription_count() > 0)
-
-        def send_info() -> bool:
-            projections = {"left": camera.projection_left(), "right": camera.projection_right()}
-            for side, projection in projections.items():
-                info = CameraInfo(width=camera.width, height=camera.height)
-                info.header.frame_id = "camera_left"
-                info.p = [float(v) for v in projection.reshape(-1)]
-                infos[side].publish(info)
-            return node._geometry is not None
-
-        wait_until(send_info)
-        outcomes = Outcomes(node)
+    graph = _proximity_graph(engines, camera, "", [1.5, 3.0], 1.5)
+    with graph as (node, images, masks, ranges, outcomes):
         stamp = Time(sec=42, nanosec=7)
         images["left"].publish(image_message(frame.left, "rgb8", stamp, "camera_left"))
         images["right"].publish(image_message(frame.right, "rgb8", stamp, "camera_left"))
@@ -110,11 +129,6 @@ def test_planted_box_is_in_the_near_mask_and_sets_the_range(tmp_path, scene) -> 
         statuses = {s.name: s for s in node.diagnostic_statuses()}  # a private manager: its cores too
         assert statuses["dla_perception: core dla0"].level == 1  # requested, absent, fell back to cpu
         assert int(statuses["dla_perception: core cpu"].values["inferences"]) >= 2
-    finally:
-        executor.shutdown(timeout_sec=5.0)
-        node.destroy_node()
-        tester.destroy_node()
-        rclpy.shutdown(context=context)
 
 
 DETECTOR = REPO_ROOT / "models" / "detector"
@@ -202,44 +216,12 @@ def test_ground_parameters_remove_the_floor_but_not_the_obstacle(tmp_path, floor
     time with the scene's true height and pitch, the floor leaves the mask and the range is the box's."""
     engines = _proximity_engines(tmp_path, {"cores": ["cpu"]})
     from builtin_interfaces.msg import Time
-    from sensor_msgs.msg import CameraInfo, Image, Range
 
     from dla_perception.nodes.messages import image_message
-    from dla_perception.nodes.proximity import ProximitySegmentationNode
 
     camera, frame = floor_scene
-    context = rclpy.Context()
-    rclpy.init(context=context, domain_id=DOMAIN_ID)
-    executor = MultiThreadedExecutor(num_threads=3, context=context)
-    node = ProximitySegmentationNode(context=context, namespace="ground", parameter_overrides=[
-        Parameter("engines_file", value=str(engines)), Parameter("planes_m", value=[1.0, 2.0]),
-        Parameter("alert_distance_m", value=2.0)])
-    tester = rclpy.create_node("floor_source", context=context)
-    try:
-        for item in (node, tester):
-            executor.add_node(item)
-        threading.Thread(target=executor.spin, daemon=True).start()
-        images = {side: tester.create_publisher(Image, f"/ground/{side}/image_rect", qos_profile_sensor_data)
-                  for side in ("left", "right")}
-        infos = {side: tester.create_publisher(CameraInfo, f"/ground/{side}/camera_info",
-                                               qos_profile_sensor_data) for side in ("left", "right")}
-        masks = Received(tester, Image, "/ground/proximity/mask")
-        ranges = Received(tester, Range, "/ground/proximity/range")
-        wait_until(lambda: all(p.get_subscription_count() for p in (*images.values(), *infos.values())))
-        wait_until(lambda: node._mask_pub.get_subscription_count() > 0
-                   and node._range_pub.get_subscription_count() > 0)
-
-        def send_info() -> bool:
-            projections = {"left": camera.projection_left(), "right": camera.projection_right()}
-            for side, projection in projections.items():
-                info = CameraInfo(width=camera.width, height=camera.height)
-                info.p = [float(v) for v in projection.reshape(-1)]
-                infos[side].publish(info)
-            return node._geometry is not None
-
-        wait_until(send_info)
-        outcomes = Outcomes(node)
-
+    graph = _proximity_graph(engines, camera, "ground", [1.0, 2.0], 2.0)
+    with graph as (node, images, masks, ranges, outcomes):
         def run(seconds: int) -> tuple[np.ndarray, float]:
             stamp = Time(sec=seconds)
             images["left"].publish(image_message(frame.left, "rgb8", stamp, "camera_left"))
@@ -289,11 +271,6 @@ def test_ground_parameters_remove_the_floor_but_not_the_obstacle(tmp_path, floor
         (result,) = node.set_parameters([Parameter("camera_height_m", value=0.0)])  # off again
         assert result.successful
         assert run(53)[1] == pytest.approx(1.0)
-    finally:
-        executor.shutdown(timeout_sec=5.0)
-        node.destroy_node()
-        tester.destroy_node()
-        rclpy.shutdown(context=context)
 
 
 def test_ground_override_that_does_not_fit_is_refused_at_start(tmp_path) -> None:
