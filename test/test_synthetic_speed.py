@@ -1,4 +1,4 @@
-"""The generator's speed measures must not change what it makes: reused work arrays, the trimmed second mip
+"""The generator's speed measures must not change what it makes: reused work arrays, the one-level texture
 read, tile lookups by surface, and the allocator setting that keeps freed memory."""
 
 from __future__ import annotations
@@ -23,36 +23,29 @@ def _atlas() -> TextureAtlas:
     return TextureAtlas([tile_mips(kind, 0, 64) for kind in TILE_KINDS[:5]])
 
 
-def _reference_trilinear(atlas: TextureAtlas, tile: np.ndarray, u, v, lod) -> np.ndarray:
-    """Trilinear sampling the plain way: both mip levels read everywhere, then blended."""
-    lod = np.clip(lod, np.float32(0.0), np.float32(atlas.levels - 1.0001))
-    low = lod.astype(np.uint8)
+def _reference_nearest_mip(atlas: TextureAtlas, tile: np.ndarray, u, v, lod) -> np.ndarray:
+    """The plain way: per pixel the level nearest to lod (within the pyramid), read bilinearly there."""
+    level = np.clip(np.floor(lod + np.float32(0.5)), 0, atlas.levels - 1).astype(np.uint8)
     size = np.float32(atlas.tile_size)
     u = u - np.floor(u * (1 / size)) * size
     v = v - np.floor(v * (1 / size)) * size
-    tile_x, tile_y = lookup(atlas._tile_x, tile), lookup(atlas._tile_y, tile)
-    samples = []
-    for level in (low, low + 1):
-        scale = lookup(atlas._level_scale, level)
-        map_x = u * scale + (lookup(atlas._level_x, level) + tile_x)
-        samples.append(cv2.remap(atlas.image, map_x, v * scale + tile_y, cv2.INTER_LINEAR,
-                                 borderMode=cv2.BORDER_REPLICATE))
-    blend = lod - low.astype(np.float32)
-    return cv2.blendLinear(samples[0], samples[1], 1.0 - blend, blend)
+    scale = lookup(atlas._level_scale, level)
+    map_x = u * scale + (lookup(atlas._level_x, level) + lookup(atlas._tile_x, tile))
+    map_y = v * scale + lookup(atlas._tile_y, tile)
+    return cv2.remap(atlas.image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
-def test_texture_samples_are_the_plain_trilinear_ones_whatever_the_shortcuts():
+def test_texture_samples_are_the_plain_nearest_mip_ones_whatever_the_shortcuts():
     rng = np.random.default_rng(5)
     atlas = _atlas()
     shape = (48, 64)
     u = rng.uniform(-300, 300, shape).astype(np.float32)
     v = rng.uniform(-300, 300, shape).astype(np.float32)
-    # magnified rows (lod <= 0: the second level has no weight and is not read there) and minified ones
-    lod = rng.uniform(0.0, 4.5, shape).astype(np.float32)
-    lod[:20] = rng.uniform(-3.0, 0.0, (20, shape[1]))
+    # magnified texture (lod < 0: level 0), every level, and beyond the smallest one
+    lod = rng.uniform(-3.0, atlas.levels + 1.0, shape).astype(np.float32)
     surface = rng.integers(0, 4, shape).astype(np.uint8)
     tile_of_surface = np.array([3, 0, 4, 1])
-    expected = _reference_trilinear(atlas, tile_of_surface[surface].astype(np.uint8), u, v, lod)
+    expected = _reference_nearest_mip(atlas, tile_of_surface[surface].astype(np.uint8), u, v, lod)
 
     plain = atlas.sample(tile_of_surface[surface], u, v, lod)
     by_surface = atlas.sample(surface, u, v, lod, tile_table=tile_of_surface)
@@ -63,6 +56,17 @@ def test_texture_samples_are_the_plain_trilinear_ones_whatever_the_shortcuts():
         assert result.dtype == np.uint8 and result.shape == shape + (4,)
         assert result.tobytes() == expected.tobytes()
     assert (expected[:20] != expected[20:40]).any(), "the texture varies: the comparison means something"
+
+
+def test_a_pixel_reads_the_mip_level_nearest_to_its_lod():
+    """A tile whose level L is flat grey 40 * (L + 1): the value read tells the level."""
+    shapes = [level.shape for level in tile_mips("bricks", 0, 64)]
+    atlas = TextureAtlas([tuple(np.full(shape, 40 * (level + 1), np.uint8) for level, shape in enumerate(shapes))])
+    lods = np.array([[-3.0, 0.0, 0.49, 0.51, 1.0, 1.49, 1.51, 2.6, len(shapes) - 1.0, len(shapes) + 5.0]],
+                    np.float32)
+    u = np.array([[0.3, 17.0, -5.5, 63.9, 2.0, 40.0, 100.0, -70.0, 8.0, 31.0]], np.float32)
+    levels = atlas.sample(None, u, u[:, ::-1].copy(), lods)[0, :, 0] // 40 - 1
+    assert levels.tolist() == [0, 0, 0, 1, 1, 1, 2, 3, len(shapes) - 1, len(shapes) - 1]
 
 
 def test_scratch_arrays_are_reused_by_name_shape_and_type_and_parts_do_not_clash():

@@ -546,7 +546,7 @@ SKY_WORTH_SKIPPING = 0.1  # fraction of the image such bands must leave out to b
 
 
 def _shade(view: ViewBuffers, scene: Scene, atlas: TextureAtlas, common: ViewCommon) -> np.ndarray:
-    """Linear RGB of a view (0..1): trilinear texture * tint * light (with fine grain), distance haze; the
+    """Linear RGB of a view (0..1): mip-mapped texture * tint * light (with fine grain), distance haze; the
     precomputed sky where no surface is.
 
     Where much of the view is open sky, it is shaded in bands of columns, each from its first row that
@@ -654,7 +654,6 @@ def _shade_window(view: ViewBuffers, window: tuple[slice, slice], scene: Scene, 
     return cv2.blendLinear(lit, horizon, clear, np.subtract(1.0, clear, out=work("haze", shape)))
 
 
-# standard normal quantiles of 256 equiprobable bins: Gaussian noise from one random byte per sample
 @functools.lru_cache(maxsize=8)
 def _uniform_image(height: int, width: int, color: tuple[float, float, float]) -> np.ndarray:
     """A read-only HxWx3 float32 image of one colour (the haze's, blended per pixel)."""
@@ -663,7 +662,11 @@ def _uniform_image(height: int, width: int, color: tuple[float, float, float]) -
     return image
 
 
-_GAUSS_LUT = np.array([[NormalDist().inv_cdf((i + 0.5) / 256) for i in range(256)]], np.float32)
+# standard normal quantiles of 16 equiprobable bins, scaled to unit variance: Gaussian noise from four random
+# bits per sample (a noise of a few grey levels needs no finer steps, and random bytes are the dear part)
+_GAUSS_16 = np.array([NormalDist().inv_cdf((i + 0.5) / 16) for i in range(16)])
+_GAUSS_LUT = np.zeros((1, 256), np.float32)
+_GAUSS_LUT[0, :16] = _GAUSS_16 / np.sqrt(np.mean(_GAUSS_16 ** 2))
 
 
 def _encode(linear: np.ndarray) -> np.ndarray:
@@ -707,17 +710,30 @@ def _sensor(left: np.ndarray, right: np.ndarray, response: dict,
     for view, linear in enumerate((left, right)):
         image = cv2.multiply(linear, _view_response(response, view, left.shape[:2]), scale=exposure,
                              dst=linear)  # in place: the shaded image is this frame's own
-        cv2.GaussianBlur(image, (0, 0), response["blur"][view], dst=image)
-        noise = cv2.LUT(np.frombuffer(rng.bytes(image.size), np.uint8).reshape(image.shape), _GAUSS_LUT)
-        # noise level from the brightness (grey) of each pixel: shot noise grows with the light
-        scratch = cv2.max(image, 0.0)
-        brightness = cv2.cvtColor(scratch, cv2.COLOR_RGB2GRAY)
-        sigma = cv2.sqrt(brightness * np.float32(response["shot_noise"] ** 2)
-                         + np.float32(response["read_noise"] ** 2))
-        cv2.multiply(noise, cv2.cvtColor(sigma, cv2.COLOR_GRAY2RGB, dst=scratch), dst=noise)
+        sigma = float(response["blur"][view])
+        side = 2 * int(np.ceil(2.0 * sigma)) + 1  # +-2 sigma: OpenCV's own choice for float images is +-4
+        cv2.GaussianBlur(image, (side, side), sigma, dst=image)
+        noise = cv2.LUT(_nibbles(rng, image.shape), _GAUSS_LUT)
+        # noise level from the brightness (grey) of each pixel: shot noise grows with the light (the image
+        # is not negative here: light, gains and blur weights all are not)
+        variance = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+        variance *= np.float32(response["shot_noise"] ** 2)
+        variance += np.float32(response["read_noise"] ** 2)
+        deviation = cv2.sqrt(variance, dst=variance)
+        cv2.multiply(noise, cv2.cvtColor(deviation, cv2.COLOR_GRAY2RGB), dst=noise)
         cv2.add(image, noise, dst=image)
         images.append(_encode(image))
     return images[0], images[1]
+
+
+def _nibbles(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """Uniform random integers 0..15 of this shape (uint8), two from each random byte."""
+    count = int(np.prod(shape))
+    raw = np.frombuffer(rng.bytes((count + 1) // 2), np.uint8)
+    values = np.empty(2 * len(raw), np.uint8)
+    np.bitwise_and(raw, 15, out=values[:len(raw)])
+    np.right_shift(raw, 4, out=values[len(raw):])
+    return values[:count].reshape(shape)
 
 
 def _view_response(response: dict, view: int, shape: tuple[int, int]) -> np.ndarray:

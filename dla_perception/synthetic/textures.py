@@ -2,7 +2,7 @@
 
 Textures live on surfaces (metres on the surface, converted to texels), never on the image, so the right view
 samples the same texture at the same surface point as the left one: that is what makes the second view a true
-second view. Mip-mapping (trilinear) keeps distant ground from aliasing into view-dependent noise.
+second view. Mip-mapping keeps distant ground from aliasing into view-dependent noise.
 """
 
 from __future__ import annotations
@@ -350,8 +350,8 @@ def tile_mips(kind: str, variant: int, size: int) -> tuple[np.ndarray, ...]:
 
 
 class TextureAtlas:
-    """All tiles of a scene and their mip levels in one uint8 RGBA image, so that shading a whole view is two
-    `cv2.remap` calls (trilinear filtering) whatever the number of materials."""
+    """All tiles of a scene and their mip levels in one uint8 RGBA image, so that shading a whole view is one
+    `cv2.remap` call whatever the number of materials."""
 
     def __init__(self, tiles: list[tuple[np.ndarray, ...]]):
         """tiles: per tile its padded uint8 RGBA mip levels, as tile_mips returns them (OpenCV's remap has a
@@ -392,7 +392,12 @@ class TextureAtlas:
 
     def sample(self, tile: np.ndarray | None, u: np.ndarray, v: np.ndarray, lod: np.ndarray,
                scratch: Scratch | None = None, tile_table: np.ndarray | None = None) -> np.ndarray:
-        """Trilinear samples (the two mip levels around lod, blended): HxWx4 uint8, RGB and grain.
+        """Bilinear samples of the mip level nearest to lod: HxWx4 uint8, RGB and grain.
+
+        One remap, where trilinear filtering (the two levels around lod, blended) takes two and a blend that
+        costs as much as a third; the picture differs by well under one grey level on average, since the
+        levels are close to each other wherever lod sits between them. The level changes where the
+        surface's distance and slant do, which are the same in both views: the choice is no stereo cue.
 
         tile: HxW int index of the tile per pixel (None: tile 0 everywhere), or with `tile_table` an index
         into that table of tile numbers (a surface index, say: one lookup fewer than resolving it first);
@@ -402,9 +407,10 @@ class TextureAtlas:
         """
         work = scratch or Scratch()
         shape = u.shape
-        lod = np.clip(lod, np.float32(0.0), np.float32(self.levels - 1.0001), out=work("lod", shape))
-        low = work("low", shape, np.uint8)
-        np.copyto(low, lod, casting="unsafe")  # = lod.astype(np.uint8)
+        level = np.add(lod, np.float32(0.5), out=work("level", shape))  # rounded by the cast below
+        np.clip(level, np.float32(0.0), np.float32(self.levels - 0.5), out=level)
+        nearest = work("nearest", shape, np.uint8)
+        np.copyto(nearest, level, casting="unsafe")  # = level.astype(np.uint8), truncating
         if tile is None:
             tile_x, tile_y = self._tile_x[0], self._tile_y[0]
         else:
@@ -416,37 +422,12 @@ class TextureAtlas:
                 tile = tile.astype(np.uint8)
             tile_x = lookup(table_x, tile, work("tile_x", shape))
             tile_y = lookup(table_y, tile, work("tile_y", shape))
-        u, v = self._wrapped(u, work("u", shape)), self._wrapped(v, work("v", shape))
-        texels = shape + (4,)
-
-        def read(rows: slice, scale: np.ndarray, offset: np.ndarray, number: int) -> np.ndarray:
-            """Bilinear samples of one mip level (given per pixel by its scale and x offset) in these rows."""
-            map_x = np.multiply(u[rows], scale, out=work(f"map_x{number}", shape)[rows])
-            map_x += offset
-            map_y = np.multiply(v[rows], scale, out=work(f"map_y{number}", shape)[rows])
-            map_y += tile_y if np.ndim(tile_y) == 0 else tile_y[rows]
-            return cv2.remap(self.image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE,
-                             dst=work(f"sample{number}", texels, np.uint8)[rows])
-
-        scale = lookup(self._level_scale, low, work("scale", shape))
-        offset = lookup(self._level_x, low, work("offset", shape))
+        scale = lookup(self._level_scale, nearest, work("scale", shape))
+        offset = lookup(self._level_x, nearest, work("offset", shape))
         offset += tile_x
-        first = read(slice(None), scale, offset, 0)
-        blend = lod
-        blend -= low  # in place: lod is a work array here
-        # the next level up, only in the rows where it has any weight (none where lod <= 0: magnified
-        # texture, near surfaces); its scale is half this level's and its x offset this level's plus this
-        # level's width (all exact in float32: powers of two, integers and halves)
-        second = work("sample1", texels, np.uint8)
-        rows = np.flatnonzero(blend.any(axis=1))
-        if len(rows):
-            part = slice(int(rows[0]), int(rows[-1]) + 1)
-            next_scale = np.multiply(scale[part], np.float32(0.5), out=work("scale1", shape)[part])
-            next_offset = np.multiply(scale[part], np.float32(self.tile_size),
-                                      out=work("offset1", shape)[part])
-            next_offset += np.float32(2 * _PAD)
-            next_offset += offset[part]
-            read(part, next_scale, next_offset, 1)
-        # (outside those rows `second` holds stale values, weighted by exactly 0 below)
-        remainder = np.subtract(1.0, blend, out=work("remainder", shape))
-        return cv2.blendLinear(first, second, remainder, blend, dst=work("blend", texels, np.uint8))
+        map_x = np.multiply(self._wrapped(u, work("map_x", shape)), scale, out=work("map_x", shape))
+        map_x += offset
+        map_y = np.multiply(self._wrapped(v, work("map_y", shape)), scale, out=work("map_y", shape))
+        map_y += tile_y
+        return cv2.remap(self.image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE,
+                         dst=work("sample", shape + (4,), np.uint8))
