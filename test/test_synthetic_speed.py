@@ -61,7 +61,8 @@ def test_texture_samples_are_the_plain_nearest_mip_ones_whatever_the_shortcuts()
 def test_a_pixel_reads_the_mip_level_nearest_to_its_lod():
     """A tile whose level L is flat grey 40 * (L + 1): the value read tells the level."""
     shapes = [level.shape for level in tile_mips("bricks", 0, 64)]
-    atlas = TextureAtlas([tuple(np.full(shape, 40 * (level + 1), np.uint8) for level, shape in enumerate(shapes))])
+    flat_levels = tuple(np.full(shape, 40 * (level + 1), np.uint8) for level, shape in enumerate(shapes))
+    atlas = TextureAtlas([flat_levels])
     lods = np.array([[-3.0, 0.0, 0.49, 0.51, 1.0, 1.49, 1.51, 2.6, len(shapes) - 1.0, len(shapes) + 5.0]],
                     np.float32)
     u = np.array([[0.3, 17.0, -5.5, 63.9, 2.0, 40.0, 100.0, -70.0, 8.0, 31.0]], np.float32)
