@@ -123,7 +123,7 @@ def main() -> None:
     cv2.setNumThreads(args.threads)
     from dla_perception.synthetic.camera import StereoCamera
     from dla_perception.synthetic.scene import generate_frame, generate_sequence
-    from dla_perception.synthetic.textures import TEXTURE_VARIANTS, TILE_KINDS, tile_mips
+    from dla_perception.synthetic.textures import TEXTURE_VARIANTS, TILE_KINDS, texture_pool
 
     results = {}
     comparison = None
@@ -136,9 +136,10 @@ def main() -> None:
         # the texture pool is made once per process (timed on its own), then scenes only pick from it
         tile_size = 256 if width >= 480 else 128
         start = time.perf_counter()
+        pool = texture_pool(tile_size)
         for kind in TILE_KINDS:
             for variant in range(TEXTURE_VARIANTS):
-                tile_mips(kind, variant, tile_size)
+                pool.tile(kind, variant)
         pool_s = time.perf_counter() - start
         for seed in range(3):  # warm-up: imports, caches
             generate_frame(1000 + seed, camera)

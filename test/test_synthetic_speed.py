@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _atlas() -> TextureAtlas:
-    return TextureAtlas([tile_mips(kind, 0, 64) for kind in TILE_KINDS[:5]])
+    return TextureAtlas.of([tile_mips(kind, 0, 64) for kind in TILE_KINDS[:5]])
 
 
 def _reference_nearest_mip(atlas: TextureAtlas, tile: np.ndarray, u, v, lod) -> np.ndarray:
@@ -62,7 +62,7 @@ def test_a_pixel_reads_the_mip_level_nearest_to_its_lod():
     """A tile whose level L is flat grey 40 * (L + 1): the value read tells the level."""
     shapes = [level.shape for level in tile_mips("bricks", 0, 64)]
     flat_levels = tuple(np.full(shape, 40 * (level + 1), np.uint8) for level, shape in enumerate(shapes))
-    atlas = TextureAtlas([flat_levels])
+    atlas = TextureAtlas.of([flat_levels])
     lods = np.array([[-3.0, 0.0, 0.49, 0.51, 1.0, 1.49, 1.51, 2.6, len(shapes) - 1.0, len(shapes) + 5.0]],
                     np.float32)
     u = np.array([[0.3, 17.0, -5.5, 63.9, 2.0, 40.0, 100.0, -70.0, 8.0, 31.0]], np.float32)
@@ -161,3 +161,28 @@ def test_the_atlas_fourth_channel_is_the_grain_repeated_at_every_level():
         assert abs(grain.mean() - 127.5) < 6
         if level == 0:
             assert grain[:period, :period].std() > 3
+
+
+def test_the_texture_pool_draws_each_variant_once_into_its_own_cell():
+    """Scenes share one atlas per tile size: a variant keeps its cell, holds what tile_mips makes, and is
+    never drawn twice (a second scene asking for it again reads the same cell)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from dla_perception.synthetic.textures import TEXTURE_VARIANTS, TexturePool
+
+    pool = TexturePool(32)
+    requests = [("bricks", 2), ("paving", 0), ("bricks", 2), ("clouds", TEXTURE_VARIANTS - 1)] * 8
+    with ThreadPoolExecutor(4) as threads:
+        indices = list(threads.map(lambda request: pool.tile(*request), requests))
+    assert indices[:4] * 8 == indices and len(set(indices[:4])) == 3
+    expected = TextureAtlas.of([tile_mips("bricks", 2, 32), tile_mips("paving", 0, 32)])
+    u, v = np.meshgrid(np.arange(-40, 40, 0.7, dtype=np.float32), np.arange(-40, 40, 0.9, dtype=np.float32))
+    lod = np.full(u.shape, 0.8, np.float32)
+    for mine, theirs in ((indices[0], 0), (indices[1], 1)):
+        read = pool.atlas.sample(np.full(u.shape, mine), u, v, lod).astype(np.int16)
+        # the same texels; the bilinear weights may round apart by one step at other atlas coordinates
+        assert np.abs(read - expected.sample(np.full(u.shape, theirs), u, v, lod)).max() <= 1
+    with pytest.raises(ValueError, match="no texture 'lava'"):
+        pool.tile("lava", 0)
+    with pytest.raises(ValueError, match="variant 16"):
+        pool.tile("bricks", TEXTURE_VARIANTS)

@@ -29,6 +29,9 @@ class Surface:
     detail: float = 0.2  # strength of the fine grain laid over the texture (0 = none)
 
 
+_BOX_CORNERS = np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)], np.float64)
+
+
 @dataclass
 class Solid:
     """A unit cube |x|,|y|,|z| <= 1, cylinder x^2 + z^2 <= 1, |y| <= 1, or unit sphere, scaled by
@@ -48,10 +51,9 @@ class Solid:
         c, s = np.cos(self.yaw), np.sin(self.yaw)
         # world -> local rotation about y, then scale to the unit shape
         rotation = np.array([[c, 0.0, -s], [0.0, 1.0, 0.0], [s, 0.0, c]])
-        self.to_local = np.diag(1.0 / self.half_extents) @ rotation
-        self.to_world = np.linalg.inv(self.to_local)
-        signs = np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)], np.float64)
-        self._corners = self.center + signs @ self.to_world.T
+        self.to_local = rotation / self.half_extents[:, None]
+        self.to_world = rotation.T * self.half_extents  # the inverse: a rotation's is its transpose
+        self._corners = self.center + _BOX_CORNERS @ self.to_world.T
 
     def corners(self) -> np.ndarray:
         """The 8 corners of the bounding box, 8x3 world metres."""

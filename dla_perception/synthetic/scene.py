@@ -8,7 +8,9 @@ balance, vignetting, blur, noise) that differs between the views as it does on r
 
 from __future__ import annotations
 
+import bisect
 import functools
+import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from statistics import NormalDist
@@ -30,7 +32,7 @@ from dla_perception.synthetic.render import (
     pixel_rays,
     render_view,
 )
-from dla_perception.synthetic.textures import TEXTURE_VARIANTS, Scratch, TextureAtlas, lookup, tile_mips
+from dla_perception.synthetic.textures import TEXTURE_VARIANTS, Scratch, TextureAtlas, lookup, texture_pool
 
 OBSTACLE_CLASSES: tuple[str, ...] = ("box", "post", "bin", "person")
 
@@ -197,7 +199,7 @@ class _SceneBuilder:
     def __init__(self, rng: np.random.Generator, camera: StereoCamera, opts: SceneOptions, travel_m: float):
         self.rng, self.camera, self.opts, self.travel_m = rng, camera, opts, travel_m
         self.tile_size = opts.texture_size or (256 if camera.width >= 480 else 128)
-        self.tiles: list[tuple[np.ndarray, ...]] = []
+        self.textures = texture_pool(self.tile_size)
         self.tile_kind: dict[str, list[int]] = {}
         self.surfaces: list[Surface] = []
         self.solids: list[Solid] = []
@@ -205,11 +207,10 @@ class _SceneBuilder:
         self.footprints: list[tuple[float, float, float]] = []  # x, z, radius of placed obstacles
 
     def _tile(self, kind: str, per_scene: int = 3) -> int:
-        """A tile of this kind: one of at most `per_scene` variants (drawn from the cached pool) per scene."""
+        """A tile of this kind: one of at most `per_scene` variants (from the process's pool) per scene."""
         made = self.tile_kind.setdefault(kind, [])
         if len(made) < per_scene and (not made or self.rng.random() < 0.6):
-            self.tiles.append(tile_mips(kind, int(self.rng.integers(TEXTURE_VARIANTS)), self.tile_size))
-            made.append(len(self.tiles) - 1)
+            made.append(self.textures.tile(kind, int(self.rng.integers(TEXTURE_VARIANTS))))
             return made[-1]
         return made[int(self.rng.integers(len(made)))]
 
@@ -283,7 +284,7 @@ class _SceneBuilder:
             haze_m=float(rng.uniform(150.0, 600.0)), objects=self.objects,
         )
         pose = {"origin": origin, "rotation": rotation, "forward": forward}
-        return scene, TextureAtlas(self.tiles), pose, _camera_response(rng)
+        return scene, self.textures.atlas, pose, _camera_response(rng)
 
     def _facade(self, x_m: float, z_start: float, z_end: float) -> Facade:
         rng = self.rng
@@ -296,7 +297,7 @@ class _SceneBuilder:
                   "planks": (1.5, 3.0), "metal": (1.0, 3.0), "poster": (2.0, 5.0)}
         surfaces = []
         for _ in range(count):
-            kind = str(rng.choice(kinds, p=[0.3, 0.3, 0.15, 0.1, 0.05, 0.1]))
+            kind = _pick(rng, kinds, [0.3, 0.3, 0.15, 0.1, 0.05, 0.1])
             surfaces.append(self._surface(kind, rng.uniform(*scales[kind])))
         heights = rng.uniform(2.5, 20.0, count)
         heights[rng.random(count) < 0.2] = rng.uniform(1.0, 2.5)  # walls and fences
@@ -304,7 +305,7 @@ class _SceneBuilder:
 
     def _random_obstacle(self, origin, forward, right, left_x, right_x, path_half) -> None:
         rng, opts = self.rng, self.opts
-        label = str(rng.choice(OBSTACLE_CLASSES, p=[0.35, 0.2, 0.2, 0.25]))
+        label = _pick(rng, OBSTACLE_CLASSES, [0.35, 0.2, 0.2, 0.25])
         for _ in range(10):  # a few tries to find free ground
             distance = rng.uniform(opts.min_distance_m, opts.max_distance_m + self.travel_m)
             if rng.random() < 0.5:
@@ -352,16 +353,16 @@ class _SceneBuilder:
             return np.array([base[0] + c * x + s * z, 0.0, base[2] - s * x + c * z])
 
         if label == "box":
-            kind = str(rng.choice(["cardboard", "planks", "plastic", "metal"], p=[0.5, 0.2, 0.2, 0.1]))
+            kind = _pick(rng, ["cardboard", "planks", "plastic", "metal"], [0.5, 0.2, 0.2, 0.1])
             surface = self._surface(kind, rng.uniform(0.6, 1.5), index)
             add("box", base + [0, -height / 2, 0], (width / 2, height / 2, depth / 2), surface)
         elif label == "post":
-            kind = str(rng.choice(["stripes", "metal", "concrete", "plastic"], p=[0.35, 0.35, 0.15, 0.15]))
+            kind = _pick(rng, ["stripes", "metal", "concrete", "plastic"], [0.35, 0.35, 0.15, 0.15])
             surface = self._surface(kind, rng.uniform(0.4, 1.2), index)
             shape = "cylinder" if front_face or rng.random() < 0.75 else "box"
             add(shape, base + [0, -height / 2, 0], (width / 2, height / 2, depth / 2), surface)
         elif label == "bin":
-            kind = str(rng.choice(["plastic", "metal"], p=[0.75, 0.25]))
+            kind = _pick(rng, ["plastic", "metal"], [0.75, 0.25])
             surface = self._surface(kind, rng.uniform(0.5, 1.2), index)
             shape = "cylinder" if front_face or rng.random() < 0.6 else "box"
             add(shape, base + [0, -height / 2, 0], (width / 2, height / 2, depth / 2), surface)
@@ -391,6 +392,13 @@ class _SceneBuilder:
         head_r = 0.065 * height
         add("sphere", local(0.0, 0.0) + [0, torso_y - torso_half - head_r * 1.05, 0],
             (head_r * 0.85, head_r, head_r * 0.95), skin)
+
+
+def _pick(rng: np.random.Generator, options: Sequence[str], weights: Sequence[float]) -> str:
+    """rng.choice(options, p=weights), drawn the same way (one uniform number against the cumulative
+    weights) without numpy's argument checks, which cost more than placing the obstacle itself."""
+    cumulative = list(itertools.accumulate(weights))
+    return options[bisect.bisect_right(cumulative, rng.random() * cumulative[-1])]
 
 
 def _random_size(rng: np.random.Generator, label: str) -> tuple[float, float, float]:

@@ -8,6 +8,7 @@ second view. Mip-mapping keeps distant ground from aliasing into view-dependent 
 from __future__ import annotations
 
 import functools
+import threading
 
 import cv2
 import numpy as np
@@ -18,8 +19,8 @@ TILE_KINDS: tuple[str, ...] = (
 )
 
 _PAD = 2  # texels of wrapped border around every tile and level, for bilinear reads at the seam
-# Scenes draw their textures from a pool of this many variants per kind (cached per process: ~90 MB of
-# uint8 RGBA mip levels at 256 texels), then tint and scale each use: building a scene costs no texture work.
+# Scenes draw their textures from a pool of this many variants per kind (one atlas per process and tile size:
+# up to 125 MB of uint8 RGBA mip levels at 256 texels), then tint and scale each use.
 TEXTURE_VARIANTS = 16
 
 
@@ -321,7 +322,7 @@ def _grain_levels(variant: int, size: int) -> tuple[np.ndarray, ...]:
     reduced to (size >> L) / GRAIN_FREQUENCY texels (down to 1), repeated GRAIN_FREQUENCY times each way."""
     grain = _grain(np.random.default_rng([_GRAIN_SEED, int(variant), int(size)]), size)
     levels = []
-    for level in range(int(np.log2(size)) - 2):
+    for level in range(mip_levels(size)):
         side = max((size >> level) // GRAIN_FREQUENCY, 1)
         reduced = cv2.resize(grain, (side, side), interpolation=cv2.INTER_AREA)
         repeats = (size >> level) // side
@@ -329,13 +330,15 @@ def _grain_levels(variant: int, size: int) -> tuple[np.ndarray, ...]:
     return tuple(levels)
 
 
-@functools.lru_cache(maxsize=2 * TEXTURE_VARIANTS * len(TILE_KINDS))  # the whole pool at two tile sizes
+def mip_levels(size: int) -> int:
+    """Mip levels of a size-texel tile: size, size/2, ... down to 8 texels."""
+    return int(np.log2(size)) - 2
+
+
 def tile_mips(kind: str, variant: int, size: int) -> tuple[np.ndarray, ...]:
     """Variant number `variant` of a texture kind as uint8 RGBA mip levels (size, size/2, ... 8), each padded
     by wrapping. Alpha is the fine grain (_grain_levels): one remap reads colour and grain together, and
-    atlases are assembled by plain copies. Cached: scenes draw their textures from a fixed pool of variants
-    per kind, which makes a new scene cheap while tints and scales still make every scene's surfaces
-    differ."""
+    atlases are assembled by plain copies."""
     seed = [TILE_KINDS.index(kind) if kind in TILE_KINDS else 0, int(variant), int(size)]
     tile = make_tile(kind, np.random.default_rng(seed), size)
     levels = []
@@ -350,35 +353,49 @@ def tile_mips(kind: str, variant: int, size: int) -> tuple[np.ndarray, ...]:
 
 
 class TextureAtlas:
-    """All tiles of a scene and their mip levels in one uint8 RGBA image, so that shading a whole view is one
-    `cv2.remap` call whatever the number of materials."""
+    """Tiles and their mip levels in one uint8 RGBA image, so that shading a whole view is one `cv2.remap`
+    call whatever the number of materials. Made with room for `capacity` tiles of one size; `put` fills a
+    cell (cells never filled cost no memory: the image starts as untouched zero pages)."""
 
-    def __init__(self, tiles: list[tuple[np.ndarray, ...]]):
-        """tiles: per tile its padded uint8 RGBA mip levels, as tile_mips returns them (OpenCV's remap has a
-        vectorised path for 4 channels, none for 3)."""
-        if not tiles:
-            raise ValueError("an atlas needs at least one tile")
-        self.tile_size = size = tiles[0][0].shape[0] - 2 * _PAD
-        self.levels = len(tiles[0])
+    def __init__(self, tile_size: int, capacity: int):
+        if capacity < 1:
+            raise ValueError("an atlas needs room for at least one tile")
+        self.tile_size = size = int(tile_size)
+        self.levels = mip_levels(size)
         widths = [(size >> level) + 2 * _PAD for level in range(self.levels)]
         self._level_x = np.cumsum([0, *widths[:-1]]).astype(np.float32) + _PAD - 0.5
         self._level_scale = np.array([0.5 ** level for level in range(self.levels)], np.float32)
         # tiles on a grid of cells, each cell one tile's levels side by side (remap wants < 32767 px sides)
         cell_height, cell_width = size + 2 * _PAD, sum(widths)
-        columns = max(1, int(np.ceil(np.sqrt(len(tiles) * cell_height / cell_width))))
-        rows = -(-len(tiles) // columns)
-        index = np.arange(len(tiles))
+        columns = max(1, int(np.ceil(np.sqrt(capacity * cell_height / cell_width))))
+        rows = -(-capacity // columns)
+        index = np.arange(capacity)
         self._tile_x = ((index % columns) * cell_width).astype(np.float32)
         self._tile_y = ((index // columns) * cell_height).astype(np.float32) + _PAD - 0.5
-        atlas = np.zeros((rows * cell_height, columns * cell_width, 4), np.uint8)
+        self.image = np.zeros((rows * cell_height, columns * cell_width, 4), np.uint8)
+
+    @classmethod
+    def of(cls, tiles: list[tuple[np.ndarray, ...]]) -> TextureAtlas:
+        """An atlas of exactly these tiles, numbered in order: each its padded uint8 RGBA mip levels, as
+        tile_mips returns them (RGBA: OpenCV's remap has a vectorised path for 4 channels, none for 3)."""
+        if not tiles:
+            raise ValueError("an atlas needs at least one tile")
+        atlas = cls(tiles[0][0].shape[0] - 2 * _PAD, len(tiles))
         for index, levels in enumerate(tiles):
-            if len(levels) != self.levels or levels[0].shape[0] != size + 2 * _PAD:
-                raise ValueError(f"tile {index} does not match the size of the first tile ({size})")
-            y0 = int(self._tile_y[index] + 0.5) - _PAD
-            for level, image in enumerate(levels):
-                x0 = int(self._tile_x[index]) + int(self._level_x[level] + 0.5) - _PAD
-                atlas[y0:y0 + image.shape[0], x0:x0 + image.shape[1]] = image
-        self.image = atlas
+            atlas.put(index, levels)
+        return atlas
+
+    def put(self, index: int, levels: tuple[np.ndarray, ...]) -> None:
+        """Copy one tile's padded mip levels into cell `index`."""
+        size = self.tile_size
+        padded = size + 2 * _PAD
+        if len(levels) != self.levels or levels[0].shape != (padded, padded, 4):
+            raise ValueError(f"tile {index}: not {self.levels} padded RGBA levels of a {size}-texel tile")
+        y0 = int(self._tile_y[index] + 0.5) - _PAD
+        for level, image in enumerate(levels):
+            x0 = int(self._tile_x[index]) + int(self._level_x[level] + 0.5) - _PAD
+            self.image[y0:y0 + image.shape[0], x0:x0 + image.shape[1]] = image
+
 
     def _wrapped(self, u: np.ndarray, out: np.ndarray) -> np.ndarray:
         """u wrapped into [0, tile size), into `out`: wrapping once is enough, as (u * scale) mod (size *
@@ -431,3 +448,33 @@ class TextureAtlas:
         map_y += tile_y
         return cv2.remap(self.image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE,
                          dst=work("sample", shape + (4,), np.uint8))
+
+
+class TexturePool:
+    """Every variant of every texture kind at one tile size, in one atlas shared by all scenes of the
+    process: a variant is drawn into its cell the first time a scene asks for it, so a new scene costs no
+    texture work at all once the pool is warm (tints and scales still make every scene's surfaces differ).
+    Safe to share between threads."""
+
+    def __init__(self, tile_size: int):
+        self.atlas = TextureAtlas(tile_size, len(TILE_KINDS) * TEXTURE_VARIANTS)
+        self._made: set[int] = set()
+        self._lock = threading.Lock()
+
+    def tile(self, kind: str, variant: int) -> int:
+        """The atlas index of this variant of this kind, drawn first if no scene has used it yet."""
+        if kind not in TILE_KINDS or not 0 <= variant < TEXTURE_VARIANTS:
+            raise ValueError(f"no texture {kind!r} variant {variant}: kinds are {', '.join(TILE_KINDS)}, "
+                             f"variants 0..{TEXTURE_VARIANTS - 1}")
+        index = TILE_KINDS.index(kind) * TEXTURE_VARIANTS + int(variant)
+        with self._lock:
+            if index not in self._made:
+                self.atlas.put(index, tile_mips(kind, variant, self.atlas.tile_size))
+                self._made.add(index)
+        return index
+
+
+@functools.cache
+def texture_pool(tile_size: int) -> TexturePool:
+    """The process's texture pool for this tile size."""
+    return TexturePool(tile_size)
