@@ -232,9 +232,9 @@ def _beyond_near(t: np.ndarray) -> None:
 
 
 def _cast_facade(writer: _Writer, facade: Facade, scene: Scene, origin, rotation, intrinsics) -> None:
-    """Each segment (a rectangle on the plane x = x_m, ground to its height) is cast only inside the
-    screen window its corners project to: a pixel belongs to the segment whose (z_start, z_end] holds its hit
-    and sees it when the hit is no higher than the segment's top."""
+    """The plane x = x_m is cast once, over the window its segments (rectangles from the ground to their
+    heights) project to. A pixel belongs to the segment whose (z_start, z_end] holds its hit, looked for only
+    in that segment's own window, and sees it when the hit is no higher than the segment's top."""
     ox, oy, oz = (float(c) for c in origin)
     dx, dy, dz = writer.b.directions
     side = 1.0 if facade.x_m > ox else -1.0
@@ -244,18 +244,27 @@ def _cast_facade(writer: _Writer, facade: Facade, scene: Scene, origin, rotation
     corners = np.array([[[facade.x_m, y, z] for y in (0.0, top) for z in (z_start, z_end)]
                         for z_start, z_end, top in zip(facade.z_edges[:-1], facade.z_edges[1:],
                                                        -facade.heights_m, strict=True)]).reshape(-1, 4, 3)
-    for segment, found in enumerate(_windows(corners, origin, rotation, intrinsics)):
-        if found is None:
-            continue
-        window = found[0]
-        wdx = dx[window]
-        t = (facade.x_m - ox) / wdx
-        _beyond_near(t)
-        hz = oz + t * dz[window]
-        hy = oy + t * dy[window]
-        inside = (hz > edges[segment]) & (hz <= edges[segment + 1]) & (hy >= tops[segment])
-        np.copyto(t, np.float32(np.inf), where=~inside)
-        writer.write(window, t, facade.surfaces[segment], hz, hy, light, np.abs(wdx))
+    found = _windows(corners, origin, rotation, intrinsics)
+    segments = [(segment, window[0]) for segment, window in enumerate(found) if window is not None]
+    if not segments:
+        return
+    top, left = min(w[0].start for _, w in segments), min(w[1].start for _, w in segments)
+    bottom, right = max(w[0].stop for _, w in segments), max(w[1].stop for _, w in segments)
+    window = (slice(top, bottom), slice(left, right))
+    wdx = dx[window]
+    t = (facade.x_m - ox) / wdx
+    _beyond_near(t)
+    hz = oz + t * dz[window]
+    hy = oy + t * dy[window]
+    surface = np.empty(t.shape, np.int32)
+    seen = np.zeros(t.shape, bool)
+    for segment, (rows, columns) in segments:
+        part = (slice(rows.start - top, rows.stop - top), slice(columns.start - left, columns.stop - left))
+        inside = (hz[part] > edges[segment]) & (hz[part] <= edges[segment + 1]) & (hy[part] >= tops[segment])
+        np.copyto(surface[part], facade.surfaces[segment], where=inside)
+        seen[part] |= inside
+    np.copyto(t, np.float32(np.inf), where=~seen)
+    writer.write(window, t, surface, hz, hy, light, np.abs(wdx))
 
 
 def intersect_solid(solid: Solid, ox: float, oy: float, oz: float, dx, dy, dz):
