@@ -203,20 +203,12 @@ def render_view(scene: Scene, fx: float, fy: float, cx: float, cy: float, width:
                 continue  # everything in its window is already nearer than it can be
             solid = scene.solids[solid_index]
             wdx, wdy, wdz = dx[window], dy[window], dz[window]
-            hit = intersect_solid(solid, ox, oy, oz, wdx, wdy, wdz)
+            hit = intersect_solid(solid, ox, oy, oz, wdx, wdy, wdz, scene.sun)
             if hit is None:
                 continue
-            t, u, v, normal = hit
+            t, u, v, facing, cosine = hit
             buffers.coverage[solid_index] = (window, np.isfinite(t))
-            facing = normal[0] * sun[0]  # normal . sun, and below normal . ray (a None term is zero)
-            cosine = normal[0] * wdx
-            if normal[1] is not None:
-                facing += normal[1] * sun[1]
-                cosine += normal[1] * wdy
-            facing += normal[2] * sun[2]
-            cosine += normal[2] * wdz
             light = scene.ambient + scene.sun_strength * np.maximum(0.0, facing)
-            np.abs(cosine, out=cosine)
             writer.write(window, t, np.int32(solid.surface), u, v, light, cosine)
 
         if shadow is None:
@@ -267,10 +259,14 @@ def _cast_facade(writer: _Writer, facade: Facade, scene: Scene, origin, rotation
     writer.write(window, t, surface, hz, hy, light, np.abs(wdx))
 
 
-def intersect_solid(solid: Solid, ox: float, oy: float, oz: float, dx, dy, dz):
-    """Nearest hit (t > NEAR_M) of rays o + t d from one origin with a solid: (t, u, v, world normal) with
-    t = inf where a ray misses, or None when no ray hits. A normal component that is zero for every ray
-    (y on the side of an upright cylinder) is None, which spares the work of multiplying zeros."""
+def intersect_solid(solid: Solid, ox: float, oy: float, oz: float, dx, dy, dz, sun: np.ndarray):
+    """Nearest hit (t > NEAR_M) of rays o + t d from one origin with a solid: (t, u, v, facing, cosine) with
+    t = inf where a ray misses, or None when no ray hits. facing is the unit normal . `sun` (a unit vector),
+    cosine |unit normal . d|.
+
+    Both are worked out in the solid's own frame, where normals are simple. With to_local A = S R (S the
+    inverse half extents, R the yaw), a local normal n is the world normal R^T S n / |S n|, so its dot
+    product with a world vector w is n . (A w) / |S n|: with w = d that is n . (the local ray)."""
     a = solid.to_local.tolist()  # Python floats keep the float32 arrays float32
     c = solid.center.tolist()
     px, py, pz = ox - c[0], oy - c[1], oz - c[2]
@@ -296,7 +292,8 @@ def intersect_solid(solid: Solid, ox: float, oy: float, oz: float, dx, dy, dz):
         hx, hy, hz = nx, loy + tt * ldy, nz
     else:
         hx, hy, hz = lox + tt * ldx, loy + tt * ldy, loz + tt * ldz
-    hx_m, hy_m, hz_m = (h * e for h, e in zip((hx, hy, hz), solid.half_extents.tolist(), strict=True))
+    extents = solid.half_extents.tolist()
+    hx_m, hy_m, hz_m = (h * e for h, e in zip((hx, hy, hz), extents, strict=True))
     if solid.shape == "box":
         # texture coordinates on the face the ray hit, offset per face so faces do not repeat each other
         u = hx_m + 3.1 * nz + 11.7 * ny
@@ -304,7 +301,7 @@ def intersect_solid(solid: Solid, ox: float, oy: float, oz: float, dx, dy, dz):
         v = hy_m.copy()
         np.copyto(v, hz_m, where=ny != 0)
     else:
-        radius = float(np.sqrt(solid.half_extents[0] * solid.half_extents[2]))
+        radius = float(np.sqrt(extents[0] * extents[2]))
         u = cv2.phase(hx, hz) * np.float32(radius)  # the angle round the axis (cv2: 25x numpy's arctan2)
         v = hy_m
         if solid.shape == "cylinder" and ny is not None:
@@ -313,17 +310,26 @@ def intersect_solid(solid: Solid, ox: float, oy: float, oz: float, dx, dy, dz):
                 np.copyto(u, hx_m + 5.0, where=cap)
                 v = v.copy()
                 np.copyto(v, hz_m, where=cap)
-    # local normal -> world: transpose of to_local, then normalise (a zero y adds nothing anywhere)
-    wx = a[0][0] * nx + a[2][0] * nz
-    wy = None if ny is None else a[1][1] * ny
-    wz = a[0][2] * nx + a[2][2] * nz
-    length2 = wx * wx
-    if wy is not None:
-        length2 += wy * wy
-    length2 += wz * wz
-    norm = 1.0 / np.maximum(np.sqrt(length2), 1e-12)
-    return (t, u.astype(np.float32, copy=False), v.astype(np.float32, copy=False),
-            (wx * norm, None if wy is None else wy * norm, wz * norm))
+    # the dot products in the local frame; a normal's y that is zero for every ray (None) adds nothing
+    sun_x, sun_y, sun_z = (solid.to_local @ sun).tolist()
+    scale_x, scale_y, scale_z = (1.0 / (e * e) for e in extents)
+    length2 = nx * nx * scale_x
+    length2 += nz * nz * scale_z
+    facing = nx * sun_x
+    facing += nz * sun_z
+    cosine = nx * ldx
+    cosine += nz * ldz
+    if ny is not None:
+        length2 += ny * ny * scale_y
+        facing += ny * sun_y
+        cosine += ny * ldy
+    inverse_length = np.sqrt(length2, out=length2)
+    np.maximum(inverse_length, 1e-12, out=inverse_length)
+    np.divide(1.0, inverse_length, out=inverse_length)
+    facing *= inverse_length
+    cosine = np.abs(cosine, out=cosine)
+    cosine *= inverse_length
+    return t, u.astype(np.float32, copy=False), v.astype(np.float32, copy=False), facing, cosine
 
 
 def _with_zeros(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
