@@ -341,29 +341,37 @@ def _with_zeros(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _hit_unit_box(ox, oy, oz, dx, dy, dz):
-    """(t, hits, t zeroed where missed, local normal x, y, z) of rays with the unit cube."""
+    """(t, hits, t zeroed where missed, local normal x, y, z) of rays with the unit cube (slab test).
+
+    The origin is a scalar point outside the cube. Where it lies beyond a slab, on side s = +-1, every ray
+    that hits enters that slab through the plane at s, and the normal there is s: one plane per slab to try,
+    and no per-ray signs. Where it lies within a slab, that slab's entry is behind the origin and never the
+    last one; only its exit counts."""
     t_near = np.full(np.broadcast(ox, dx).shape, -np.inf, np.float32)
     t_far = np.full_like(t_near, np.inf)
-    axis = np.zeros(t_near.shape, np.int8)
-    sign = np.zeros(t_near.shape, np.float32)
+    axis = np.full(t_near.shape, -1, np.int8)
+    sides = []
     for index, (o, d) in enumerate(((ox, dx), (oy, dy), (oz, dz))):
-        inv = 1.0 / d
-        t1, t2 = (-1.0 - o) * inv, (1.0 - o) * inv
-        lo, hi = np.minimum(t1, t2), np.maximum(t1, t2)
-        better = lo > t_near
-        np.copyto(t_near, lo, where=better)
-        np.copyto(axis, np.int8(index), where=better)
-        np.copyto(sign, _ONE - np.float32(2.0) * (d > 0), where=better)  # -1 entering from the + side
-        np.minimum(t_far, hi, out=t_far)
+        inverse = 1.0 / d
+        side = 1.0 if o > 1.0 else -1.0 if o < -1.0 else 0.0
+        sides.append(side)
+        if side:
+            enter, leave = (side - o) * inverse, (-side - o) * inverse
+            later = enter > t_near
+            np.copyto(t_near, enter, where=later)
+            np.copyto(axis, np.int8(index), where=later)
+        else:
+            leave = np.maximum((-1.0 - o) * inverse, (1.0 - o) * inverse)
+        np.minimum(t_far, leave, out=t_far)
     hit = (t_near <= t_far) & (t_near >= NEAR_M)
-    t = t_near.copy()
-    np.copyto(t, np.float32(np.inf), where=~hit)
+    np.copyto(t_near, np.float32(np.inf), where=~hit)
     normal = []
-    for index in range(3):
-        component = np.zeros_like(sign)
-        np.copyto(component, sign, where=axis == index)
+    for index, side in enumerate(sides):
+        component = np.zeros(t_near.shape, np.float32)
+        if side:
+            np.copyto(component, np.float32(side), where=axis == index)
         normal.append(component)
-    return (t, *_with_zeros(t), *normal)
+    return (t_near, *_with_zeros(t_near), *normal)
 
 
 def _hit_unit_cylinder(ox, oy, oz, dx, dy, dz):
