@@ -186,3 +186,30 @@ def test_the_texture_pool_draws_each_variant_once_into_its_own_cell():
         pool.tile("lava", 0)
     with pytest.raises(ValueError, match="variant 16"):
         pool.tile("bricks", TEXTURE_VARIANTS)
+
+
+def test_the_box_slab_test_finds_the_first_face_each_ray_meets():
+    """Against the plain way, ray by ray: every face plane, the nearest crossing inside its square."""
+    from dla_perception.synthetic.render import NEAR_M, _hit_unit_box
+
+    rng = np.random.default_rng(3)
+    for origin in ([0.2, -3.0, 2.5], [-2.0, 0.5, -0.3], [1.5, 1.5, 1.5], [0.0, 0.0, -4.0]):
+        # towards points around the box, some straight along an axis
+        directions = (rng.uniform(-1.6, 1.6, (3, 40, 50)) - np.reshape(origin, (3, 1, 1))).astype(np.float32)
+        directions[rng.integers(0, 3), :, :3] = 0.0
+        with np.errstate(divide="ignore"):  # as render_view calls it: rays along an axis divide by zero
+            t, hits, _, *normal = _hit_unit_box(*origin, *directions)
+        assert 50 < hits.sum() < hits.size, "some rays hit, some miss"
+        for row, column in np.ndindex(hits.shape):
+            ray = directions[:, row, column].astype(np.float64)
+            best, best_normal = np.inf, None
+            for axis in range(3):
+                for side in (-1.0, 1.0):
+                    crossing = (side - origin[axis]) / ray[axis] if ray[axis] else -1.0
+                    point = np.asarray(origin) + crossing * ray
+                    if NEAR_M <= crossing < best and (np.abs(np.delete(point, axis)) <= 1.0 + 1e-6).all():
+                        best, best_normal = crossing, np.eye(3)[axis] * side
+            assert np.isfinite(t[row, column]) == np.isfinite(best) == hits[row, column]
+            if np.isfinite(best):
+                assert t[row, column] == pytest.approx(best, rel=1e-5)
+                assert [n[row, column] for n in normal] == best_normal.tolist()
