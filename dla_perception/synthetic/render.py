@@ -541,23 +541,23 @@ def _solid_on_ground(solid: Solid, sun: np.ndarray) -> np.ndarray:
     return cached[1]
 
 
-_CIRCLE = np.stack([np.cos(np.linspace(0, 2 * np.pi, 16, endpoint=False)),
-                    np.sin(np.linspace(0, 2 * np.pi, 16, endpoint=False))], axis=1)
+def _unit_outlines() -> dict[str, np.ndarray]:
+    """Per shape, local points whose convex hull is the unit solid (its corners; rings for round shapes)."""
+    angles = np.linspace(0, 2 * np.pi, 16, endpoint=False)
+    circle_x, circle_z = np.cos(angles), np.sin(angles)
+    cylinder = [np.column_stack([circle_x, np.full(16, y), circle_z]) for y in (-1.0, 1.0)]
+    sphere = [np.column_stack([circle_x * np.cos(a), np.full(16, np.sin(a)), circle_z * np.cos(a)])
+              for a in np.radians([-60.0, -30.0, 0.0, 30.0, 60.0])]
+    sphere.append(np.array([[0.0, -1.0, 0.0], [0.0, 1.0, 0.0]]))  # the poles
+    return {"box": _BOX_CORNERS, "cylinder": np.vstack(cylinder), "sphere": np.vstack(sphere)}
+
+
+_UNIT_OUTLINES = _unit_outlines()
 
 
 def _outline_points(solid: Solid) -> np.ndarray:
-    """World points whose convex hull is the solid (its corners for a box; rings for round shapes)."""
-    if solid.shape == "box":
-        return solid.corners()
-    if solid.shape == "cylinder":
-        rings = [np.column_stack([_CIRCLE[:, 0], np.full(16, y), _CIRCLE[:, 1]]) for y in (-1.0, 1.0)]
-    else:
-        rings = [np.column_stack([_CIRCLE[:, 0] * np.cos(a), np.full(16, np.sin(a)),
-                                  _CIRCLE[:, 1] * np.cos(a)])
-                 for a in np.radians([-60.0, -30.0, 0.0, 30.0, 60.0])]
-        rings.append(np.array([[0.0, -1.0, 0.0], [0.0, 1.0, 0.0]]))  # the poles
-    local = np.vstack(rings)
-    return solid.center + local @ solid.to_world.T
+    """World points whose convex hull is the solid."""
+    return solid.center + _UNIT_OUTLINES[solid.shape] @ solid.to_world.T
 
 
 def _apply_ground_shadow(buffers: ViewBuffers, scene: Scene, shadow: GroundShadow) -> None:

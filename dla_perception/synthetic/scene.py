@@ -657,14 +657,16 @@ def _shade_window(view: ViewBuffers, window: tuple[slice, slice], scene: Scene, 
     for channel in channels:
         channel *= light
     factor = cv2.merge(channels, dst=work("factor", shape + (3,)))
-    horizon = _uniform_image(*shape, tuple(float(c) for c in scene.sky_horizon))
+    height, width = view.surface.shape
+    horizon = _uniform_image(height, width, tuple(float(c) for c in scene.sky_horizon))[:shape[0], :shape[1]]
     lit = cv2.multiply(texture, factor, dtype=cv2.CV_32F, dst=work("lit", shape + (3,)))
     return cv2.blendLinear(lit, horizon, clear, np.subtract(1.0, clear, out=work("haze", shape)))
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=4)
 def _uniform_image(height: int, width: int, color: tuple[float, float, float]) -> np.ndarray:
-    """A read-only HxWx3 float32 image of one colour (the haze's, blended per pixel)."""
+    """A read-only HxWx3 float32 image of one colour (the haze's, blended per pixel): one per drive and
+    image size, of which windows take their corner."""
     image = cv2.repeat(np.array(color, np.float32).reshape(1, 1, 3), height, width)  # 30x numpy fill
     image.setflags(write=False)
     return image
@@ -728,8 +730,7 @@ def _sensor(left: np.ndarray, right: np.ndarray, response: dict,
         variance *= np.float32(response["shot_noise"] ** 2)
         variance += np.float32(response["read_noise"] ** 2)
         deviation = cv2.sqrt(variance, dst=variance)
-        cv2.multiply(noise, cv2.cvtColor(deviation, cv2.COLOR_GRAY2RGB), dst=noise)
-        cv2.add(image, noise, dst=image)
+        cv2.accumulateProduct(noise, cv2.cvtColor(deviation, cv2.COLOR_GRAY2RGB), image)  # image += both
         images.append(_encode(image))
     return images[0], images[1]
 
