@@ -208,7 +208,9 @@ def render_view(scene: Scene, fx: float, fy: float, cx: float, cy: float, width:
                 continue
             t, u, v, facing, cosine = hit
             buffers.coverage[solid_index] = (window, np.isfinite(t))
-            light = scene.ambient + scene.sun_strength * np.maximum(0.0, facing)
+            light = cv2.max(facing, 0.0, dst=facing)
+            light *= scene.sun_strength
+            light += scene.ambient
             writer.write(window, t, np.int32(solid.surface), u, v, light, cosine)
 
         if shadow is None:
@@ -381,7 +383,7 @@ def _hit_unit_cylinder(ox, oy, oz, dx, dy, dz):
     b = ox * dx + oz * dz
     c = ox * ox + oz * oz - 1.0
     disc = b * b - a * c
-    root = np.sqrt(np.maximum(disc, 0.0))
+    root = cv2.sqrt(cv2.max(disc, 0.0))
     t_side = (-b - root) / a
     y_side = oy + t_side * dy
     np.copyto(t_side, np.float32(np.inf), where=~((disc >= 0) & (t_side >= NEAR_M) & (np.abs(y_side) <= 1.0)))
