@@ -10,14 +10,15 @@ built once); each with p50/p90/mean wall ms and mean CPU ms per frame; `texture_
 time to make a process's texture pool. OpenCV runs with --threads threads (1 = the one-core figure the
 issue asks for); numpy is single-threaded here anyway.
 
-`versus_inference` (640x480 only): the independent frames just generated are inferred the way the shipped
-graph infers every frame, through one EngineManager from config/engines.yaml on the cpu core alone
-(onnxruntime, --inference-threads intra-op threads per engine; 1 = one core, like the generator):
+`versus_inference` (640x480 only): every frame generated (independent and sequence) is inferred the way
+the shipped graph infers every frame, through one EngineManager from config/engines.yaml on the cpu core
+alone (onnxruntime, --inference-threads intra-op threads per engine; 1 = one core, like the generator):
 ProximityPipeline.process with the planes and alert distance of config/robot.yaml, and DetectionPipeline
-on the left image. They are timed right after generating (so that both see much the same load from other
-jobs on the machine). Reported: each network's p50 and the frame's (both, summed per frame), and the
-generator's p50 over each: `generation_over_proximity` and `generation_over_frame_inference`, computed with
-the slower of the independent and sequence p50s.
+on the left image. Each frame is inferred right after it is generated, before the next one is made, so
+that both timings see the same load from other jobs on the machine (it swings by 20 % and more from one
+minute to the next on shared machines). Reported: each network's p50 and the frame's (both, summed per
+frame), and the generator's p50 over each: `generation_over_proximity` and
+`generation_over_frame_inference`, computed with the slower of the independent and sequence p50s.
 """
 
 from __future__ import annotations
@@ -43,8 +44,9 @@ def summarize(wall: list[float], cpu: list[float]) -> dict[str, float]:
             "mean_ms": round(float(array.mean()), 2), "cpu_mean_ms": round(float(np.mean(cpu)), 2)}
 
 
-def timed(frames, keep: list | None = None) -> tuple[list[float], list[float]]:
-    """Wall and CPU ms of each next(frames); the frames are appended to `keep` when given."""
+def timed(frames, after=None) -> tuple[list[float], list[float]]:
+    """Wall and CPU ms of each next(frames); `after(frame)`, when given, runs (untimed) on each frame before
+    the next one is made."""
     wall, cpu = [], []
     while True:
         start_wall, start_cpu = time.perf_counter(), time.process_time()
@@ -54,8 +56,8 @@ def timed(frames, keep: list | None = None) -> tuple[list[float], list[float]]:
             return wall, cpu
         wall.append((time.perf_counter() - start_wall) * 1000)
         cpu.append((time.process_time() - start_cpu) * 1000)
-        if keep is not None:
-            keep.append(frame)
+        if after is not None:
+            after(frame)
 
 
 class Inference:
@@ -141,16 +143,13 @@ def main() -> None:
             for variant in range(TEXTURE_VARIANTS):
                 pool.tile(kind, variant)
         pool_s = time.perf_counter() - start
-        for seed in range(3):  # warm-up: imports, caches
-            generate_frame(1000 + seed, camera)
-        frames: list = []
-        independent = timed((generate_frame(seed, camera) for seed in range(args.frames)), frames)
-        if inference is not None:
-            for frame in frames[:3]:  # warm-up: sessions
+        for seed in range(3):  # warm-up: imports, caches, inference sessions
+            frame = generate_frame(1000 + seed, camera)
+            if inference is not None:
                 inference.run(frame, record=False)
-            for frame in frames:
-                inference.run(frame)
-        wall, cpu = timed(generate_sequence(7, args.frames + 1, camera))
+        infer = inference.run if inference is not None else None
+        independent = timed((generate_frame(seed, camera) for seed in range(args.frames)), infer)
+        wall, cpu = timed(generate_sequence(7, args.frames + 1, camera), infer)
         # the first frame of a sequence also builds the scene: leave it out of the per-frame figure
         results[size] = {"independent": summarize(*independent), "sequence": summarize(wall[1:], cpu[1:]),
                          "texture_pool_s": round(pool_s, 2)}
