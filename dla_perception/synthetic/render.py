@@ -325,9 +325,9 @@ def intersect_solid(solid: Solid, ox: float, oy: float, oz: float, dx, dy, dz, s
         length2 += ny * ny * scale_y
         facing += ny * sun_y
         cosine += ny * ldy
-    inverse_length = np.sqrt(length2, out=length2)
-    np.maximum(inverse_length, 1e-12, out=inverse_length)
-    np.divide(1.0, inverse_length, out=inverse_length)
+    length = np.sqrt(length2, out=length2)
+    np.maximum(length, 1e-12, out=length)
+    inverse_length = np.divide(1.0, length, out=length)
     facing *= inverse_length
     cosine = np.abs(cosine, out=cosine)
     cosine *= inverse_length

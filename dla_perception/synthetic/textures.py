@@ -355,7 +355,8 @@ def tile_mips(kind: str, variant: int, size: int) -> tuple[np.ndarray, ...]:
 class TextureAtlas:
     """Tiles and their mip levels in one uint8 RGBA image, so that shading a whole view is one `cv2.remap`
     call whatever the number of materials. Made with room for `capacity` tiles of one size; `put` fills a
-    cell (cells never filled cost no memory: the image starts as untouched zero pages)."""
+    cell. (A large image is mapped as zero pages that take memory only once written: cells never filled
+    cost next to nothing.)"""
 
     def __init__(self, tile_size: int, capacity: int):
         if capacity < 1:
@@ -396,7 +397,6 @@ class TextureAtlas:
             x0 = int(self._tile_x[index]) + int(self._level_x[level] + 0.5) - _PAD
             self.image[y0:y0 + image.shape[0], x0:x0 + image.shape[1]] = image
 
-
     def _wrapped(self, u: np.ndarray, out: np.ndarray) -> np.ndarray:
         """u wrapped into [0, tile size), into `out`: wrapping once is enough, as (u * scale) mod (size *
         scale) = scale * (u mod size) at every level, and it is cheaper than np.mod. remap reads texel i's
@@ -413,8 +413,8 @@ class TextureAtlas:
 
         One remap, where trilinear filtering (the two levels around lod, blended) takes two and a blend that
         costs as much as a third; the picture differs by well under one grey level on average, since the
-        levels are close to each other wherever lod sits between them. The level changes where the
-        surface's distance and slant do, which are the same in both views: the choice is no stereo cue.
+        levels are close to each other wherever lod sits between them. The level follows the surface's
+        distance and slant, which both views share (the slant nearly): the choice is no stereo cue.
 
         tile: HxW int index of the tile per pixel (None: tile 0 everywhere), or with `tile_table` an index
         into that table of tile numbers (a surface index, say: one lookup fewer than resolving it first);
