@@ -163,7 +163,7 @@ def render_view(scene: Scene, fx: float, fy: float, cx: float, cy: float, width:
     dx, dy, dz = rays if rays is not None else pixel_rays(fx, fy, cx, cy, width, height, rotation)
     shape = (height, width)
     ox, oy, oz = (float(c) for c in origin)
-    sun = scene.sun.astype(np.float32)
+    sun = scene.sun
     full = (slice(None), slice(None))
 
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
