@@ -31,7 +31,7 @@ os.environ.setdefault("AMENT_PREFIX_PATH", sys.prefix)
 
 PLANES_M = [1.0, 2.0, 4.0]
 HELD_OUT_SEED = 1_000_000
-DOMAIN_ID = 94  # below 101 (Linux ephemeral ports) and outside the replays range (100-200)
+DOMAIN_ID = int(os.environ.get("DLA_PERCEPTION_TEST_DOMAIN_BASE", "90")) + 4  # see test/conftest.py
 
 
 def main() -> None:

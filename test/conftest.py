@@ -34,3 +34,12 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"third-party data not found at {SHARED_DATA} (set DLA_PERCEPTION_SHARED_DATA)")
     return SHARED_DATA
+
+
+def ros_domain_id(offset: int) -> int:
+    """A DDS domain for one test module: DLA_PERCEPTION_TEST_DOMAIN_BASE (default 90) + offset.
+
+    Two checkouts running the suite at once on one machine would otherwise hear each other's topics; give
+    each its own base (0-85, so base + offset stays below 101, the start of Linux's ephemeral ports).
+    """
+    return int(os.environ.get("DLA_PERCEPTION_TEST_DOMAIN_BASE", "90")) + offset

@@ -19,14 +19,14 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, ros_domain_id
 
 from dla_perception.nodes import graph
 from dla_perception.nodes.parameters import NODE_PARAMETERS
 
 rclpy = pytest.importorskip("rclpy")
 
-DOMAIN_ID = 92  # below 101 (Linux ephemeral ports) and outside the replays range (100-200)
+DOMAIN_ID = ros_domain_id(2)
 LAUNCH_FILE = REPO_ROOT / "launch" / "robot.launch.py"
 
 

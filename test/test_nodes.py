@@ -21,6 +21,7 @@ import numpy as np
 import onnx
 import pytest
 import yaml
+from conftest import ros_domain_id
 from onnx import TensorProto, helper
 
 rclpy = pytest.importorskip("rclpy")
@@ -29,7 +30,7 @@ from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import QoSProfile, qos_profile_sensor_data  # noqa: E402
 
-DOMAIN_ID = 91  # below 101 (Linux ephemeral ports) and outside the replays range (100-200)
+DOMAIN_ID = ros_domain_id(1)
 WIDTH, HEIGHT, FX, BASELINE = 160, 120, 100.0, 0.12  # fx * B = 12: 1 m -> 12 px, 2 m -> 6 px
 OBSTACLE = (60, 30, 124, 90)  # x1, y1, x2, y2 in the left image
 OBSTACLE_DISPARITY, BACKGROUND_DISPARITY = 24, 2  # 0.5 m and 6 m

@@ -14,7 +14,7 @@ import threading
 import numpy as np
 import pytest
 import yaml
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, ros_domain_id
 
 rclpy = pytest.importorskip("rclpy")
 
@@ -23,7 +23,7 @@ from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from test_nodes import Outcomes, Received, wait_until  # noqa: E402
 
-DOMAIN_ID = 93  # below 101 (Linux ephemeral ports) and outside the replays range (100-200)
+DOMAIN_ID = ros_domain_id(3)
 MODELS = REPO_ROOT / "models" / "proximity"
 PLANTED_M = 1.0
 
