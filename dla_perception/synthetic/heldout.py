@@ -77,8 +77,9 @@ def heldout_frame(seed: int, camera: StereoCamera | None = None, photometric: bo
         sigma = rng.uniform(1.0, 4.0) / 255.0
         left = left + sigma * rng.standard_normal(left.shape)
         right = right + sigma * rng.standard_normal(right.shape)
-    return StereoSample(FAMILY, int(seed), camera, _to_uint8(left), _to_uint8(right), left_disparity,
-                        right_disparity)
+    return StereoSample(
+        FAMILY, int(seed), camera, _to_uint8(left), _to_uint8(right), left_disparity, right_disparity
+    )
 
 
 def _to_uint8(image: np.ndarray) -> np.ndarray:

@@ -32,20 +32,33 @@ class StereoSample:
     def upside_down(self) -> StereoSample:
         """Both views flipped top to bottom: still a rectified pair (rows stay rows, the right camera stays on
         the right), with the ground truth flipped likewise."""
-        return StereoSample(self.family, self.seed, self.camera, self.left[::-1].copy(),
-                            self.right[::-1].copy(), self.disparity[::-1].copy(),
-                            self.right_disparity[::-1].copy())
+        return StereoSample(
+            self.family,
+            self.seed,
+            self.camera,
+            self.left[::-1].copy(),
+            self.right[::-1].copy(),
+            self.disparity[::-1].copy(),
+            self.right_disparity[::-1].copy(),
+        )
 
     def mirrored(self) -> StereoSample:
         """Both views mirrored left to right and swapped: the mirrored right view is the new left view, which
         again sees everything shifted right in the new right view. Ground truth swaps likewise."""
-        return StereoSample(self.family, self.seed, self.camera, self.right[:, ::-1].copy(),
-                            self.left[:, ::-1].copy(), self.right_disparity[:, ::-1].copy(),
-                            self.disparity[:, ::-1].copy())
+        return StereoSample(
+            self.family,
+            self.seed,
+            self.camera,
+            self.right[:, ::-1].copy(),
+            self.left[:, ::-1].copy(),
+            self.right_disparity[:, ::-1].copy(),
+            self.disparity[:, ::-1].copy(),
+        )
 
 
-def visible_disparities(left_depth: np.ndarray, right_depth: np.ndarray, fx_baseline: float
-                        ) -> tuple[np.ndarray, np.ndarray]:
+def visible_disparities(
+    left_depth: np.ndarray, right_depth: np.ndarray, fx_baseline: float
+) -> tuple[np.ndarray, np.ndarray]:
     """(left, right) disparity fx*B/Z where the other view sees the same surface point, else 0.
 
     A left pixel at x with disparity d is seen by the right view at x - d unless the right view's surface

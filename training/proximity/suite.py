@@ -80,8 +80,15 @@ def transformed(sample, name: str):
     return sample.mirrored() if name == "mirrored" else sample
 
 
-def evaluate_heldout(model_dirs: list[Path], frames: int, seed_base: int = 0, workers: int | None = None,
-                     planes_m=HELDOUT_PLANES_M, threads: int | None = None, camera=None) -> dict:
+def evaluate_heldout(
+    model_dirs: list[Path],
+    frames: int,
+    seed_base: int = 0,
+    workers: int | None = None,
+    planes_m=HELDOUT_PLANES_M,
+    threads: int | None = None,
+    camera=None,
+) -> dict:
     """Scores of each model and of SGBM on `frames` held-out frames, plain and transformed."""
     from dla_perception.synthetic.camera import StereoCamera
 
@@ -111,8 +118,15 @@ def evaluate_heldout(model_dirs: list[Path], frames: int, seed_base: int = 0, wo
                     answers = {}
                     for name, (_, pipeline) in zip(names, opened, strict=False):
                         started = time.perf_counter()
-                        result = pipeline.process(view.left, view.right, "rgb8", camera.projection_left(),
-                                                  camera.projection_right(), planes_m, ALERT_DISTANCE_M)
+                        result = pipeline.process(
+                            view.left,
+                            view.right,
+                            "rgb8",
+                            camera.projection_left(),
+                            camera.projection_right(),
+                            planes_m,
+                            ALERT_DISTANCE_M,
+                        )
                         seconds[name].append(time.perf_counter() - started)
                         answers[name] = result.near_masks
                     started = time.perf_counter()
@@ -176,10 +190,12 @@ def evaluate_middlebury_suite(model_dirs: list[Path], data_dir: Path, threads: i
                     result = pipeline.process(l_img, r_img, "bgr8", p_left, p_right, planes_m, planes_m[0])
                     masks = result.near_masks[::-1]  # ascending disparity, like planes_px
                     entry.setdefault(name, {})["upside_down" if flip else "plain"] = _iou_list(
-                        masks, truth, ok, planes_px)
+                        masks, truth, ok, planes_px
+                    )
                 sgbm = sgbm_disparity(l_img, r_img, 1.2 * max_disparity)
                 entry.setdefault(SGBM, {})["upside_down" if flip else "plain"] = _iou_list(
-                    [sgbm > d for d in planes_px], truth, ok, planes_px)
+                    [sgbm > d for d in planes_px], truth, ok, planes_px
+                )
             scenes[scene] = entry
     finally:
         for manager, _ in opened:
@@ -219,8 +235,9 @@ def main() -> None:
     started = time.time()
     results = {}
     if args.frames:
-        results["heldout"] = evaluate_heldout(args.models, args.frames, args.seed_base, args.workers,
-                                              threads=args.threads)
+        results["heldout"] = evaluate_heldout(
+            args.models, args.frames, args.seed_base, args.workers, threads=args.threads
+        )
     if args.middlebury is not None:
         results["middlebury"] = evaluate_middlebury_suite(args.models, args.middlebury, threads=args.threads)
     results["seconds"] = round(time.time() - started, 1)
