@@ -163,9 +163,10 @@ def shift_features(right: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     right [N, C, h, w]; shift [N, h] (one value per row, so ground-like planes work too). Output at
     column x is right at x - shift. Mirrors dla_perception.models.proximity_geometry.shift_features.
     """
+    right = right.float()  # in float32 whatever autocast did: bf16 would round a 45.3 px shift to 45.25
     n, c, h, w = right.shape
-    columns = torch.arange(w, device=right.device, dtype=right.dtype)
-    source = columns.view(1, 1, w) - shift.view(n, h, 1).to(right.dtype)  # [N, h, w]
+    columns = torch.arange(w, device=right.device, dtype=torch.float32)
+    source = columns.view(1, 1, w) - shift.view(n, h, 1).float()  # [N, h, w]
     left_index = torch.floor(source)
     weight = (source - left_index).unsqueeze(1)  # [N, 1, h, w]
     out = torch.zeros_like(right)
