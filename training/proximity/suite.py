@@ -1,7 +1,7 @@
 """The evaluation suite the training never touches: the held-out family, self-consistency, SGBM beside it.
 
-    python -m training.proximity.suite --models models/proximity [OLD_DIR ...] --frames 200 \
-        --middlebury ../shared/data/stereo --json suite.json
+    python -m training.proximity.suite --models models/proximity models/proximity/v1 --frames 200 \
+        --street-frames 200 --middlebury ../shared/data/stereo --json suite.json
 
 For every model directory given, and for OpenCV's SGBM on the same frames in the same run:
 
@@ -11,7 +11,9 @@ For every model directory given, and for OpenCV's SGBM on the same frames in the
 - physical self-consistency on the same frames: the pair upside down and the pair mirrored with left and
   right swapped are valid rectified pairs, so the answer must be the transformed answer. Reported as the
   IoU against the transformed ground truth (its drop from the plain pair's) and as the agreement IoU of the
-  transformed-back answer with the plain pair's answer;
+  upside-down answer flipped back with the plain pair's answer;
+- with --street-frames, the same (plain and upside down: no right-view truth there) on the street
+  renderer's held-out seeds (1 000 000 up): the renderer the v1 model trained on, v2 among others;
 - Middlebury (all scenes of ../shared/data/stereo, evaluation only) at 25/50/75 % of each scene's largest
   disparity, plain and upside down (its right views have no ground truth, so no mirrored case).
 
@@ -40,6 +42,7 @@ from training.proximity.evaluate import (
 )
 
 HELDOUT_PLANES_M = (1.0, 1.5, 2.5, 4.0)
+STREET_PLANES_M = (1.0, 2.0, 4.0)  # the planes v1's card reported
 ALERT_DISTANCE_M = 1.0
 TRANSFORMS = ("plain", "upside_down", "mirrored")
 SGBM = "sgbm"
@@ -67,10 +70,27 @@ class Scores:
         return {"iou": ratio(tp, tp + fp + fn), "precision": ratio(tp, tp + fp), "recall": ratio(tp, tp + fn)}
 
 
-def _heldout_sample(seed: int):
-    from dla_perception.synthetic.heldout import heldout_frame
+def _sample(job: tuple[str, int]):
+    """A StereoSample of the held-out family, or of the street renderer (no right-view truth: zeros)."""
+    source, seed = job
+    if source == "heldout":
+        from dla_perception.synthetic.heldout import heldout_frame
 
-    return heldout_frame(seed)
+        return heldout_frame(seed)
+    from dla_perception.synthetic.camera import StereoCamera
+    from dla_perception.synthetic.sample import StereoSample
+    from dla_perception.synthetic.scene import generate_frame
+
+    frame = generate_frame(seed)
+    return StereoSample(
+        "street",
+        seed,
+        StereoCamera(),
+        frame.left,
+        frame.right,
+        frame.disparity,
+        np.zeros_like(frame.disparity),
+    )
 
 
 def transformed(sample, name: str):
@@ -83,21 +103,31 @@ def transformed(sample, name: str):
 def evaluate_heldout(
     model_dirs: list[Path],
     frames: int,
-    seed_base: int = 0,
+    seed_base: int | None = None,
     workers: int | None = None,
     planes_m=HELDOUT_PLANES_M,
     threads: int | None = None,
-    camera=None,
+    source: str = "heldout",
 ) -> dict:
-    """Scores of each model and of SGBM on `frames` held-out frames, plain and transformed."""
-    from dla_perception.synthetic.camera import StereoCamera
+    """Scores of each model and of SGBM on `frames` frames of `source`, plain and transformed.
 
-    camera = camera or StereoCamera()
+    source "heldout": the held-out family, seeds from 0 (or seed_base), all three transforms;
+    "street": the training renderer's held-out seeds (from 1 000 000), which have no right-view truth, so
+    plain and upside down only."""
+    from dla_perception.synthetic.camera import StereoCamera
+    from training.proximity.dataset import HELD_OUT_SEED_BASE
+
+    if source not in ("heldout", "street"):
+        raise ValueError(f"source must be 'heldout' or 'street', got {source!r}")
+    if seed_base is None:
+        seed_base = 0 if source == "heldout" else HELD_OUT_SEED_BASE
+    transforms = TRANSFORMS if source == "heldout" else TRANSFORMS[:2]
+    camera = StereoCamera()
     planes_m = tuple(sorted(planes_m))
     planes_px = camera.disparity_px(np.asarray(planes_m))
     sgbm_max = 16 * math.ceil(camera.disparity_px(0.5) / 16)
     names = [str(m) for m in model_dirs] + [SGBM]
-    scores = {n: {t: Scores(len(planes_m)) for t in TRANSFORMS} for n in names}
+    scores = {n: {t: Scores(len(planes_m)) for t in transforms} for n in names}
     agreement = {n: Scores(len(planes_m)) for n in names}  # upside-down answer flipped back vs plain answer
     opened = [open_pipeline(m, threads=threads) for m in model_dirs]
     seconds = {n: [] for n in names}
@@ -107,11 +137,9 @@ def evaluate_heldout(
         for manager, _ in opened:
             manager.__enter__()
         try:
-            for sample in pool.imap(_heldout_sample, seeds, chunksize=2):
-                if sample.camera != camera:
-                    raise ValueError("held-out frames must use the suite's camera")
+            for sample in pool.imap(_sample, [(source, s) for s in seeds], chunksize=2):
                 plain_answers = {}
-                for transform in TRANSFORMS:
+                for transform in transforms:
                     view = transformed(sample, transform)
                     truth_disparity = view.disparity
                     valid = truth_disparity > 0
@@ -147,17 +175,17 @@ def evaluate_heldout(
                 manager.__exit__(None, None, None)
     results = {}
     for name in names:
-        entry = {t: scores[name][t].summary() for t in TRANSFORMS}
+        entry = {t: scores[name][t].summary() for t in transforms}
         plain_iou = entry["plain"]["iou"]
         entry["consistency"] = {
             f"{t}_iou_drop": [round(p - q, 4) for p, q in zip(plain_iou, entry[t]["iou"], strict=True)]
-            for t in TRANSFORMS[1:]
+            for t in transforms[1:]
         }
         entry["consistency"]["upside_down_agreement_iou"] = agreement[name].summary()["iou"]
         entry["ms_per_pair_median"] = round(1000 * float(np.median(seconds[name])), 1)
         results[name] = entry
     return {
-        "family": "heldout_blocks",
+        "family": "heldout_blocks" if source == "heldout" else "street (training renderer, held-out seeds)",
         "frames": frames,
         "seeds": [seed_base, seed_base + frames - 1],
         "image_size": [camera.width, camera.height],
@@ -168,8 +196,11 @@ def evaluate_heldout(
     }
 
 
-def evaluate_middlebury_suite(model_dirs: list[Path], data_dir: Path, threads: int | None = None) -> dict:
-    """Per scene IoU at 25/50/75 % of its largest disparity: each model and SGBM, plain and upside down."""
+def evaluate_middlebury_suite(
+    model_dirs: list[Path], data_dir: Path, threads: int | None = None, scenes_only: set[str] | None = None
+) -> dict:
+    """Per scene IoU at 25/50/75 % of its largest disparity: each model and SGBM, plain and upside down.
+    scenes_only: a subset of the scenes (tests); None = all."""
     names = [str(m) for m in model_dirs] + [SGBM]
     opened = [open_pipeline(m, threads=threads) for m in model_dirs]
     scenes: dict[str, dict] = {}
@@ -177,6 +208,8 @@ def evaluate_middlebury_suite(model_dirs: list[Path], data_dir: Path, threads: i
         manager.__enter__()
     try:
         for scene, left, right, disparity, valid in load_middlebury(data_dir):
+            if scenes_only is not None and scene not in scenes_only:
+                continue
             height, width = disparity.shape
             max_disparity = float(disparity[valid].max())
             planes_px = np.array(MIDDLEBURY_FRACTIONS) * max_disparity
@@ -226,7 +259,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", type=Path, nargs="+", default=[Path("models/proximity")])
     parser.add_argument("--frames", type=int, default=200, help="held-out family frames (seeds 0..N-1)")
-    parser.add_argument("--seed-base", type=int, default=0)
+    parser.add_argument(
+        "--street-frames", type=int, default=0, help="also the street renderer's held-out seeds"
+    )
     parser.add_argument("--middlebury", type=Path, default=None, help="folder with scenes.json")
     parser.add_argument("--workers", type=int, default=None, help="rendering processes")
     parser.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads")
@@ -236,7 +271,16 @@ def main() -> None:
     results = {}
     if args.frames:
         results["heldout"] = evaluate_heldout(
-            args.models, args.frames, args.seed_base, args.workers, threads=args.threads
+            args.models, args.frames, workers=args.workers, threads=args.threads
+        )
+    if args.street_frames:
+        results["street"] = evaluate_heldout(
+            args.models,
+            args.street_frames,
+            workers=args.workers,
+            threads=args.threads,
+            planes_m=STREET_PLANES_M,
+            source="street",
         )
     if args.middlebury is not None:
         results["middlebury"] = evaluate_middlebury_suite(args.models, args.middlebury, threads=args.threads)
