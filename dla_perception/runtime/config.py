@@ -20,8 +20,9 @@ from dla_perception.runtime.errors import EnginesConfigError
 PRECISIONS = ("fp32", "fp16", "int8")
 POLICIES = ("pinned", "round_robin", "least_loaded")
 DEFAULT_CACHE_DIR = "~/.cache/dla_perception/engines"
+DEFAULT_PLANS_TO_KEEP = 3  # per model and core; older plans are pruned (runtime/plan_cache.py)
 
-_TOP_LEVEL_KEYS = {"cache_dir", "latency_budget_ms", "models"}
+_TOP_LEVEL_KEYS = {"cache_dir", "latency_budget_ms", "models", "plans_to_keep"}
 _MODEL_KEYS = {
     "onnx",
     "cores",
@@ -66,6 +67,7 @@ class EnginesConfig:
     models: dict[str, ModelSpec] = field(default_factory=dict)
     cache_dir: Path = field(default_factory=lambda: Path(DEFAULT_CACHE_DIR).expanduser())
     latency_budget_ms: dict[str, float] = field(default_factory=dict)
+    plans_to_keep: int = DEFAULT_PLANS_TO_KEEP
 
 
 def validate_model_spec(spec: ModelSpec) -> None:
@@ -129,6 +131,9 @@ def parse_engines_config(document: Any, *, base_dir: Path, source: str = "engine
 
     cache_dir = _resolve(document.get("cache_dir") or DEFAULT_CACHE_DIR, base_dir)
     budgets = _parse_budgets(document.get("latency_budget_ms") or {}, source)
+    keep = document.get("plans_to_keep", DEFAULT_PLANS_TO_KEEP)
+    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
+        raise EnginesConfigError(f"{source}: 'plans_to_keep' must be an integer >= 1, got {keep!r}")
 
     models_doc = document.get("models") or {}
     if not isinstance(models_doc, Mapping):
@@ -139,7 +144,7 @@ def parse_engines_config(document: Any, *, base_dir: Path, source: str = "engine
         if require_files and not spec.onnx.is_file():
             raise EnginesConfigError(f"{source}: model '{name}': ONNX file not found: {spec.onnx}")
         models[spec.name] = spec
-    return EnginesConfig(models=models, cache_dir=cache_dir, latency_budget_ms=budgets)
+    return EnginesConfig(models=models, cache_dir=cache_dir, latency_budget_ms=budgets, plans_to_keep=keep)
 
 
 def _parse_model(name: str, entry: Any, base_dir: Path, source: str) -> ModelSpec:
