@@ -309,7 +309,8 @@ def _compile(
     after_dla = False
     for kind, members in groups:
         first, last = members[0], members[-1]
-        inputs = [n for m in members for n in m._inputs if n not in {o for x in members for o in x._outputs}]
+        produced = {o for x in members for o in x._outputs}
+        inputs = list(dict.fromkeys(n for m in members for n in m._inputs if n not in produced))
         outputs = [o for o in last._outputs]
         if kind == "dla":
             foreign = f"{{ForeignNode[{first.name}...{last.name}]}}"
