@@ -162,8 +162,8 @@ def test_requests_older_than_their_deadline_are_dropped_before_inference_and_cou
     engines = Engines()
     with manager_of(engines, cores=("dla0",), deadline_ms=10_000.0) as manager:
         engine = engines["dla0"]
-        with pytest.raises(DeadlineExceeded, match="already past its deadline"):
-            manager.infer("m", frame(1.0), deadline=time.monotonic() - 0.01)
+        with pytest.raises(DeadlineExceeded, match="'m' request of stream 'front' dropped unrun: already"):
+            manager.infer("m", frame(1.0), stream="front", deadline=time.monotonic() - 0.01)
         busy = threading.Event()
         engine.hold(busy)
         first = manager.submit("m", frame(2.0))

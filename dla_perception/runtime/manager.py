@@ -94,6 +94,7 @@ class EngineManager:
         self._factory = engine_factory or (lambda spec, core: create_engine(spec, core,
                                                                             cache_dir=config.cache_dir))
         self._lock = threading.RLock()
+        self._failover_lock = threading.Lock()
         self._models: dict[str, ModelEntry] = {}
         self._listeners: list[Callable[[HealthEvent], None]] = []
         self._closed = False
@@ -205,7 +206,7 @@ class EngineManager:
             request.fail(self._no_core_error(entry, ()))
         elif request.deadline <= now:
             worker.stats.record_stale()
-            request.fail(DeadlineExceeded(f"'{model}' request dropped unrun: already past its deadline "
+            request.fail(DeadlineExceeded(f"{request.label} dropped unrun: already past its deadline "
                                           f"({(now - request.deadline) * 1e3:.0f} ms ago) when submitted"))
         else:
             self._dispatch(entry, request, worker)
@@ -231,7 +232,7 @@ class EngineManager:
                 worker.stats.record_drop()
                 superseded = "a newer request was already waiting" if victim is request else \
                     "a newer request took its place"
-                victim.fail(RequestDropped(f"'{victim.model}' request dropped from the full queue of "
+                victim.fail(RequestDropped(f"{victim.label} dropped from the full queue of "
                                            f"{worker.core} (queue_size={worker.queue_size}): {superseded}"))
             if accepted:
                 if victim is not request:
@@ -250,10 +251,18 @@ class EngineManager:
             return None
         return choose_core(entry.workers, entry.spec.policy, entry.counter, request.tried, time.monotonic())
 
-    def _retry(self, request: Request, target: Worker) -> None:
-        request.retried = True
-        request.deadline = time.monotonic() + target.deadline_s
-        self._dispatch(self._models[request.model], request, target)
+    def _claim(self, worker: Worker, request: Request) -> tuple[bool, Worker | None]:
+        """Take `request` from `worker`, once (an engine error and its deadline can race): (claimed, the
+        core to retry it on, already given the retry's deadline)."""
+        with self._failover_lock:
+            if request.done or worker.core in request.tried:
+                return False, None
+            request.tried.append(worker.core)
+            target = self._retry_target(request)
+            if target is not None:
+                request.retried = True
+                request.deadline = time.monotonic() + target.deadline_s
+            return True, target
 
     def _no_core_error(self, entry: ModelEntry, tried: Sequence[str]) -> EngineError:
         stuck = [worker for worker in entry.workers if worker.stuck]
@@ -268,13 +277,12 @@ class EngineManager:
 
     def _request_failed(self, worker: Worker, request: Request, error: Exception) -> None:
         """An engine raised: retry once on another core, else fail the future."""
-        if request.done or worker.core in request.tried:  # another core has it since its deadline
+        claimed, target = self._claim(worker, request)
+        if not claimed:  # another core has it since its deadline
             return
-        request.tried.append(worker.core)
-        target = self._retry_target(request)
         if target is not None:
             log.warning("%s failed (%s); retrying on %s", worker.name, error, target.core)
-            self._retry(request, target)
+            self._dispatch(self._models[request.model], request, target)
             return
         failure = error if isinstance(error, EngineError) else EngineError(
             f"'{request.model}' failed on {worker.core}: {error}")
@@ -285,23 +293,21 @@ class EngineManager:
     def _deadline_passed(self, worker: Worker, request: Request, running: bool) -> None:
         """`worker` held `request` (queued, or running when `running`) past its deadline."""
         worker.stats.record_deadline_miss()
-        if request.done:
+        claimed, target = self._claim(worker, request)
+        if not claimed:
             return
-        if worker.core not in request.tried:
-            request.tried.append(worker.core)
-        target = self._retry_target(request)
         age_ms = (time.monotonic() - request.submitted) * 1e3
         where = "running" if running else "waiting"
         if target is not None:
             log.warning("%s: '%s' request still %s at its deadline (%.0f ms after submission); "
                         "retrying on %s", worker.name, request.model, where, age_ms, target.core)
-            self._retry(request, target)
+            self._dispatch(self._models[request.model], request, target)
             return
         if not running:
             worker.stats.record_stale()
         why = "it was retried once already" if request.retried else "no other core can take it"
         verb = "still running on" if running else "dropped unrun from the queue of"
-        request.fail(DeadlineExceeded(f"'{request.model}' request {verb} {worker.core} at its deadline, "
+        request.fail(DeadlineExceeded(f"{request.label} {verb} {worker.core} at its deadline, "
                                       f"{age_ms:.0f} ms after submission; {why}"))
 
     def _on_due(self, worker: Worker, due: Due) -> None:
@@ -313,8 +319,8 @@ class EngineManager:
             entry = self._models.get(worker.model)
             for request in due.displaced:  # never ran here: moved, not retried
                 if entry is not None and not self._closed:
-                    other = choose_core(entry.workers, entry.spec.policy, entry.counter, [worker.core],
-                                        time.monotonic())
+                    other = choose_core(entry.workers, entry.spec.policy, entry.counter,
+                                        [*request.tried, worker.core], time.monotonic())
                     self._dispatch(entry, request, other)
                 else:
                     request.fail(EngineManagerClosed(f"engine manager closed; '{request.model}' not run"))
@@ -351,20 +357,8 @@ class EngineManager:
     def describe(self) -> dict[str, Any]:
         """JSON-able: available cores, placements, and each engine's own description (TensorRT engines
         include their layer placement report)."""
-        return {
-            "available_cores": list(self.available_cores),
-            "cache_dir": str(self.config.cache_dir),
-            "latency_budget_ms": dict(self.config.latency_budget_ms),
-            "models": {
-                placement["model"]: {
-                    **placement,
-                    "inputs": [spec.as_dict() for spec in self._models[placement["model"]].inputs],
-                    "outputs": [spec.as_dict() for spec in self._models[placement["model"]].outputs],
-                }
-                for placement in self.placements()
-            },
-            "engines": reporting.describe_engines(self._models),
-        }
+        return {"available_cores": list(self.available_cores), "cache_dir": str(self.config.cache_dir),
+                "latency_budget_ms": dict(self.config.latency_budget_ms), **reporting.describe(self._models)}
 
     # -- lifetime -----------------------------------------------------------------------------------
 

@@ -79,12 +79,21 @@ def health(entries: Mapping[str, ModelEntry]) -> dict[str, dict[str, Any]]:
     return report
 
 
-def describe_engines(entries: Mapping[str, ModelEntry]) -> dict[str, Any]:
-    """Each engine's own description (TensorRT engines include their layer placement report)."""
+def describe(entries: Mapping[str, ModelEntry]) -> dict[str, Any]:
+    """`models`: each placement with its I/O; `engines`: each engine's own description (TensorRT engines
+    include their layer placement report)."""
+    models = {
+        placement["model"]: {
+            **placement,
+            "inputs": [spec.as_dict() for spec in entries[placement["model"]].inputs],
+            "outputs": [spec.as_dict() for spec in entries[placement["model"]].outputs],
+        }
+        for placement in placements(entries)
+    }
     engines = {}
     for worker in workers_of(entries):
         try:
             engines[worker.name] = worker.engine.describe()
         except Exception as exc:
             engines[worker.name] = {"model": worker.model, "core": worker.core, "error": str(exc)}
-    return engines
+    return {"models": models, "engines": engines}

@@ -36,6 +36,12 @@ class Request:
     probe: bool = False  # a watchdog probe of a stuck core, not a caller's request
 
     @property
+    def label(self) -> str:
+        """How messages name it: "'head' request", with its stream when that is not the model."""
+        stream = f" of stream '{self.stream}'" if self.stream != self.model else ""
+        return f"'{self.model}' request{stream}"
+
+    @property
     def done(self) -> bool:
         return self.future.done()
 
