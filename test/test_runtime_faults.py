@@ -275,3 +275,26 @@ def test_node_status_names_the_degraded_outputs():
     status = Status("dla_perception: detection", "/detection")
     mark_degraded(status, health, ["features"], ["/detections"])
     assert status.level == OK and status.values["degraded_outputs"] == ""
+
+
+def test_the_infer_answer_resolves_once_and_a_cancelled_one_is_skipped():
+    from concurrent.futures import InvalidStateError
+    from concurrent.futures import TimeoutError as FutureTimeout
+
+    from dla_perception.runtime.requests import Answer
+
+    answer = Answer()
+    with pytest.raises(FutureTimeout):
+        answer.result(0.0)
+    answer.set_result({"y": 1})
+    with pytest.raises(InvalidStateError):  # the request's first answer wins, a late one is refused
+        answer.set_exception(RuntimeError("late"))
+    assert answer.done() and answer.result() == {"y": 1} and answer.result(0.0) == {"y": 1}
+    failed = Answer()
+    failed.set_exception(DeadlineExceeded("x"))
+    with pytest.raises(DeadlineExceeded):
+        failed.result()
+    cancelled = Answer()
+    assert cancelled.cancel() and cancelled.cancelled() and not cancelled.set_running_or_notify_cancel()
+    with pytest.raises(InvalidStateError):
+        cancelled.set_result({})

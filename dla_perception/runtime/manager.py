@@ -41,7 +41,7 @@ from dla_perception.runtime.errors import (
     RequestDropped,
 )
 from dla_perception.runtime.placement import EngineFactory, fallback_chain, place
-from dla_perception.runtime.requests import Request, validate_inputs
+from dla_perception.runtime.requests import Answer, Request, validate_inputs
 from dla_perception.runtime.watchdog import Watchdog
 from dla_perception.runtime.worker import Due, Worker
 
@@ -194,6 +194,12 @@ class EngineManager:
         already past it is dropped unrun (DeadlineExceeded). `stream` names the camera and task the
         request belongs to (default: the model), kept with the request for scheduling and messages.
         """
+        future = Future()
+        self._submit(model, inputs, stream, deadline, future)
+        return future
+
+    def _submit(self, model: str, inputs: Mapping[str, np.ndarray], stream: str | None,
+                deadline: float | None, future: Future | Answer) -> None:
         if self._closed:
             raise EngineManagerClosed("engine manager closed")
         entry = self._entry(model)
@@ -201,7 +207,7 @@ class EngineManager:
         now = time.monotonic()
         worker = choose_core(entry.workers, entry.spec.policy, entry.counter, (), now)
         due = deadline if deadline is not None else now + (worker.deadline_s if worker else 0.0)
-        request = Request(model, validated, stream or model, due, now)
+        request = Request(model, validated, stream or model, due, now, future=future)
         if worker is None:
             request.fail(self._no_core_error(entry, ()))
         elif request.deadline <= now:
@@ -210,17 +216,17 @@ class EngineManager:
                                           f"({(now - request.deadline) * 1e3:.0f} ms ago) when submitted"))
         else:
             self._dispatch(entry, request, worker)
-        return request.future
 
     def infer(self, model: str, inputs: Mapping[str, np.ndarray], timeout: float | None = None, *,
               stream: str | None = None, deadline: float | None = None) -> dict[str, np.ndarray]:
         """submit() and wait. It returns or raises by the deadline plus one retry's deadline at the latest;
         `timeout` (s) may cut that short (TimeoutError; a request still queued is then cancelled)."""
-        future = self.submit(model, inputs, stream=stream, deadline=deadline)
+        answer = Answer()
+        self._submit(model, inputs, stream, deadline, answer)
         try:
-            return future.result(timeout)
-        except FutureTimeout:  # an alias of the builtin TimeoutError only from Python 3.11
-            future.cancel()
+            return answer.result(timeout)
+        except FutureTimeout:  # the builtin TimeoutError from Python 3.11
+            answer.cancel()
             raise
 
     def _dispatch(self, entry: ModelEntry, request: Request, worker: Worker | None) -> None:
