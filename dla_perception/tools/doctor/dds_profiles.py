@@ -124,7 +124,7 @@ def fastdds_profile_xml(segment_bytes: int = PROFILE_SHM_SEGMENT,
                         buffer_bytes: int = PROFILE_SOCKET_BUFFER) -> str:
     """A default participant profile with a shared-memory segment and UDP buffers that hold large images."""
     return f"""<?xml version="1.0" encoding="UTF-8" ?>
-<!-- dla_perception: Fast DDS transports for 1.2 MB images (dla-perception doctor --write-dds-profile).
+<!-- dla_perception: Fast DDS transports for 1.2 MB images, written by `dla-perception doctor`.
      Use: export FASTRTPS_DEFAULT_PROFILES_FILE=<this file> (Fast DDS 2.x, Humble/Jazzy)
           export FASTDDS_DEFAULT_PROFILES_FILE=<this file>  (Fast DDS 3.x, Kilted)
      UDP buffers above net.core.rmem_max / wmem_max are silently capped by the kernel. -->
@@ -158,7 +158,7 @@ def fastdds_profile_xml(segment_bytes: int = PROFILE_SHM_SEGMENT,
 def cyclonedds_config_xml(buffer_bytes: int = PROFILE_SOCKET_BUFFER) -> str:
     """A Cyclone DDS configuration that asks the kernel for large socket receive buffers."""
     return f"""<?xml version="1.0" encoding="UTF-8" ?>
-<!-- dla_perception: Cyclone DDS socket buffers for 1.2 MB images (dla-perception doctor --write-dds-profile).
+<!-- dla_perception: Cyclone DDS socket buffers for 1.2 MB images, written by `dla-perception doctor`.
      Use: export CYCLONEDDS_URI=file://<absolute path of this file>
      Cyclone refuses to start when net.core.rmem_max is below the minimum asked for here. -->
 <CycloneDDS xmlns="https://cdds.io/config">

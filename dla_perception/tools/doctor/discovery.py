@@ -19,7 +19,7 @@ PRE_RANGE_DISTROS = ("foxy", "galactic", "humble")  # before Iron: ROS_LOCALHOST
 def check_domain_id(system: System) -> list[Finding]:
     value = system.env.get("ROS_DOMAIN_ID", "").strip()
     if not value:
-        text = "ROS_DOMAIN_ID unset: domain 0, shared with every ROS 2 system on the network that kept it"
+        text = "ROS_DOMAIN_ID unset: domain 0, the one every ROS 2 system on the network uses by default"
         return [Finding("ros_domain", INFO, text, "export ROS_DOMAIN_ID=<0-101, one per robot>")]
     details = {"ROS_DOMAIN_ID": value}
     if not value.isdigit():
@@ -68,6 +68,8 @@ def check_discovery(system: System) -> list[Finding]:
         text = f"{distro}: default multicast discovery"
         return findings or [Finding("discovery", OK, text, details=details)]
     upper = discovery_range.upper()
+    if localhost_only == "1":
+        upper = "LOCALHOST"  # rcl honours the deprecated switch over the range
     if discovery_range and upper not in RANGES:
         text = f"ROS_AUTOMATIC_DISCOVERY_RANGE={discovery_range!r} is not one of {', '.join(RANGES)}"
         findings.append(Finding("discovery", WARN, text, "export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST",

@@ -75,7 +75,7 @@ def check_power_mode(system: System) -> list[Finding]:
     if mode.name == fastest.name or (mode.mode_id is not None and mode.mode_id == fastest.mode_id):
         return [Finding("power_mode", OK, f"{current}: the fastest mode of this module (no power cap; the "
                         "supply and cooling must carry it)", details=details)]
-    return [Finding("power_mode", WARN, f"{current} caps CPU, GPU, DLA and memory clocks below "
+    return [Finding("power_mode", WARN, f"{current} caps the CPU, GPU, DLA and memory clocks below those of "
                     f"{fastest.name}; latency figures assume the fastest mode",
                     f"sudo nvpmodel -m {fastest.mode_id}", details)]
 
@@ -170,10 +170,11 @@ def check_gpu_clock(system: System) -> list[Finding]:
     governor = (system.read_file(f"{base}/governor") or "?").strip()
     details = {"devfreq": base, "cur_hz": current, "min_hz": low, "max_hz": high, "governor": governor,
                "available_max_hz": max(available) if available else None}
-    text = f"GPU at {mhz(current)}, range {mhz(low)}-{mhz(high)} (governor {governor})"
+    span = f"locked at {mhz(high)}" if low == high else f"range {mhz(low)} to {mhz(high)}"
+    text = f"GPU at {mhz(current)}, {span} (governor {governor})"
     if available and high is not None and high < max(available):
-        return [Finding("gpu_clock", INFO, f"{text}; capped below its {mhz(max(available))} maximum by the "
-                        "power mode", "see power_mode", details)]
+        text += f"; capped below its {mhz(max(available))} maximum by the power mode (see power_mode)"
+        return [Finding("gpu_clock", INFO, text, details=details)]
     return [Finding("gpu_clock", INFO, text, details=details)]
 
 
