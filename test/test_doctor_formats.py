@@ -19,7 +19,7 @@ from dla_perception.tools.doctor.jetson_formats import (
     parse_nvpmodel_conf,
     parse_nvpmodel_query,
 )
-from dla_perception.tools.doctor.system import ERROR, INFO, OK, WARN
+from dla_perception.tools.doctor.system import ERROR, INFO, OK, WARN, CommandResult
 
 AGX = FIXTURES / "agx_orin_jp6_maxn_root"
 NANO = FIXTURES / "orin_nano_jp6_15w_container"
@@ -173,3 +173,12 @@ def test_small_ip_reassembly_memory_warns() -> None:
     finding = diagnose(system, only=("ip_fragments",))[0]
     assert finding.level == WARN
     assert "net.ipv4.ipfrag_high_thresh=134217728 net.ipv4.ipfrag_time=3" in finding.fix
+
+
+def test_docker_shm_with_the_default_segment_gets_both_fixes() -> None:
+    df = ("Filesystem     1024-blocks  Used Available Capacity Mounted on\n"
+          "shm                  65536     0     65536       0% /dev/shm\n")
+    system = recorded_system(commands={"df -Pk /dev/shm": CommandResult(0, df)})
+    findings = diagnose(system, only=("shared_memory",))
+    assert [f.level for f in findings] == [WARN, WARN]
+    assert [f.fix.split()[0] for f in findings] == ["dla-perception", "docker"]

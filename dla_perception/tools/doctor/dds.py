@@ -21,6 +21,7 @@ from dla_perception.tools.doctor.system import ERROR, INFO, OK, WARN, Finding, S
 LARGEST_MESSAGE_BYTES = 640 * 480 * 4  # stereo_msgs/DisparityImage, 640x480 float32
 RECOMMENDED_BUFFER_BYTES = PROFILE_SOCKET_BUFFER  # 16 MiB: ~13 such messages, a 0.25 s burst of 3 cameras
 MIN_SHM_SEGMENT_BYTES = 4 * LARGEST_MESSAGE_BYTES  # a few frames in flight per writer
+SHM_PARTICIPANTS = 8  # camera drivers, the perception container, a recorder, tools: one segment each
 RECOMMENDED_FRAG_BYTES = 128 << 20  # ROS 2 DDS-tuning guide
 RECOMMENDED_FRAG_TIME_S = 3
 DEFAULT_RMW = "rmw_fastrtps_cpp"  # Humble, Jazzy and Kilted
@@ -219,15 +220,19 @@ def check_shared_memory(system: System) -> list[Finding]:
     if transports.startswith("LARGE_DATA"):
         text = "Fast DDS LARGE_DATA: shared memory on one host, TCP across hosts"
         return [Finding("shared_memory", OK, text, details=details)]
-    if size is not None and size < 8 * max(segment, PROFILE_SHM_SEGMENT):
-        text = (f"/dev/shm is {mib(size)}: too small for the segments of several ROS processes (one "
-                f"{mib(max(segment, PROFILE_SHM_SEGMENT))} segment each); Fast DDS falls back to UDP")
-        fix = "docker run --shm-size=1g ...   # on the host: sudo mount -o remount,size=1G /dev/shm"
-        return [Finding("shared_memory", WARN, text, fix, details)]
+    findings = []
     if segment < MIN_SHM_SEGMENT_BYTES:
         origin = f"profile {path}" if profile else "Fast DDS default"
         text = (f"Fast DDS shared-memory segment {mib(segment)} ({origin}): holds no burst of 1.2 MB images, "
                 "so best-effort images between processes are dropped")
-        return [Finding("shared_memory", WARN, text, PROFILE_FIX, details)]
+        findings.append(Finding("shared_memory", WARN, text, PROFILE_FIX, details))
+    wanted = max(segment, PROFILE_SHM_SEGMENT)  # the segment in use, or the one the fix above brings
+    if size is not None and size < SHM_PARTICIPANTS * wanted:
+        text = (f"/dev/shm is {mib(size)}: too small for {SHM_PARTICIPANTS} ROS processes with a "
+                f"{mib(wanted)} segment each; Fast DDS then falls back to UDP")
+        fix = "docker run --shm-size=1g ...   # on the host: sudo mount -o remount,size=1G /dev/shm"
+        findings.append(Finding("shared_memory", WARN, text, fix, details))
+    if findings:
+        return findings
     return [Finding("shared_memory", OK, f"Fast DDS shared-memory segment {mib(segment)}, /dev/shm "
                     f"{mib(size) if size else 'size unknown'}", details=details)]

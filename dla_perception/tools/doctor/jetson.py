@@ -37,8 +37,8 @@ def check_platform(system: System) -> list[Finding]:
     release = parse_nv_tegra_release(system.read_file("/etc/nv_tegra_release"))
     model = device_tree_text(system, "model") or "unknown board"
     if not is_jetson(system):
-        return _not_a_jetson("platform", "no /etc/nv_tegra_release and no Tegra SoC in the device tree; "
-                             "the Jetson checks below report what they would read")
+        return _not_a_jetson("platform", "no /etc/nv_tegra_release and no Tegra SoC in the device tree, so "
+                             "power mode, clocks, DLA and power rails are not checked")
     details = {"jetson": True, "model": model, "l4t": release.version if release else None}
     if release is None:
         return [Finding("platform", INFO, f"{model}; L4T release unknown (/etc/nv_tegra_release unreadable)",
