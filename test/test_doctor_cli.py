@@ -96,3 +96,27 @@ def test_console_script_exit_status() -> None:
                             timeout=60, env={"PATH": "/usr/bin:/bin", "ROS_DOMAIN_ID": "robot"})
     assert result.returncode == 3, result.stdout + result.stderr
     assert "ROS_DOMAIN_ID='robot' is not a number" in result.stdout
+
+
+def test_live_commands_run_once_per_diagnosis(monkeypatch) -> None:
+    from dla_perception.tools.doctor import system as system_module
+
+    calls = []
+    monkeypatch.setattr(system_module, "_run", lambda argv: calls.append(argv) or None)
+    live = system_module.live_system({})
+    assert live.run(["jetson_clocks", "--show"]) is None and live.run(["jetson_clocks", "--show"]) is None
+    assert calls == [("jetson_clocks", "--show")]
+    assert live.run(["true"]) is None and len(calls) == 2
+
+
+def test_live_readers_answer_absent_instead_of_raising(tmp_path) -> None:
+    from dla_perception.tools.doctor.system import live_system
+
+    live = live_system({})
+    assert live.run(["dla-perception-no-such-program"]) is None
+    assert live.read_file(str(tmp_path)) is None and live.read_file(str(tmp_path / "missing")) is None
+    assert live.list_dir(str(tmp_path / "missing")) == []
+    (tmp_path / "n").write_text("212992\n")
+    assert live.read_int(str(tmp_path / "n")) == 212992
+    echo = live.run([sys.executable, "-c", "print('NV Power Mode: MAXN'); print(0)"])
+    assert echo.returncode == 0 and echo.stdout.splitlines() == ["NV Power Mode: MAXN", "0"]

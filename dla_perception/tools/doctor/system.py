@@ -118,8 +118,19 @@ def _list_dir(path: str) -> list[str]:
 
 
 def live_system(env: Mapping[str, str] | None = None) -> System:
-    """The readers over this machine (files, PATH commands with a timeout, os.environ)."""
-    return System(_read_file, _run, _list_dir, dict(os.environ if env is None else env))
+    """The readers over this machine (files, PATH commands with a timeout, os.environ).
+
+    A command runs once per System: two checks reading `jetson_clocks --show` share its output.
+    """
+    results: dict[tuple[str, ...], CommandResult | None] = {}
+
+    def run_once(argv: Sequence[str]) -> CommandResult | None:
+        key = tuple(argv)
+        if key not in results:
+            results[key] = _run(key)
+        return results[key]
+
+    return System(_read_file, run_once, _list_dir, dict(os.environ if env is None else env))
 
 
 # -- small helpers the checks share ----------------------------------------------------------------------
