@@ -210,10 +210,9 @@ def check_shared_memory(system: System) -> list[Finding]:
         profile = None
     size, available = _dev_shm(system)
     segment = profile.shm_segment_bytes if profile else FASTDDS_DEFAULT_SHM_SEGMENT
+    leftovers = [name for name in system.list_dir("/dev/shm") if name.startswith(("fastrtps_", "fastdds_"))]
     details = {"segment_bytes": segment, "dev_shm_bytes": size, "dev_shm_available_bytes": available,
-               "builtin_transports": transports or None,
-               "leftover_segments": sum(1 for n in system.list_dir("/dev/shm") if n.startswith(("fastrtps_",
-                                                                                                   "fastdds_")))}
+               "builtin_transports": transports or None, "leftover_segments": len(leftovers)}
     if (profile and not profile.shm_enabled) or transports in ("UDPV4", "UDPV6"):
         text = "Fast DDS shared memory is off: images between processes go over loopback UDP"
         return [Finding("shared_memory", WARN, text, PROFILE_FIX, details)]
