@@ -361,10 +361,11 @@ class EngineManager:
         return reporting.health(self._models)
 
     def describe(self) -> dict[str, Any]:
-        """JSON-able: available cores, placements, and each engine's own description (TensorRT engines
-        include their layer placement report)."""
+        """JSON-able: available cores, placements, each engine's own description (TensorRT engines
+        include their layer placement report) and each model's health."""
         return {"available_cores": list(self.available_cores), "cache_dir": str(self.config.cache_dir),
-                "latency_budget_ms": dict(self.config.latency_budget_ms), **reporting.describe(self._models)}
+                "latency_budget_ms": dict(self.config.latency_budget_ms), **reporting.describe(self._models),
+                "health": self.health()}
 
     # -- lifetime -----------------------------------------------------------------------------------
 
