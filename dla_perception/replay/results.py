@@ -1,0 +1,69 @@
+"""metrics.json of one replay (design.md's fields and more), from the frame records and the engine runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dla_perception.replay import bag as bagmod
+from dla_perception.replay.graph import PerceptionGraph
+from dla_perception.replay.metrics import latency_summary
+from dla_perception.replay.report import FrameRecord
+from dla_perception.replay.scoring import Scorer
+
+
+def build_metrics(bag: bagmod.InputBag, graph: PerceptionGraph, records: list[FrameRecord], scorer: Scorer,
+             wall_s: float, error: str | None, output_path: Path) -> dict:
+    runs_by_core = graph.run_log.by_core()
+    manager_cores = {}
+    if graph.manager is not None:
+        manager_cores = graph.manager.statistics().get("cores", {})
+    cores = {}
+    for core, runs in runs_by_core.items():
+        ok = [r.latency_ms for r in runs if r.ok]
+        latency = latency_summary(ok)
+        cores[core] = {
+            "inferences": len(ok),
+            "latency_ms": {k: latency[k] for k in ("p50", "p90", "p99", "max")},
+            "fps": round(len(ok) / wall_s, 3) if wall_s > 0 else None,
+            "errors": len(runs) - len(ok),
+            "drops": int((manager_cores.get(core) or {}).get("drops", 0)),
+            "engines": sorted({r.model for r in runs}),
+        }
+    engines = {}
+    for core, runs in runs_by_core.items():
+        for model in sorted({r.model for r in runs}):
+            ok = [r.latency_ms for r in runs if r.model == model and r.ok]
+            latency = latency_summary(ok)
+            engines[f"{model}@{core}"] = {
+                "inferences": len(ok),
+                "latency_ms": {k: latency[k] for k in ("p50", "p90", "p99", "max")},
+                "errors": sum(1 for r in runs if r.model == model and not r.ok),
+            }
+    missing: dict[str, int] = {}
+    for record in records:
+        for item in record.missing:
+            missing[item] = missing.get(item, 0) + 1
+    end_to_end = latency_summary(r.end_to_end_ms for r in records)
+    metrics = {
+        "frames": len(records),
+        "frames_with_output": sum(1 for r in records if not r.missing),
+        "cores": cores,
+        "engines": engines,
+        "end_to_end_ms": end_to_end,
+        "missing_outputs": dict(sorted(missing.items())),
+        "bag": {"path": str(bag.path), "storage": bag.storage, "mode": bag.mode,
+                "frames_in_bag": bag.expected_frames, "topics": bag.topics},
+        "output_bag": str(output_path),
+        "wall_s": round(wall_s, 3),
+        "complete": error is None,
+        "error": error,
+        "graph": {"nodes": [n.name for n in graph.nodes], "problems": graph.problems + scorer.problems,
+                  "placements": graph.manager.placements() if graph.manager is not None else []},
+    }
+    if scorer.score is not None:
+        metrics["proximity"] = scorer.score.as_dict()
+        metrics["proximity"]["alert_distance_m"] = scorer.alert_distance_m
+    counted = [r.detections for r in records if r.detections is not None]
+    if counted or any(n.name == "detection" for n in graph.nodes):
+        metrics["detection"] = {"frames": len(counted), "detections": int(sum(counted))}
+    return metrics
