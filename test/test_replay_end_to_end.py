@@ -129,7 +129,7 @@ def test_replay_writes_consistent_metrics_output_bag_and_report(sqlite_run: tupl
     report = (out / "report.html").read_text()
     for picture in ("latency_per_core.png", "end_to_end.png", "iou_per_frame.png"):
         assert picture in report and (out / picture).stat().st_size > 1000
-    assert list(out.glob("overlay_*.png"))
+    assert list(out.glob("frame_*.png"))
 
 
 def test_replay_iou_matches_the_model_card(sqlite_run: tuple[Path, Path, int]) -> None:

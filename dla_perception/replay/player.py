@@ -36,7 +36,7 @@ class BagPlayer:
     """The replay's own rclpy node: plays the bag (inputs and /clock) and records every output."""
 
     def __init__(self, graph: PerceptionGraph, bag: bagmod.InputBag, output: OutputBag,
-                 inbox: Any) -> None:
+                 inbox: Any, with_inputs: bool = False) -> None:
         from rclpy.node import Node
         from rclpy.qos import QoSProfile, ReliabilityPolicy
         from rosgraph_msgs.msg import Clock
@@ -44,6 +44,12 @@ class BagPlayer:
 
         self.node = Node("replay", context=graph.context)
         self.output, self.inbox = output, inbox
+        # Inputs copied into the output bag: camera models always (RViz and Foxglove need them to place
+        # the outputs), images and ground truth when asked (they make the bag several times larger).
+        self.recorded_inputs = {bagmod.LEFT_INFO, bagmod.RIGHT_INFO}
+        if with_inputs:
+            self.recorded_inputs |= {bagmod.LEFT_IMAGE, bagmod.RIGHT_IMAGE, bagmod.MONO_IMAGE,
+                                     bagmod.GROUND_TRUTH}
         self.write_lock = threading.Lock()
         self.to_write: list[tuple[str, str, int, bytes]] = []  # written by the main thread (flush)
         self.log_time_of_stamp: dict[int, int] = {}
@@ -117,6 +123,8 @@ class BagPlayer:
         with self.write_lock:
             self.log_time_of_stamp[frame.stamp_ns] = frame.log_time_ns
             self.current_log_time_ns = frame.log_time_ns
+            self.to_write += [(m.topic, m.msgtype, m.log_time_ns, m.raw) for m in frame.messages.values()
+                              if m.topic in self.recorded_inputs]
         sec, nanosec = divmod(frame.stamp_ns, 1_000_000_000)
         started = time.perf_counter()
         self.clock.publish(Clock(clock=Time(sec=sec, nanosec=nanosec)))

@@ -8,28 +8,36 @@ reported as a missing output, never a hang.
 
 Outputs are written to the output bag as they arrive; metrics.json and report.html are written at the end,
 also when the bag turns out truncated half-way or the user interrupts (partial results stay readable).
+Many bags (sequentially or on Ray) go through `fleet`, which calls `replay` once per bag.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from dla_perception.replay import bag as bagmod
 from dla_perception.replay.baseline import Regression, Tolerances, compare, load_metrics
+from dla_perception.replay.engine_cache import EngineCache
+from dla_perception.replay.fingerprint import (
+    bag_fingerprint,
+    code_fingerprint,
+    config_fingerprint,
+    engines_fingerprint,
+)
 from dla_perception.replay.graph import PerceptionGraph
 from dla_perception.replay.player import BagPlayer, Received
 from dla_perception.replay.recorder import OutputBag
-from dla_perception.replay.report import FrameRecord, Overlay, write_report
-from dla_perception.replay.results import build_metrics
-from dla_perception.replay.scoring import Scorer, capture_overlay, frame_detections, score_proximity
+from dla_perception.replay.records import FrameRecord, Overlay
+from dla_perception.replay.report import write_report
+from dla_perception.replay.results import build_metrics, latencies_by_core, write_results
+from dla_perception.replay.scoring import Scorer, frame_detections, score_proximity
+from dla_perception.replay.timing import RunLog
+from dla_perception.replay.topics import camera_remaps
+from dla_perception.replay.worst import WorstFrames
 
 OUTPUT_BAG_NAME = "output_bag"
 DISCOVERY_TIMEOUT_S = 30.0
@@ -46,12 +54,29 @@ class ReplayOptions:
     baseline: Path | None = None
     max_frames: int | None = None
     remaps: list[str] = field(default_factory=list)
+    namespace: str | None = None  # bag topics under it are read without it
+    camera_topics: list[str] | None = None  # IMAGE | LEFT RIGHT [LEFT_INFO RIGHT_INFO] (topics.py)
+    parameters: list[str] = field(default_factory=list)  # `name:=value` / `node:name:=value`, as ros2 run -p
+    ground_truth: str | None = None  # the bag's ground-truth disparity topic; None: detected
+    with_inputs: bool = False  # images (and ground truth) into the output bag too; camera_info always
     frame_timeout_s: float = 60.0
     tolerances: Tolerances = field(default_factory=Tolerances)
-    overlays: int = 4
+    overlays: int = 3  # frames shown per criterion (worst IoU, slowest)
     progress: bool = True
     nodes: list[str] | None = None  # "proximity", "detection"; None: every node the bag can feed
     domain_id: int | None = None
+    engine_cache: EngineCache | None = None  # engines kept across replays (a fleet worker); None: own
+
+    def settings(self) -> dict:
+        """The per-bag choices results depend on (config fingerprint; resume compares them)."""
+        return {"max_frames": self.max_frames, "remaps": self.remaps, "namespace": self.namespace,
+                "camera_topics": self.camera_topics, "parameters": self.parameters,
+                "ground_truth": self.ground_truth, "nodes": self.nodes, "with_inputs": self.with_inputs}
+
+    def fingerprint(self) -> dict[str, str]:
+        return {"code": code_fingerprint(), "models": engines_fingerprint(self.engines),
+                "config": config_fingerprint(self.robot_config, self.settings()),
+                "bag": bag_fingerprint(bagmod.bag_directory(self.bag))}
 
 
 @dataclass
@@ -95,23 +120,39 @@ def replay(options: ReplayOptions) -> ReplayResult:
     the bag cannot be replayed at all; a bag that breaks half-way returns a result with `error` set,
     after writing what was produced.
     """
+    baseline = load_metrics(options.baseline) if options.baseline is not None else None  # fail fast
+    remaps = [*camera_remaps(options.camera_topics), *options.remaps]
+    bag = bagmod.InputBag(options.bag, remaps, options.namespace, options.ground_truth)
+    cache = options.engine_cache or EngineCache()
+    try:
+        options.out.mkdir(parents=True, exist_ok=True)
+        metrics, records, run_log, pictures = _run(bag, cache, options)
+    finally:
+        bag.close()
+        if options.engine_cache is None:
+            cache.close()
+    metrics["fingerprint"] = options.fingerprint()
+    write_results(options.out, metrics, records, run_log)
+    regressions = compare(metrics, baseline, options.tolerances) if baseline is not None else None
+    report = write_report(options.out, metrics, records, latencies_by_core(run_log), pictures, regressions)
+    return ReplayResult(metrics, report, options.out / OUTPUT_BAG_NAME, regressions, metrics["error"])
+
+
+def _run(bag: bagmod.InputBag, cache: EngineCache, options: ReplayOptions
+         ) -> tuple[dict, list[FrameRecord], RunLog, list[Overlay]]:
     from rclpy.executors import MultiThreadedExecutor
 
-    baseline = load_metrics(options.baseline) if options.baseline is not None else None  # fail fast
-    bag = bagmod.InputBag(options.bag, options.remaps)
-    options.out.mkdir(parents=True, exist_ok=True)
     output_path = options.out / OUTPUT_BAG_NAME
     graph = output = player = executor = spinner = None
     records: list[FrameRecord] = []
-    overlays: list[Overlay] = []
     error: str | None = None
     started_wall = time.perf_counter()
     try:
-        graph = PerceptionGraph(bag.mode, options.engines, options.robot_config, options.nodes,
-                                options.domain_id)
+        graph = PerceptionGraph(bag.mode, cache.get(options.engines), options.robot_config, options.nodes,
+                                options.domain_id, options.parameters)
         output = OutputBag(output_path, bag.storage)
         inbox = _Inbox()
-        player = BagPlayer(graph, bag, output, inbox)
+        player = BagPlayer(graph, bag, output, inbox, options.with_inputs)
         for graph_node in graph.nodes:
             add_listener = getattr(graph_node.node, "add_frame_listener", None)
             if add_listener is not None:
@@ -124,8 +165,8 @@ def replay(options: ReplayOptions) -> ReplayResult:
         player.wait_for_connections(graph, DISCOVERY_TIMEOUT_S)
 
         scorer = Scorer(graph, bag.has_ground_truth)
+        worst = WorstFrames(options.overlays)
         total = min(bag.expected_frames, options.max_frames or bag.expected_frames)
-        overlay_at = set(np.linspace(0, max(0, total - 1), min(options.overlays, total)).round().astype(int))
         progress = _progress_bar(total, options.progress)
         started_wall = time.perf_counter()
         try:
@@ -133,12 +174,9 @@ def replay(options: ReplayOptions) -> ReplayResult:
                 if frame.index == 0:
                     player.prime(frame)
                     time.sleep(PRIMING_S)
-                record, overlay = _replay_frame(frame, graph, player, inbox, scorer, options,
-                                                frame.index in overlay_at)
+                record = _replay_frame(frame, graph, player, inbox, scorer, options, worst)
                 player.flush()
                 records.append(record)
-                if overlay is not None:
-                    overlays.append(overlay)
                 progress.update(1)
                 if record.end_to_end_ms is not None:
                     progress.set_postfix_str(f"{record.end_to_end_ms:.0f} ms/frame", refresh=False)
@@ -154,6 +192,7 @@ def replay(options: ReplayOptions) -> ReplayResult:
         time.sleep(STRAGGLER_WAIT_S if records else 0)  # optional outputs (overlay images) still in flight
         wall_s = time.perf_counter() - started_wall
         metrics = build_metrics(bag, graph, records, scorer, wall_s, error, output_path)
+        pictures = worst.overlays(sorted(scorer.planes_m), scorer.planes_px, scorer.alert_distance_m)
     finally:
         if executor is not None:
             executor.shutdown(timeout_sec=5.0)
@@ -166,21 +205,8 @@ def replay(options: ReplayOptions) -> ReplayResult:
             output.close()
         if graph is not None:
             graph.close()
-        bag.close()
-    if output is not None:
-        metrics["output_bag_messages"] = dict(sorted(output.counts.items()))
-    (options.out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    with (options.out / "frames.jsonl").open("w") as per_frame:  # one line per frame, for digging in
-        for record in records:
-            per_frame.write(json.dumps(dataclasses.asdict(record)) + "\n")
-    regressions = compare(metrics, baseline, options.tolerances) if baseline is not None else None
-    latencies: dict[str, dict[str, list[float]]] = {}
-    for core, runs in graph.run_log.by_core().items():
-        for run in runs:
-            if run.ok:
-                latencies.setdefault(core, {}).setdefault(run.model, []).append(run.latency_ms)
-    report = write_report(options.out, metrics, records, latencies, overlays, regressions)
-    return ReplayResult(metrics, report, output_path, regressions, error)
+    metrics["output_bag_messages"] = dict(sorted(output.counts.items()))
+    return metrics, records, graph.run_log, pictures
 
 
 def _progress_bar(total: int, enabled: bool) -> Any:
@@ -190,8 +216,7 @@ def _progress_bar(total: int, enabled: bool) -> Any:
 
 
 def _replay_frame(frame: bagmod.Frame, graph: PerceptionGraph, player: BagPlayer, inbox: _Inbox,
-                  scorer: Scorer, options: ReplayOptions, keep_overlay: bool
-                  ) -> tuple[FrameRecord, Overlay | None]:
+                  scorer: Scorer, options: ReplayOptions, worst: WorstFrames) -> FrameRecord:
     started = player.play(frame)
     deadline = time.monotonic() + options.frame_timeout_s
     with inbox.cond:
@@ -218,8 +243,8 @@ def _replay_frame(frame: bagmod.Frame, graph: PerceptionGraph, player: BagPlayer
     if not record.missing and finished:
         record.end_to_end_ms = (max(finished) - started) * 1e3
     score_proximity(frame, messages, scorer, record)
-    overlay = capture_overlay(frame, messages, scorer, detections or []) if keep_overlay else None
-    return record, overlay
+    worst.offer(record, frame, messages, detections)
+    return record
 
 
 def _answered(stamp_ns: int, graph: PerceptionGraph, player: BagPlayer, inbox: _Inbox) -> bool:

@@ -13,10 +13,11 @@ import numpy as np
 from dla_perception.models.proximity_geometry import StereoGeometry
 from dla_perception.replay import bag as bagmod
 from dla_perception.replay.graph import PerceptionGraph
+from dla_perception.replay.images import decode_image
 from dla_perception.replay.messages import DETECTION_ARRAY_TYPE, typestore
 from dla_perception.replay.metrics import ProximityScore
 from dla_perception.replay.player import BagPlayer, Received
-from dla_perception.replay.report import FrameRecord, Overlay
+from dla_perception.replay.records import FrameRecord
 
 
 class Scorer:
@@ -35,6 +36,11 @@ class Scorer:
         left = bagmod.decode(frame.messages[bagmod.LEFT_INFO])
         right = bagmod.decode(frame.messages[bagmod.RIGHT_INFO])
         return StereoGeometry.from_projections(left.p, right.p)
+
+    def planes_px(self, frame: bagmod.Frame, distances_m: list[float] | None = None) -> list[float]:
+        """Disparities (px) of the planes (or of `distances_m`) in this frame's camera model."""
+        distances = sorted(self.planes_m) if distances_m is None else distances_m
+        return [float(d) for d in self.geometry(frame).disparity_px(distances).tolist()]
 
 
 def frame_detections(frame: bagmod.Frame, graph: PerceptionGraph, player: BagPlayer,
@@ -81,35 +87,16 @@ def score_proximity(frame: bagmod.Frame, messages: dict[str, Received], scorer: 
     truth = frame.ground_truth_disparity() if scorer.score is not None else None
     if disparity is None or truth is None:
         return
-    level = bagmod.image_array(typestore().deserialize_cdr(disparity.raw, disparity.msgtype).image)
     try:
-        planes_px = scorer.geometry(frame).disparity_px(scorer.score.thresholds_m).tolist()
+        level = decode_image(typestore().deserialize_cdr(disparity.raw, disparity.msgtype).image)
+        planes_px = scorer.planes_px(frame, scorer.score.thresholds_m)
         record.iou = scorer.score.add(frame.index, np.asarray(level, dtype=np.float32), truth, planes_px)
     except ValueError as exc:  # bad camera_info, or ground truth of another size: not scored
         problem = f"ground truth not scored: {exc}"
         if problem not in scorer.problems:
             scorer.problems.append(problem)
-
-
-def capture_overlay(frame: bagmod.Frame, messages: dict[str, Received], scorer: Scorer,
-             detections: list) -> Overlay | None:
-    from rosbags.image import message_to_cvimage
-
-    image = frame.messages.get(bagmod.LEFT_IMAGE) or frame.messages.get(bagmod.MONO_IMAGE)
-    try:
-        rgb = np.ascontiguousarray(message_to_cvimage(bagmod.decode(image), "rgb8"))
-    except Exception:  # an image the graph rejected may not decode either; no picture then
-        return None
-    overlay = Overlay(frame.index, rgb, detections=detections)
-    mask = messages.get("proximity/mask")
-    if mask is not None:
-        mask_message = typestore().deserialize_cdr(mask.raw, mask.msgtype)
-        overlay.alert_mask = np.asarray(bagmod.image_array(mask_message))
-    truth = frame.ground_truth_disparity()
-    if truth is not None and scorer.alert_distance_m and frame.messages.get(bagmod.LEFT_INFO):
-        try:
-            alert_px = float(scorer.geometry(frame).disparity_px(float(scorer.alert_distance_m)))
-            overlay.truth_mask = np.nan_to_num(truth) > alert_px
-        except ValueError:  # unusable camera_info: the picture goes without the ground-truth outline
-            pass
-    return overlay
+        return
+    counts = scorer.score.last_counts
+    record.plane_counts = [[tp + fn, tp + fp] for tp, fp, fn in counts]
+    union = sum(tp + fp + fn for tp, fp, fn in counts)
+    record.frame_iou = round(sum(tp for tp, _, _ in counts) / union, 6) if union else None
