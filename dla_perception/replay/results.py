@@ -1,7 +1,7 @@
 """metrics.json of one replay (design.md's fields and more), from the frame records and the engine runs.
 
-Beside metrics.json: frames.jsonl (one line per frame) and engine_runs.json (every engine run time, per
-model@core), which is what pooling many bags' latencies needs (percentiles do not add up).
+Beside metrics.json: frames.jsonl (one line per frame) and engine_runs.json (every engine run's wall and
+CPU time, per model@core), which is what pooling many bags' latencies needs (percentiles do not add up).
 """
 
 from __future__ import annotations
@@ -39,11 +39,13 @@ def build_metrics(bag: bagmod.InputBag, graph: PerceptionGraph, records: list[Fr
     engines = {}
     for core, runs in runs_by_core.items():
         for model in sorted({r.model for r in runs}):
-            ok = [r.latency_ms for r in runs if r.model == model and r.ok]
-            latency = latency_summary(ok)
+            ok = [r for r in runs if r.model == model and r.ok]
+            latency = latency_summary(r.latency_ms for r in ok)
+            cpu = latency_summary(r.cpu_ms for r in ok)
             engines[f"{model}@{core}"] = {
                 "inferences": len(ok),
                 "latency_ms": {k: latency[k] for k in ("p50", "p90", "p99", "max")},
+                "cpu_ms": {k: cpu[k] for k in ("p50", "p90")},  # process CPU time per run
                 "errors": sum(1 for r in runs if r.model == model and not r.ok),
             }
     missing: dict[str, int] = {}
@@ -95,6 +97,10 @@ def write_results(out: Path, metrics: dict, records: list[FrameRecord], run_log:
     with (out / "frames.jsonl").open("w") as per_frame:  # one line per frame, for digging in
         for record in records:
             per_frame.write(json.dumps(dataclasses.asdict(record)) + "\n")
-    runs = {f"{model}@{core}": [round(ms, 4) for ms in samples]
-            for core, by_model in latencies_by_core(run_log).items() for model, samples in by_model.items()}
-    (out / ENGINE_RUNS_FILE).write_text(json.dumps(runs) + "\n")
+    runs: dict[str, dict[str, list[float]]] = {}
+    for run in run_log.runs():
+        if run.ok:
+            samples = runs.setdefault(f"{run.model}@{run.core}", {"latency_ms": [], "cpu_ms": []})
+            samples["latency_ms"].append(round(run.latency_ms, 4))
+            samples["cpu_ms"].append(round(run.cpu_ms, 4))
+    (out / ENGINE_RUNS_FILE).write_text(json.dumps(dict(sorted(runs.items()))) + "\n")

@@ -25,6 +25,7 @@ class EngineRun:
     model: str
     latency_ms: float
     ok: bool
+    cpu_ms: float = 0.0  # process CPU time during the run: the work itself for a cpu-core engine
 
 
 class RunLog:
@@ -76,7 +77,7 @@ class RecordingEngine(Engine):
         return self.inner.output_specs()
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         ok = False
         try:
             outputs = self.inner.run(inputs)
@@ -85,7 +86,8 @@ class RecordingEngine(Engine):
         finally:
             log = self.target.log
             if log is not None:
-                log.add(EngineRun(self.core, self.model, (time.perf_counter() - started) * 1e3, ok))
+                log.add(EngineRun(self.core, self.model, (time.perf_counter() - started) * 1e3, ok,
+                                  (time.process_time() - cpu_started) * 1e3))
 
     def describe(self) -> dict[str, Any]:
         return self.inner.describe()
