@@ -16,6 +16,7 @@ average with the figures (this machine's 2 cores are shared).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -64,7 +65,8 @@ def main() -> None:
         timings = {}
         for label, extra in (("one_worker", []), ("two_ray_workers", ["--workers", "2"])):
             started = time.perf_counter()
-            code = cli(["replay", *bags, "--out", str(root / label), "--no-progress", *extra])
+            with contextlib.redirect_stdout(sys.stderr):  # the command's summary; stdout keeps the JSON
+                code = cli(["replay", *bags, "--out", str(root / label), "--no-progress", *extra])
             timings[label] = time.perf_counter() - started
             if code != 0:
                 raise SystemExit(f"{label}: replay exited {code}")
