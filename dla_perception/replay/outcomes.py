@@ -45,7 +45,7 @@ def resumable(job: BagJob, replay_options: ReplayOptions) -> BagOutcome | None:
     try:
         metrics = json.loads(path.read_text())
         fingerprint = replay_options.fingerprint()
-    except (OSError, ValueError, Exception):  # no results, unreadable, or the bag itself is gone
+    except Exception:  # no results, unreadable JSON, or the bag itself is gone: run it
         return None
     if not metrics.get("complete") or metrics.get("fingerprint") != fingerprint:
         return None
