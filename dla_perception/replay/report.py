@@ -57,7 +57,7 @@ def write_report(
             axis.set_title(f"{core}: {total} inferences")
             axis.set_xlabel("engine latency (ms)")
             axis.set_ylabel("runs")
-            axis.legend(fontsize="small", loc="upper left", bbox_to_anchor=(0, -0.25), ncol=3,
+            axis.legend(fontsize="small", loc="upper left", bbox_to_anchor=(0, -0.25), ncol=2,
                         frameon=False)  # below the axes, never over the bars
         save(fig, "latency_per_core.png",
              "Engine latency per core, stacked by model (every inference of the replay).")
@@ -79,9 +79,9 @@ def write_report(
     if scored and thresholds:
         fig, axis = plt.subplots(figsize=(8, 3))
         for k, threshold in enumerate(thresholds):
-            points = [(f.index, f.iou[k]) for f in scored if k < len(f.iou) and f.iou[k] is not None]
-            axis.plot([i for i, _ in points], [v for _, v in points], marker=".", linewidth=1,
-                      label=f"{threshold:g} m")
+            # A frame without near pixels for a plane has no IoU there: a gap in its line, not a bridge.
+            values = [f.iou[k] if k < len(f.iou) and f.iou[k] is not None else float("nan") for f in scored]
+            axis.plot([f.index for f in scored], values, marker=".", linewidth=1, label=f"{threshold:g} m")
         axis.set_ylim(0, 1.02)
         axis.set_xlabel("frame")
         axis.set_ylabel("near-mask IoU")
