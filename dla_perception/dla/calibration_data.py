@@ -101,8 +101,8 @@ def _bag_frames(path: Path, stereo: bool) -> tuple[int, Iterator[Frame]]:
         BagError,
         InputBag,
         decode,
-        image_array,
     )
+    from dla_perception.replay.images import ImageError, decode_image
 
     try:
         bag = InputBag(path)
@@ -115,24 +115,22 @@ def _bag_frames(path: Path, stereo: bool) -> tuple[int, Iterator[Frame]]:
             "pairs (left/right image_rect and camera_info)"
         )
 
+    def rgb(message: object) -> np.ndarray:
+        try:
+            return decode_image(message, "rgb8")  # the replay's decoder: any camera encoding
+        except ImageError as exc:
+            raise CalibrationDataError(f"{path}: {exc}") from exc
+
     def frames() -> Iterator[Frame]:
         with bag:
             for frame in bag.frames():
-                left = decode(frame.messages.get(LEFT_IMAGE) or frame.messages[MONO_IMAGE])
+                left = rgb(decode(frame.messages.get(LEFT_IMAGE) or frame.messages[MONO_IMAGE]))
                 if not stereo:
-                    yield Frame(np.asarray(image_array(left)), left.encoding)
+                    yield Frame(left, "rgb8")
                     continue
-                right = decode(frame.messages[RIGHT_IMAGE])
-                infos = [
-                    np.asarray(decode(frame.messages[k]).p, dtype=np.float64) for k in (LEFT_INFO, RIGHT_INFO)
-                ]
-                yield Frame(
-                    np.asarray(image_array(left)),
-                    left.encoding,
-                    np.asarray(image_array(right)),
-                    infos[0],
-                    infos[1],
-                )
+                right = rgb(decode(frame.messages[RIGHT_IMAGE]))
+                infos = [decode(frame.messages[k]).p for k in (LEFT_INFO, RIGHT_INFO)]
+                yield Frame(left, "rgb8", right, *(np.asarray(p, dtype=np.float64) for p in infos))
 
     return bag.expected_frames, frames()
 
