@@ -251,6 +251,12 @@ def _io(name: str, dims: Any = None) -> dict[str, Any]:
     }
 
 
+def _foreign(name: str, kind: str, inputs: list[str], outputs: list[str], tactic: str) -> dict[str, Any]:
+    """A {ForeignNode[...]} layer as DETAILED JSON shows it (Myelin's tactic is 0x0000000000000000)."""
+    return {"Name": name, "LayerType": kind, "Inputs": [_io(n) for n in inputs],
+            "Outputs": [_io(n) for n in outputs], "TacticValue": tactic, "StreamId": 0, "Metadata": ""}
+
+
 def _compile(
     network: Any, devices: dict[str, DeviceType], on_dla: bool, calibration: Any
 ) -> tuple[list[dict[str, Any]], list[str]]:
@@ -318,17 +324,7 @@ def _compile(
                 {"Name": f"{n} to nvm", "LayerType": "NvmCopy", "Inputs": [_io(n)], "Outputs": []}
                 for n in inputs
             ]
-            layers.append(
-                {
-                    "Name": foreign,
-                    "LayerType": "DLA",
-                    "Inputs": [_io(n) for n in inputs],
-                    "Outputs": [_io(n) for n in outputs],
-                    "TacticValue": "0x0000000000000003",
-                    "StreamId": 0,
-                    "Metadata": "",
-                }
-            )
+            layers.append(_foreign(foreign, "DLA", inputs, outputs, "0x0000000000000003"))
             layers += [
                 {"Name": f"{n} from nvm", "LayerType": "NvmCopy", "Inputs": [], "Outputs": [_io(n)]}
                 for n in outputs
@@ -353,17 +349,7 @@ def _compile(
         after_dla = False
         if kind == "myelin":
             name = f"{{ForeignNode[{first.name}...{last.name}]}}"
-            layers.append(
-                {
-                    "Name": name,
-                    "LayerType": "Myelin",
-                    "Inputs": [_io(n) for n in inputs],
-                    "Outputs": [_io(n) for n in outputs],
-                    "TacticValue": "0x0000000000000000",
-                    "StreamId": 0,
-                    "Metadata": "",
-                }
-            )
+            layers.append(_foreign(name, "Myelin", inputs, outputs, "0x0000000000000000"))
             gpu_lines.append(f"[GpuLayer] MYELIN: {name}")
         else:
             name = " + ".join(m.name for m in members)

@@ -236,26 +236,10 @@ def test_pure_dla_engine_with_gpu_layers_fails_loudly(trt, model_path, tmp_path)
     """gpu_fallback: false, yet the engine has a layer on the GPU (a Myelin subgraph): EngineError, not a
     quiet GPU fallback."""
     plan, info = build_plan(trt, model_path, BuildOptions(core="dla0"))
+    common = {"model": "conv", "core": "dla0", "precision": "fp16", "build_info": info, "trt": trt}
     with pytest.raises(EngineError, match="without GPU fallback, yet TensorRT runs 1 layer.*softmax"):
-        TensorRTEngine(
-            plan,
-            model="conv",
-            core="dla0",
-            precision="fp16",
-            build_info=info,
-            trt=trt,
-            cuda=tensorrt_double.HostCuda(),
-            gpu_fallback=False,
-        )
-    engine = TensorRTEngine(
-        plan,
-        model="conv",
-        core="dla0",
-        precision="fp16",
-        build_info=info,
-        trt=trt,
-        cuda=tensorrt_double.HostCuda(),
-    )
+        TensorRTEngine(plan, cuda=tensorrt_double.HostCuda(), gpu_fallback=False, **common)
+    engine = TensorRTEngine(plan, cuda=tensorrt_double.HostCuda(), **common)
     assert engine.placement["gpu_fallback"] and engine.placement["verdict"].startswith("GPU FALLBACK")
 
 
