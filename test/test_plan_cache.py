@@ -11,6 +11,7 @@ import logging
 import os
 import pickle
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -153,6 +154,7 @@ def _in_child_as_nobody(work, *args):
     pid = os.fork()
     if pid == 0:  # the child: never returns into pytest
         try:
+            signal.alarm(30)  # a child stuck on a lock held at fork time dies instead of hanging the suite
             os.close(read)
             os.setgid(65534)
             os.setuid(65534)
@@ -164,8 +166,11 @@ def _in_child_as_nobody(work, *args):
         os._exit(0)
     os.close(write)
     with os.fdopen(read, "rb") as pipe:
-        result = pickle.load(pipe)
+        data = pipe.read()
     os.waitpid(pid, 0)
+    if not data:
+        raise AssertionError("the unprivileged child died without an answer (timed out?)")
+    result = pickle.loads(data)
     if isinstance(result, BaseException):
         raise result
     return result

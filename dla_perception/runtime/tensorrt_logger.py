@@ -27,7 +27,7 @@ TAGS = (
     "FEWIV"  # trtexec's prefixes by severity: [F]atal (internal error), [E]rror, [W]arning, [I]nfo, [V]erbose
 )
 _PLACEMENT = re.compile(r"\[(Dla|Gpu)Layer\]|Layers [Rr]unning on (DLA|GPU)")
-_loggers: dict[int, Any] = {}
+_loggers: dict[int, tuple[ModuleType, Any]] = {}  # the module is kept so that its id stays its own
 _loggers_lock = threading.Lock()
 _local = threading.local()
 
@@ -35,10 +35,10 @@ _local = threading.local()
 def shared_logger(trt: ModuleType) -> Any:
     """The process's one logger for this `tensorrt` module (an ILogger subclass, made once)."""
     with _loggers_lock:
-        logger = _loggers.get(id(trt))
-        if logger is None:
-            logger = _loggers[id(trt)] = _make_logger(trt)
-        return logger
+        known = _loggers.get(id(trt))
+        if known is None or known[0] is not trt:
+            known = _loggers[id(trt)] = (trt, _make_logger(trt))
+        return known[1]
 
 
 def _make_logger(trt: ModuleType) -> Any:
