@@ -267,7 +267,8 @@ class PlanCache:
         """Keep the newest `keep` artefacts of (model, core), the one just written always among them."""
         family = [newest] + [p for p in self._family(model, core) if p != newest]
         for path in family[self.keep :]:
-            for stale in (path, path.with_name(path.name + ".json")):
+            # its record, and the record name of plans cached before the records were "<plan>.json"
+            for stale in (path, path.with_name(path.name + ".json"), path.with_suffix(".json")):
                 try:
                     stale.unlink(missing_ok=True)
                 except OSError as exc:
