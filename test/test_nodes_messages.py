@@ -56,7 +56,7 @@ def test_row_padding_is_stripped(rgb) -> None:
 
 
 @pytest.mark.parametrize(("change", "kind"), [
-    (dict(encoding="yuv422"), "encoding"),
+    (dict(encoding="nv12"), "encoding"),
     (dict(encoding="32FC1"), "encoding"),
     (dict(step=5 * 3 - 1), "step"),
     (dict(step=10_000), "step"),
