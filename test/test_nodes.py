@@ -420,8 +420,8 @@ def _bad_images():
         return change
 
     return [
-        ("encoding", lambda s: make(s, set_fields(encoding="yuv422")), "rejected_encoding"),
-        ("16-bit", lambda s: make(s, set_fields(encoding="mono16")), "rejected_encoding"),
+        ("encoding", lambda s: make(s, set_fields(encoding="nv12")), "rejected_encoding"),
+        ("depth image", lambda s: make(s, set_fields(encoding="32FC1")), "rejected_encoding"),
         ("short step", lambda s: make(s, set_fields(step=WIDTH)), "rejected_step"),
         ("truncated", lambda s: make(s, set_fields(data=bytes(100))), "rejected_truncated"),
         ("empty", lambda s: make(s, set_fields(height=0, width=0, step=0, data=b"")), "rejected_empty"),

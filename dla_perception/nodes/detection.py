@@ -17,7 +17,7 @@ from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
 from dla_perception.nodes.base import FrameNode, FrameOutcome, share_path, spin_node
-from dla_perception.nodes.diagnostics import ERROR
+from dla_perception.nodes.diagnostics import ERROR, PREFIX, Status
 from dla_perception.nodes.messages import (
     BadInput,
     detection_array_fields,
@@ -28,6 +28,7 @@ from dla_perception.nodes.messages import (
     vision_msgs_available,
 )
 from dla_perception.nodes.parameters import DETECTION
+from dla_perception.nodes.streams import StreamMonitor, image_input
 
 _COLOURS = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180)]
 
@@ -50,7 +51,10 @@ class DetectionNode(FrameNode):
 
     def __init__(self, *, manager: Any = None, **node_kwargs: Any) -> None:
         super().__init__("detection", manager, **node_kwargs)
-        self.create_subscription(Image, "image", self._on_image, qos_profile_sensor_data)
+        self._stream = StreamMonitor(("image",), expected_rate_hz=self.param("expected_rate_hz"))
+        self._warned_frame_id = False
+        image_type, topic = image_input(self, "image")
+        self.create_subscription(image_type, topic, self._on_image, qos_profile_sensor_data)
         outputs = QoSProfile(depth=5)
         self._overlay_pub = self.create_publisher(Image, "detections/image", outputs)
         available, why = vision_msgs_available()
@@ -81,13 +85,26 @@ class DetectionNode(FrameNode):
         except Exception as exc:
             raise RuntimeError(f"{model}: {exc}") from exc
 
+    def _parameters_changed(self, values: dict[str, Any]) -> None:
+        if "expected_rate_hz" in values and hasattr(self, "_stream"):  # called during declaration too
+            self._stream.expected_rate_hz = float(values["expected_rate_hz"])
+
+    def diagnostic_statuses(self) -> list[Status]:
+        """The base statuses with this node's input stream second."""
+        statuses = super().diagnostic_statuses()
+        return [statuses[0], self._stream.status(f"{PREFIX}: {self.get_name()} input image"), *statuses[1:]]
+
     # -- frames -------------------------------------------------------------------------------------------
-    def _on_image(self, msg: Image) -> None:
-        self.health.count("images")
+    def _on_image(self, msg: Any) -> None:
+        self._stream.image("image", stamp_to_ns(msg.header.stamp), msg.header.frame_id)
+        if not msg.header.frame_id and not self._warned_frame_id:
+            self._warned_frame_id = True
+            self.get_logger().warning("images have an empty header.frame_id: the detections carry it on, so "
+                                      "TF cannot place them. Set the camera driver's frame id.")
         if not self._slot.offer(lambda: self._process(msg)):
             self._drop(stamp_to_ns(msg.header.stamp), msg.header.frame_id)
 
-    def _process(self, msg: Image) -> None:
+    def _process(self, msg: Any) -> None:
         stamp_ns, frame_id = stamp_to_ns(msg.header.stamp), msg.header.frame_id
         try:
             outcome, rgb = self._compute(msg)
@@ -106,7 +123,7 @@ class DetectionNode(FrameNode):
                 outcome.outputs["detections/image"] = overlay
         self._finish(outcome)
 
-    def _compute(self, msg: Image) -> tuple[FrameOutcome, np.ndarray | None]:
+    def _compute(self, msg: Any) -> tuple[FrameOutcome, np.ndarray | None]:
         stamp_ns, frame_id = stamp_to_ns(msg.header.stamp), msg.header.frame_id
         try:
             rgb = image_to_rgb(msg, self.param("max_image_side"))

@@ -63,6 +63,43 @@ def image_message(pixels: np.ndarray, encoding: str, stamp: Any = None, frame_id
     return msg
 
 
+def point_cloud_message(points: np.ndarray, stamp: Any, frame_id: str) -> Any:
+    """[N, 3] float32 points -> an unorganised sensor_msgs/PointCloud2 with fields x, y, z (float32)."""
+    from sensor_msgs.msg import PointCloud2, PointField
+
+    packed = np.ascontiguousarray(points, dtype="<f4").reshape(-1, 3)
+    msg = PointCloud2()
+    msg.header.stamp, msg.header.frame_id = stamp, frame_id
+    msg.height, msg.width = 1, int(packed.shape[0])
+    msg.fields = [PointField(name=name, offset=4 * index, datatype=PointField.FLOAT32, count=1)
+                  for index, name in enumerate("xyz")]
+    msg.is_bigendian = False
+    msg.point_step, msg.row_step = 12, 12 * int(packed.shape[0])
+    msg.is_dense = True  # every point is finite
+    data = array.array("B")
+    data.frombytes(packed.tobytes() if packed.size == 0 else memoryview(packed).cast("B"))
+    msg.data = data
+    return msg
+
+
+def occupancy_grid_message(grid: np.ndarray, resolution_m: float, origin_xy: tuple[float, float], stamp: Any,
+                           frame_id: str) -> Any:
+    """[rows (y), columns (x)] int8 grid -> nav_msgs/OccupancyGrid, origin in `frame_id` at z = 0."""
+    from nav_msgs.msg import OccupancyGrid
+
+    msg = OccupancyGrid()
+    msg.header.stamp, msg.header.frame_id = stamp, frame_id
+    msg.info.map_load_time = stamp
+    msg.info.resolution = float(resolution_m)
+    msg.info.height, msg.info.width = (int(n) for n in grid.shape)
+    msg.info.origin.position.x, msg.info.origin.position.y = (float(v) for v in origin_xy)
+    msg.info.origin.orientation.w = 1.0
+    data = array.array("b")
+    data.frombytes(np.ascontiguousarray(grid, dtype=np.int8).tobytes())
+    msg.data = data
+    return msg
+
+
 # --------------------------------------------------------------------------------------------- cameras
 @dataclass(frozen=True)
 class StereoGeometry:
