@@ -31,24 +31,12 @@ from dla_perception.nodes.diagnostics import (
     diagnostic_array,
 )
 from dla_perception.nodes.parameters import ParamSpec, declare_all, validate
+from dla_perception.share import share_path
 
 PACKAGE = "dla_perception"
 DIAGNOSTICS_TOPIC = "/diagnostics"
 LOG_THROTTLE_S = 5.0
 RETRY_S = 5.0
-
-
-def share_path(relative: str) -> Path:
-    """A file installed under share/dla_perception (ament index), else the source tree's copy."""
-    try:
-        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
-
-        candidate = Path(get_package_share_directory(PACKAGE)) / relative
-        if candidate.exists():
-            return candidate
-    except (ImportError, LookupError, PackageNotFoundError):
-        pass
-    return Path(__file__).resolve().parents[2] / relative
 
 
 def open_engine_manager(engines_file: str) -> tuple[Any, list[str]]:
