@@ -57,23 +57,40 @@ def test_container_and_standalone_processes_cover_every_node_once() -> None:
         assert sorted(nodes) == sorted(graph.NODE_NAMES)
 
 
+def _flat(parameters: dict, prefix: str = "") -> dict:
+    """ROS params YAML nests dotted names ({diagnostic_updater: {use_fqn: true}}): flatten them back."""
+    flat = {}
+    for name, value in parameters.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{name}."))
+        else:
+            flat[f"{prefix}{name}"] = value
+    return flat
+
+
 def test_robot_yaml_sets_only_declared_parameters_with_matching_types() -> None:
     document = yaml.safe_load((REPO_ROOT / graph.ROBOT_CONFIG).read_text())
     seen = set()
     for key, section in document.items():
-        node = key.removeprefix("/**/")
-        assert node in NODE_PARAMETERS, f"{key} is not a node of the graph"
-        seen.add(node)
-        declared = {spec.name: spec for spec in NODE_PARAMETERS[node]}
-        for name, value in section["ros__parameters"].items():
-            assert name in declared, f"{node} does not declare {name}"
-            default = declared[name].default
-            assert type(value) is type(default), f"{node}.{name}: {value!r} is not a {type(default).__name__}"
-            if isinstance(default, list):
-                assert {type(v) for v in value} <= {type(v) for v in default}, f"{node}.{name} element types"
-            if declared[name].validate is not None:
-                assert declared[name].validate(value) is None, f"{node}.{name}={value!r} is invalid"
+        nodes = list(NODE_PARAMETERS) if key == "/**" else [key.removeprefix("/**/")]  # /**: every node
+        for node in nodes:
+            assert node in NODE_PARAMETERS, f"{key} is not a node of the graph"
+            if key != "/**":
+                seen.add(node)
+            _check_section(node, _flat(section["ros__parameters"]))
     assert seen == set(graph.NODE_NAMES)
+
+
+def _check_section(node: str, parameters: dict) -> None:
+    declared = {spec.name: spec for spec in NODE_PARAMETERS[node]}
+    for name, value in parameters.items():
+        assert name in declared, f"{node} does not declare {name}"
+        default = declared[name].default
+        assert type(value) is type(default), f"{node}.{name}: {value!r} is not a {type(default).__name__}"
+        if isinstance(default, list):
+            assert {type(v) for v in value} <= {type(v) for v in default}, f"{node}.{name} element types"
+        if declared[name].validate is not None:
+            assert declared[name].validate(value) is None, f"{node}.{name}={value!r} is invalid"
 
 
 def test_launch_arguments_remaps_and_parameters_are_consistent() -> None:
@@ -236,7 +253,7 @@ def test_perception_container_runs_with_robot_yaml(tmp_path) -> None:
         graph.ENTRY_POINTS["perception_container"],
         ["--params-file", str(REPO_ROOT / graph.ROBOT_CONFIG), "-p", f"engines_file:={engines}",
          "-r", "__ns:=/robot", "-p", "diagnostics_period_s:=0.2"],
-        "dla_perception: engine_manager",
+        "/robot/engine_manager: manager",  # robot.yaml sets diagnostic_updater.use_fqn
     )
     assert "[robot.proximity_segmentation]" in output or "proximity" in output
 
@@ -245,7 +262,7 @@ def test_a_node_runs_alone_with_a_private_manager(tmp_path) -> None:
     output = _run_until_diagnostics(
         graph.ENTRY_POINTS["detection"],
         ["-p", f"engines_file:={tmp_path / 'absent.yaml'}", "-p", "diagnostics_period_s:=0.2"],
-        "dla_perception: detection",
+        "detection: pipeline",
     )
     assert "absent.yaml" in output  # says why it has no engines, and keeps running until told to stop
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -24,7 +25,6 @@ from rclpy.qos import QoSProfile
 from dla_perception.nodes.diagnostics import (
     ERROR,
     OK,
-    PREFIX,
     WARN,
     DiagnosticsReport,
     Status,
@@ -34,6 +34,7 @@ from dla_perception.nodes.parameters import ParamSpec, declare_all, validate
 from dla_perception.share import share_path
 
 PACKAGE = "dla_perception"
+USE_FQN = "diagnostic_updater.use_fqn"
 DIAGNOSTICS_TOPIC = "/diagnostics"
 LOG_THROTTLE_S = 5.0
 RETRY_S = 5.0
@@ -298,11 +299,27 @@ class PerceptionNode(Node):
                 self.health.problem("listener_errors", f"frame listener raised: {exc!r}", ERROR)
 
     # -- diagnostics -----------------------------------------------------------------------------------
+    STATUS_TASK = "node"  # the task name of the node's own status: `<node>: <task>`
+
+    def status_prefix(self) -> str:
+        """The node part of status names: its name, or its fully qualified name with use_fqn."""
+        fqn = self.has_parameter(USE_FQN) and self.get_parameter(USE_FQN).value
+        return self.get_fully_qualified_name() if fqn else self.get_name()
+
+    def status_name(self, task: str) -> str:
+        """diagnostic_updater's `<node name>: <task>`."""
+        return f"{self.status_prefix()}: {task}"
+
+    def hardware_id(self) -> str:
+        """What the node's own status is about: this host (processing nodes: their camera frame)."""
+        return socket.gethostname()
+
     def diagnostic_statuses(self) -> list[Status]:
         """This node's status, plus its manager's cores and engines when the manager is private."""
-        statuses = [self.health.status(f"{PREFIX}: {self.get_name()}", self.get_fully_qualified_name())]
+        statuses = [self.health.status(self.status_name(self.STATUS_TASK), self.hardware_id())]
         if self._owns_manager and self._manager is not None and not self._manager.closed:
-            statuses.extend(self._report.statuses(self._manager.statistics(), self._manager.placements()))
+            statuses.extend(self._report.statuses(self._manager.statistics(), self._manager.placements(),
+                                                  prefix=self.status_prefix()))
         return statuses
 
     def publish_diagnostics(self) -> None:
@@ -323,6 +340,12 @@ class FrameNode(PerceptionNode):
     the pipeline built on the current manager and rebuilt (at most every RETRY_S s) while unavailable."""
 
     PIPELINE = "pipeline"  # its name in logs and diagnostics
+    STATUS_TASK = "pipeline"
+
+    def hardware_id(self) -> str:
+        """The camera this node processes (its input's frame id), once it has seen one."""
+        stream = getattr(self, "_stream", None)
+        return (stream.frame_id if stream is not None else "") or super().hardware_id()
 
     def __init__(self, default_name: str, manager: Any = None, **node_kwargs: Any) -> None:
         super().__init__(default_name, manager, **node_kwargs)

@@ -17,7 +17,7 @@ from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
 from dla_perception.nodes.base import FrameNode, FrameOutcome, share_path, spin_node
-from dla_perception.nodes.diagnostics import ERROR, PREFIX, Status
+from dla_perception.nodes.diagnostics import ERROR, Status
 from dla_perception.nodes.messages import (
     BadInput,
     detection_array_fields,
@@ -92,7 +92,7 @@ class DetectionNode(FrameNode):
     def diagnostic_statuses(self) -> list[Status]:
         """The base statuses with this node's input stream second."""
         statuses = super().diagnostic_statuses()
-        return [statuses[0], self._stream.status(f"{PREFIX}: {self.get_name()} input image"), *statuses[1:]]
+        return [statuses[0], self._stream.status(self.status_name("input image")), *statuses[1:]]
 
     # -- frames -------------------------------------------------------------------------------------------
     def _on_image(self, msg: Any) -> None:

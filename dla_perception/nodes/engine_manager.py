@@ -15,13 +15,14 @@ from typing import Any
 from std_srvs.srv import Trigger
 
 from dla_perception.nodes.base import PerceptionNode, open_engine_manager, share_path, spin_node
-from dla_perception.nodes.diagnostics import ERROR, PREFIX, WARN, Status
+from dla_perception.nodes.diagnostics import ERROR, WARN, Status
 from dla_perception.nodes.parameters import ENGINE_MANAGER
 from dla_perception.tools.doctor.power import PowerRails
 
 
 class EngineManagerNode(PerceptionNode):
     PARAMETERS = ENGINE_MANAGER
+    STATUS_TASK = "manager"
 
     def __init__(self, *, manager: Any = None, **node_kwargs: Any) -> None:
         self._power = PowerRails()  # INA3221 rails in watts where the board has them (docs/doctor.md)
@@ -104,12 +105,14 @@ class EngineManagerNode(PerceptionNode):
     # -- diagnostics --------------------------------------------------------------------------------------
     def diagnostic_statuses(self) -> list[Status]:
         """This node's status, one per core in use (or requested and absent), one per engine, power rails."""
-        statuses = [self.health.status(f"dla_perception: {self.get_name()}", self.get_fully_qualified_name())]
+        statuses = [self.health.status(self.status_name(self.STATUS_TASK), self.hardware_id())]
         manager = self.manager
         if not manager.closed:
-            statuses.extend(self._report.statuses(manager.statistics(), manager.placements()))
+            statuses.extend(self._report.statuses(manager.statistics(), manager.placements(),
+                                                  prefix=self.status_prefix()))
         if power := self._power.values():
-            statuses.append(Status(f"{PREFIX}: power", "ina3221", message="watts per rail", values=power))
+            statuses.append(Status(self.status_name("power"), "ina3221", message="watts per rail",
+                                   values=power))
         return statuses
 
 

@@ -23,7 +23,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2, Range
 from stereo_msgs.msg import DisparityImage
 
 from dla_perception.nodes.base import FrameNode, FrameOutcome, spin_node
-from dla_perception.nodes.diagnostics import ERROR, PREFIX, WARN, Status
+from dla_perception.nodes.diagnostics import ERROR, WARN, Status
 from dla_perception.nodes.messages import (
     BadInput,
     StereoGeometry,
@@ -157,7 +157,7 @@ class ProximitySegmentationNode(FrameNode):
         statuses = super().diagnostic_statuses()
         counters = self._pairer.counters
         stream = self._stream.status(
-            f"{PREFIX}: {self.get_name()} input stereo",
+            self.status_name("input stereo"),
             {"unpaired_images": counters.unpaired, "stream_restarts": counters.restarts,
              "out_of_order": counters.out_of_order},
             slop_s=self.param("sync_slop_s"),
