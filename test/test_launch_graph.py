@@ -273,3 +273,14 @@ def test_launch_graph_executables_exist_once_installed() -> None:
     if not folder.is_dir():
         pytest.skip(f"{folder} missing: not `make setup`'s venv (or re-run it after setup.py changed)")
     assert {name for name in graph.ENTRY_POINTS if (folder / name).exists()} == set(graph.ENTRY_POINTS)
+
+
+def test_the_launch_test_marker_is_registered() -> None:
+    """With --strict-markers an unregistered `launch_test` mark fails collection wherever launch_testing is
+    importable without its pytest plugin; registered, test/launch skips cleanly instead."""
+    import configparser
+
+    config = configparser.ConfigParser()
+    config.read(REPO_ROOT / "setup.cfg")
+    markers = [line.split(":")[0].strip() for line in config["tool:pytest"]["markers"].splitlines() if line]
+    assert "launch_test" in markers and "--strict-markers" in config["tool:pytest"]["addopts"]
