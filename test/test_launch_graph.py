@@ -118,7 +118,8 @@ def test_the_default_launch_is_one_container_with_only_the_detection_remap() -> 
     assert process.ros_arguments == ["--log-level", "info"]  # as ros_arguments, not a second --ros-args
     config, overrides = process.parameters
     assert config == graph.ROBOT_CONFIG
-    assert overrides == {"engines_file": "", "use_sim_time": False, "image_transport": "raw"}
+    assert overrides == {"engines_file": "", "use_sim_time": False, "lifecycle": False,
+                         "image_transport": "raw"}
 
 
 def test_container_false_gives_three_processes_each_with_every_argument() -> None:

@@ -257,7 +257,7 @@ def test_parameter_validators() -> None:
 
 
 def test_frame_slot_refuses_while_busy() -> None:
-    from dla_perception.nodes.base import FrameSlot
+    from dla_perception.nodes.frames import FrameSlot
 
     slot = FrameSlot("test")
     started, finish = threading.Event(), threading.Event()

@@ -60,6 +60,9 @@ ARGUMENTS = (
                    LOG_LEVELS),
     LaunchArgument("container", "true", "true: the three nodes in one process sharing one engine manager; "
                    "false: one process per node, each with a private engine manager.", ("true", "false")),
+    LaunchArgument("lifecycle", "false", "true: managed nodes that wait unconfigured for a lifecycle manager "
+                   "(Nav2 lifecycle_manager: configure builds the engines, activate subscribes); false: they "
+                   "start active.", ("true", "false")),
     LaunchArgument("image_transport", "raw", "raw: sensor_msgs/Image inputs; compressed: CompressedImage on "
                    "<image topic>/compressed (jpeg/png).", ("raw", "compressed")),
     LaunchArgument("left_image", "left/image_rect", "Left rectified image topic (remaps left/image_rect)."),
@@ -109,6 +112,7 @@ SUBSCRIPTIONS = {
 ARGUMENT_PARAMETERS = {
     "engines_file": ("engines_file", str, NODE_NAMES),
     "use_sim_time": ("use_sim_time", bool, NODE_NAMES),
+    "lifecycle": ("lifecycle", bool, NODE_NAMES),
     "image_transport": ("image_transport", str, ("proximity_segmentation", "detection")),
 }
 
@@ -142,6 +146,7 @@ def launch_plan(values: dict[str, str]) -> list[NodeLaunch]:
                              f"got {resolved[item.name]!r}")
     typed = {"engines_file": resolved["engines_file"],
              "use_sim_time": _flag(resolved["use_sim_time"], "use_sim_time"),
+             "lifecycle": _flag(resolved["lifecycle"], "lifecycle"),
              "image_transport": resolved["image_transport"]}
     remappings = []
     for topic, name in REMAPS:

@@ -105,13 +105,17 @@ COMMON = (
     ParamSpec("max_image_side", 4096, "Images wider or taller than this are rejected as absurd.",
               int_range=(16, 8192)),
 )
+LIFECYCLE = ParamSpec(
+    "lifecycle", False, "true: a managed node that waits unconfigured for a lifecycle manager (configure "
+    "builds the engines, activate subscribes); false: it configures and activates itself at start.",
+    read_only=True)
 USE_FQN = ParamSpec(
     "diagnostic_updater.use_fqn", False, "Name /diagnostics statuses after the node's fully qualified name "
     "(/front/engine_manager: core dla0) instead of its name (engine_manager: core dla0), as "
     "diagnostic_updater's parameter of that name does; two graphs in two namespaces then stay apart.",
     read_only=True)
 
-ENGINE_MANAGER = (COMMON[0], COMMON[1], USE_FQN)
+ENGINE_MANAGER = (COMMON[0], COMMON[1], USE_FQN, LIFECYCLE)
 
 IMAGE_TRANSPORTS = ("raw", "compressed")
 # What a node with camera inputs adds: how images arrive and the rate below which diagnostics warn.
@@ -130,6 +134,7 @@ GROUND_PARAMETERS = ("camera_height_m", "camera_pitch_deg", "ground_clearance_m"
 PROXIMITY = (
     *COMMON,
     USE_FQN,
+    LIFECYCLE,
     *INPUTS,
     ParamSpec("planes_m", [0.75, 1.0, 1.5, 2.0, 3.0], "Distances (m) of the disparity planes to test; any "
               f"number up to {MAX_PLANES}.", validate=finite_positive_list(MAX_PLANES),
@@ -176,6 +181,7 @@ PROXIMITY = (
 DETECTION = (
     *COMMON,
     USE_FQN,
+    LIFECYCLE,
     *INPUTS,
     ParamSpec("model", "", "Detection model description (YAML, design.md format). Empty: the installed "
               "models/detector/detector.yaml.", read_only=True),
