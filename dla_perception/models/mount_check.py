@@ -103,13 +103,16 @@ class MountMonitor:
         return FloorEvidence(beyond, floor, above, int(np.median([e.pixels for e in self._recent])))
 
     def verdict(self) -> tuple[bool, str]:
-        """(True, "") while the floor is where the mount says, or too few frames were checked yet."""
+        """(True, "") while the floor is where the mount says, or too few frames were checked yet.
+
+        The message stays the same while the problem does (the shares are in `medians()`), so a node logs it
+        once, not on every frame.
+        """
         medians = self.medians()
         if medians is None or medians.floor >= self.min_floor_share:
             return True, ""
-        share = (f"only {medians.floor:.0%} of the floor ahead is where the camera mount puts it "
-                 f"(median of {len(self._recent)} frames; {medians.beyond:.0%} beyond it, "
-                 f"{medians.above:.0%} nearer)")
+        share = (f"less than {self.min_floor_share:.0%} of the floor ahead is where the camera mount puts it "
+                 f"(median over the last {self._recent.maxlen} frames)")
         if medians.beyond >= medians.above:
             return False, (f"{share}: the floor is farther than configured; is the camera higher, or pitched "
                            "less down, than camera_height_m/camera_pitch_deg say?")

@@ -187,6 +187,11 @@ class ProximitySegmentationNode(FrameNode):
              "out_of_order": counters.out_of_order},
             slop_s=self.param("sync_slop_s"),
         )
+        medians = self._floor.monitor.medians()
+        if medians is not None:  # the mount check's evidence (docs/ros.md, "Is the mount right?")
+            statuses[0].values.update({"mount_floor_share": f"{medians.floor:.2f}",
+                                       "mount_beyond_share": f"{medians.beyond:.2f}",
+                                       "mount_nearer_share": f"{medians.above:.2f}"})
         return [statuses[0], stream, *statuses[1:]]
 
     # -- inputs ------------------------------------------------------------------------------------------
