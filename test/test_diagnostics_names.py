@@ -24,6 +24,9 @@ from test_nodes import build_models  # noqa: E402
 
 DOMAIN_ID = ros_domain_id(6)
 ANALYZERS = REPO_ROOT / "config" / "diagnostics_analyzers.yaml"
+EXPECTED = {"engine_manager: manager", "engine_manager: core cpu", "engine_manager: core dla0",
+            "engine_manager: engine proximity_head@cpu", "proximity_segmentation: pipeline",
+            "proximity_segmentation: input stereo", "detection: pipeline", "detection: input image"}
 
 
 def analyzer_groups() -> dict[str, dict]:
@@ -68,8 +71,8 @@ def two_robots(tmp_path_factory):
             executor.add_node(node)
     executor.add_node(listener)
     threading.Thread(target=executor.spin, daemon=True).start()
-    deadline = time.monotonic() + 15.0
-    wanted = {f"/{ns}/engine_manager: core cpu" for ns in containers}
+    deadline = time.monotonic() + 30.0  # every node publishes every 0.2 s; a loaded machine is slow
+    wanted = {f"/{ns}/{name}" for ns in containers for name in EXPECTED}
     while time.monotonic() < deadline and not wanted <= set(heard):
         time.sleep(0.1)
     with lock:
@@ -85,10 +88,7 @@ def two_robots(tmp_path_factory):
 def test_two_namespaces_give_distinct_status_names(two_robots) -> None:
     front = {name for name in two_robots if name.startswith("/front/")}
     rear = {name for name in two_robots if name.startswith("/rear/")}
-    expected = {"engine_manager: manager", "engine_manager: core cpu", "engine_manager: core dla0",
-                "engine_manager: engine proximity_head@cpu", "proximity_segmentation: pipeline",
-                "proximity_segmentation: input stereo", "detection: pipeline", "detection: input image"}
-    assert {f"/front/{name}" for name in expected} <= front
+    assert {f"/front/{name}" for name in EXPECTED} <= front
     assert {name.removeprefix("/front/") for name in front} == {name.removeprefix("/rear/") for name in rear}
     assert not front & rear
 

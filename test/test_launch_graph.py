@@ -72,12 +72,12 @@ def test_robot_yaml_sets_only_declared_parameters_with_matching_types() -> None:
     document = yaml.safe_load((REPO_ROOT / graph.ROBOT_CONFIG).read_text())
     seen = set()
     for key, section in document.items():
-        nodes = list(NODE_PARAMETERS) if key == "/**" else [key.removeprefix("/**/")]  # /**: every node
-        for node in nodes:
-            assert node in NODE_PARAMETERS, f"{key} is not a node of the graph"
-            if key != "/**":
-                seen.add(node)
-            _check_section(node, _flat(section["ros__parameters"]))
+        # A `/**:` section would make rcl apply the per-node sections after `-p` command-line overrides.
+        assert key.startswith("/**/"), f"{key}: name the node"
+        node = key.removeprefix("/**/")
+        assert node in NODE_PARAMETERS, f"{key} is not a node of the graph"
+        seen.add(node)
+        _check_section(node, _flat(section["ros__parameters"]))
     assert seen == set(graph.NODE_NAMES)
 
 
