@@ -76,7 +76,8 @@ def reference(synthetic, tmp_path_factory) -> dict:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("encoding", ["yuv422_yuy2", "bayer_grbg8"])
-def test_a_driver_encoded_bag_replays_like_rgb8(synthetic, reference, tmp_path, monkeypatch, encoding) -> None:
+def test_a_driver_encoded_bag_replays_like_rgb8(synthetic, reference, tmp_path, monkeypatch,
+                                                 encoding) -> None:
     metrics = replay(reencoded(synthetic, tmp_path / encoding, encoding), tmp_path / "out", monkeypatch)
     assert metrics["frames_with_output"] == FRAMES
     for ours, theirs in zip(metrics["proximity"]["iou"], reference["proximity"]["iou"], strict=True):
