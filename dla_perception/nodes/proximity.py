@@ -77,7 +77,7 @@ class ProximitySegmentationNode(FrameNode):
         types = {"proximity/mask": Image, "proximity/disparity": DisparityImage, "proximity/range": Range,
                  POINTS: PointCloud2, OCCUPANCY: OccupancyGrid}
         self._output_publishers = {topic: self.create_lifecycle_publisher(msg_type, topic, outputs)
-                            for topic, msg_type in types.items()}
+                                   for topic, msg_type in types.items()}
 
     def _destroy_outputs(self) -> None:
         for publisher in self._output_publishers.values():
@@ -96,7 +96,7 @@ class ProximitySegmentationNode(FrameNode):
         return inputs
 
     @property
-    def _mask_pub(self) -> Any:  # the output tests and tools wait on
+    def _mask_pub(self) -> Any:  # the outputs tests and benchmarks wait for
         return self._output_publishers.get("proximity/mask")
 
     @property
