@@ -24,6 +24,7 @@ from dla_perception.nodes.diagnostics import (
     DiagnosticsReport,
     Status,
     diagnostic_array,
+    mark_degraded,
 )
 from dla_perception.nodes.health import Health
 from dla_perception.nodes.lifecycle import ManagedNode
@@ -241,10 +242,20 @@ class PerceptionNode(ManagedNode):
         """This node's status, plus its manager's cores and engines when the manager is private."""
         statuses = [self.health.status(self.status_name(self.STATUS_TASK), self.hardware_id())]
         statuses[0].values["lifecycle_state"] = self.lifecycle_state()
+        manager = self._manager
+        if manager is not None and not manager.closed and hasattr(manager, "health"):
+            internal = (DIAGNOSTICS_TOPIC, "/rosout", "/parameter_events")  # and the lifecycle's events
+            outputs = sorted(pub.topic_name for pub in self.publishers if pub.topic_name not in internal
+                             and not pub.topic_name.endswith("/transition_event"))
+            mark_degraded(statuses[0], manager.health(), self.models_in_use(), outputs)
         if self._owns_manager and self._manager is not None and not self._manager.closed:
             statuses.extend(self._report.statuses(self._manager.statistics(), self._manager.placements(),
                                                   prefix=self.status_prefix()))
         return statuses
+
+    def models_in_use(self) -> list[str]:
+        """The manager's models this node's outputs depend on (their stuck cores degrade the outputs)."""
+        return []
 
     def publish_diagnostics(self) -> None:
         try:

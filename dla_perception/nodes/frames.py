@@ -142,6 +142,12 @@ class FrameNode(PerceptionNode):
             self.health.clear_condition("pipeline")
             return self._pipeline
 
+    def models_in_use(self) -> list[str]:
+        """The current pipeline's models (attributes of ProximityPipeline and DetectionPipeline)."""
+        pipeline = self._pipeline
+        names = (getattr(pipeline, name, None) for name in ("features_model", "head_model", "model_name"))
+        return [name for name in names if isinstance(name, str)]
+
     def _manager_changed(self) -> None:
         self._pipeline = None
         self._pipeline_attempt = -math.inf
