@@ -181,7 +181,7 @@ def test_the_planted_box_in_points_and_grid(pipeline, street) -> None:
     assert on_box.sum() > 0.7 * (x2 - x1) * (y2 - y1) / 4  # most of the box, one point per 2x2 pixels
     spacing = 0.5  # the planes around the box: 1.5 and 2.0 m
     box_depth = frame.objects[0].distance_m
-    assert np.mean(np.abs(points[on_box, 2] - box_depth) <= spacing) > 0.99  # a few edge pixels blur
+    assert np.mean(np.abs(points[on_box, 2] - box_depth) <= spacing) > 0.98  # edge pixels blur (v2 98.8 %)
     assert np.median(u[on_box]) == pytest.approx((x1 + x2) / 2, abs=10)
     # No floor points: every point is at least the clearance above the floor, and by the ground truth no
     # point comes from the floor before the box. (A few per cent come from floor pixels right beside the
@@ -203,7 +203,10 @@ def test_the_planted_box_in_points_and_grid(pipeline, street) -> None:
     forward = (np.arange(spec.cells_x) + 0.5) * spec.resolution_m
     centre = np.abs(lateral) < 0.25  # the box is 0.6 m wide, on the camera's axis
     first_occupied = [forward[row == OCCUPIED].min() for row in grid[centre]]
-    assert np.all(np.abs(np.array(first_occupied) - BOX_M) <= 0.1)  # its front face, within two cells
+    # its front face, within two cells; every row within four (proximity v2's ground query trims the box's
+    # bottom more unevenly than v1's: models/proximity/MODEL_CARD.md, "What it still gets wrong")
+    assert abs(np.median(first_occupied) - BOX_M) <= 0.1
+    assert np.all(np.abs(np.array(first_occupied) - BOX_M) <= 0.2)
     before = grid[np.ix_(centre, (forward > 1.0) & (forward < BOX_M - 0.2))]
     assert np.mean(before == FREE) > 0.95
     elsewhere = grid[np.ix_(np.abs(lateral) > 0.5, forward < 3.0)]

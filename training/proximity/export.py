@@ -2,8 +2,11 @@
 
     python -m training.proximity.export CHECKPOINT.pt --out models/proximity
 
-Folding BatchNorm by hand leaves only Conv/ConvTranspose/Relu/Mul/Add/Concat/Sigmoid in the head, whatever
-the exporter version does with BatchNormalization, and checks the result against PyTorch with onnxruntime.
+Folding BatchNorm by hand leaves only Conv/ConvTranspose/AveragePool/Relu/Mul/Add/Concat/Sigmoid in the head,
+whatever the exporter version does with BatchNormalization, and checks the result against PyTorch with
+onnxruntime. features.onnx: `images` [2, 3, H, W] -> `features` [2, C, H/4, W/4], `guide` [2, G, H/2, W/2];
+head.onnx: `left_features`, `right_shifted` [B, C, H/4, W/4], `left_guide` [B, G, H/2, W/2] ->
+`near_probability` [B, 1, H/2, W/2], B = HEAD_BATCH (3: the robot's five planes in two calls, one per DLA).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from torch import nn
 from training.proximity.network import FeatureNet, PlaneHead
 
 OPSET = 17
-HEAD_BATCH = 4
+HEAD_BATCH = 3
 
 
 def fold_batchnorm(module: nn.Module) -> nn.Module:
@@ -42,8 +45,10 @@ class _HeadForExport(nn.Module):
         super().__init__()
         self.head = head
 
-    def forward(self, left_features: torch.Tensor, right_shifted: torch.Tensor) -> torch.Tensor:
-        return self.head(left_features, right_shifted)
+    def forward(
+        self, left_features: torch.Tensor, right_shifted: torch.Tensor, left_guide: torch.Tensor
+    ) -> torch.Tensor:
+        return self.head(left_features, right_shifted, left_guide)
 
 
 def export_onnx(
@@ -63,35 +68,40 @@ def export_onnx(
     head = _HeadForExport(fold_batchnorm(head)).cpu().float().eval()
     images = torch.rand(2, 3, net_height, net_width)
     with torch.no_grad():
-        feature_maps = features(images)
+        feature_maps, guide_maps = features(images)
     _, channels, fh, fw = feature_maps.shape
     left = feature_maps[:1].repeat(head_batch, 1, 1, 1)
     right = feature_maps[1:].repeat(head_batch, 1, 1, 1)
+    guide = guide_maps[:1].repeat(head_batch, 1, 1, 1)
+    head_inputs = (left, right, guide)
+    head_names = ["left_features", "right_shifted", "left_guide"]
 
     features_path, head_path = out_dir / "features.onnx", out_dir / "head.onnx"
-    _export(features, (images,), features_path, ["images"], ["features"])
-    _export(head, (left, right), head_path, ["left_features", "right_shifted"], ["near_probability"])
+    _export(features, (images,), features_path, ["images"], ["features", "guide"])
+    _export(head, head_inputs, head_path, head_names, ["near_probability"])
 
     for path in (features_path, head_path):
         _inline_identity_initializers(path)
     for path, model, inputs, names in (
         (features_path, features, (images,), ["images"]),
-        (head_path, head, (left, right), ["left_features", "right_shifted"]),
+        (head_path, head, head_inputs, head_names),
     ):
         onnx.checker.check_model(onnx.load(str(path)), full_check=True)
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        got = session.run(None, {n: t.numpy() for n, t in zip(names, inputs, strict=True)})[0]
+        got = session.run(None, {n: t.numpy() for n, t in zip(names, inputs, strict=True)})
         with torch.no_grad():
-            want = model(*inputs).numpy()
-        error = float(np.max(np.abs(got - want)))
+            want = model(*inputs)
+        want = want if isinstance(want, tuple) else (want,)
+        error = max(float(np.max(np.abs(g - w.numpy()))) for g, w in zip(got, want, strict=True))
         print(
             f"exported {path} ({path.stat().st_size / 1e6:.2f} MB), max |onnxruntime - torch| = {error:.2e}"
         )
         if error > 1e-3:
             raise RuntimeError(f"{path}: onnxruntime disagrees with PyTorch by {error}")
     print(
-        f"features: [2, 3, {net_height}, {net_width}] -> [2, {channels}, {fh}, {fw}]; "
-        f"head: 2 x [{head_batch}, {channels}, {fh}, {fw}] -> [{head_batch}, 1, {fh}, {fw}]"
+        f"features: [2, 3, {net_height}, {net_width}] -> [2, {channels}, {fh}, {fw}] + guide "
+        f"{list(guide_maps.shape)}; head: [{head_batch}, {channels}, {fh}, {fw}] x 2 + guide -> "
+        f"[{head_batch}, 1, {2 * fh}, {2 * fw}]"
     )
     return features_path, head_path
 
@@ -132,7 +142,8 @@ def _inline_identity_initializers(path: Path) -> None:
 
 def load_checkpoint(path: Path) -> tuple[FeatureNet, PlaneHead, dict]:
     state = torch.load(path, map_location="cpu", weights_only=False)
-    features, head = FeatureNet(state["channels"]), PlaneHead(state["channels"])
+    features = FeatureNet(state["channels"], state["guide_channels"])
+    head = PlaneHead(state["channels"], state["guide_channels"])
     features.load_state_dict(state["features"])
     head.load_state_dict(state["head"])
     return features, head, state
