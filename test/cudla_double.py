@@ -26,8 +26,8 @@ Unverified, so the backend must not depend on it: the status a corrupt loadable 
 and whether a loadable built for one core loads on the other (allowed here, recorded).
 A task executes for real: the loadable (built by the TensorRT double, tensorrt_double_loadable.py) holds
 the ONNX, which onnxruntime runs on the inputs read from the registered buffers in their DLA formats.
-Knobs in `double_state`: `task_delay_s`, `hang` (a threading.Event the task waits on), `fail_next`
-(a Status the next task ends with).
+Knobs in `double_state`: `task_delay_s`, `hang` (a threading.Event the task waits on, or {core index:
+Event}), `fail_next` (a Status the next task ends with).
 """
 
 from __future__ import annotations
@@ -398,7 +398,9 @@ def make_cudla(runtime: types.ModuleType, num_devices: int = 2) -> types.ModuleT
             state["submissions"].append({"device": found.index, "stream": int(stream), "inputs": ins,
                                          "outputs": outs})
             found.running += 1
-            result = runtime.double_enqueue(stream, "cudlaTask", lambda f=found, i=ins, o=outs: _run(f, i, o))
+            # the op keeps the runtime (whose allocations it writes) alive until it has run
+            result = runtime.double_enqueue(stream, "cudlaTask",
+                                            lambda f=found, i=ins, o=outs, keep=runtime: _run(f, i, o))
             if result[0] != 0:
                 found.running -= 1
                 raise CudlaError(Status.ERROR_CUDA)
@@ -408,6 +410,8 @@ def make_cudla(runtime: types.ModuleType, num_devices: int = 2) -> types.ModuleT
         try:
             limit = found.timeout_ms / 1e3
             hang, started = state["hang"], time.monotonic()
+            if isinstance(hang, dict):  # per DLA core: {index: threading.Event}
+                hang = hang.get(found.index)
             if state["task_delay_s"]:
                 time.sleep(min(state["task_delay_s"], limit))
             if hang is not None:

@@ -18,7 +18,7 @@ import cudla_double
 import cudla_double_runtime
 
 real_cudla = pytest.importorskip(
-    "cuda.bindings.cudla", reason="cuda-bindings 13.x (requirements/dev.txt) is not installed: no real surface"
+    "cuda.bindings.cudla", reason="cuda-bindings 13.x (requirements/dev.txt) not installed: no real surface"
 )
 real_runtime = pytest.importorskip("cuda.bindings.runtime", reason="cuda-bindings 13.x is not installed")
 DOUBLE_ONLY = {"double_state", "double_enqueue", "double_owner", "runtime"}
@@ -152,14 +152,16 @@ def test_a_stream_runs_in_order_and_an_event_says_when(pair):
     runtime.double_enqueue(stream, "gate", gate.wait)
     _, device = runtime.cudaMalloc(16)
     source = np.arange(16, dtype=np.uint8)
-    assert runtime.cudaMemcpyAsync(device, source.ctypes.data, 16, runtime.cudaMemcpyKind.cudaMemcpyHostToDevice,
-                                   stream)[0] == 0
-    assert runtime.cudaMemcpyAsync(device, source.ctypes.data, 16, runtime.cudaMemcpyKind.cudaMemcpyDeviceToHost,
-                                   stream)[0] == runtime.cudaError_t.cudaErrorInvalidValue  # wrong direction
+    kind = runtime.cudaMemcpyKind
+    right = runtime.cudaMemcpyAsync(device, source.ctypes.data, 16, kind.cudaMemcpyHostToDevice, stream)
+    assert right[0] == 0
+    wrong = runtime.cudaMemcpyAsync(device, source.ctypes.data, 16, kind.cudaMemcpyDeviceToHost, stream)
+    assert wrong[0] == runtime.cudaError_t.cudaErrorInvalidValue  # the pointers say the other direction
     runtime.cudaEventRecord(event, stream)
     assert runtime.cudaEventQuery(event)[0] == runtime.cudaError_t.cudaErrorNotReady
     gate.set()
     runtime.cudaStreamSynchronize(stream)
     assert runtime.cudaEventQuery(event)[0] == 0
-    assert [name for name, _ in runtime.double_state["ops"]] == ["gate", "cudaMemcpyHostToDevice", "cudaEventRecord"]
+    ops = [name for name, _ in runtime.double_state["ops"]]
+    assert ops == ["gate", "cudaMemcpyHostToDevice", "cudaEventRecord"]
     runtime.cudaStreamDestroy(stream)
