@@ -55,20 +55,25 @@ def configure_loadable(
     tensors = [(network.get_input(i), True) for i in range(network.num_inputs)]
     tensors += [(network.get_output(i), False) for i in range(network.num_outputs)]
     for tensor, is_input in tensors:
-        shape = tuple(int(d) for d in tensor.shape)
-        if len(shape) != 4:
-            raise EngineError(f"DLA loadable I/O must be 4-D (NCHW): '{tensor.name}' has shape {shape}")
-        scale = scales.get(tensor.name) if precision == "int8" else None
-        int8 = bool(scale)
-        if is_input and shape[1] in IMAGE_CHANNELS:
-            fmt = "DLA_HWC4"
-        else:
-            fmt = "CHW32" if int8 else "CHW16"
-        tensor.dtype = trt.DataType.INT8 if int8 else trt.DataType.HALF
-        tensor.allowed_formats = 1 << int(getattr(trt.TensorFormat, fmt))
-        chosen[tensor.name] = {"dtype": "int8" if int8 else "float16", "format": fmt,
-                               "scale": float(scale) if int8 else None}
+        choice = choose_io(tensor.name, tuple(int(d) for d in tensor.shape), is_input, precision, scales)
+        tensor.dtype = trt.DataType.INT8 if choice["dtype"] == "int8" else trt.DataType.HALF
+        tensor.allowed_formats = 1 << int(getattr(trt.TensorFormat, choice["format"]))
+        chosen[tensor.name] = choice
     return chosen
+
+
+def choose_io(name: str, shape: tuple[int, ...], is_input: bool, precision: str,
+              scales: dict[str, float]) -> dict[str, Any]:
+    """The DLA type and format of one I/O tensor of a loadable (see the module docstring)."""
+    if len(shape) != 4:
+        raise EngineError(f"DLA loadable I/O must be 4-D (NCHW): '{name}' has shape {shape}")
+    scale = scales.get(name) if precision == "int8" else None
+    int8 = bool(scale)
+    if is_input and shape[1] in IMAGE_CHANNELS:
+        fmt = "DLA_HWC4"
+    else:
+        fmt = "CHW32" if int8 else "CHW16"
+    return {"dtype": "int8" if int8 else "float16", "format": fmt, "scale": float(scale) if int8 else None}
 
 
 def refuse_gpu_layers(onnx_path: Path, precision: str, trt_version: str) -> None:

@@ -19,6 +19,10 @@ tensor with a `cudlaModuleTensorDescriptor`. What the fields mean, and where tha
 INT8 tensors carry real values divided by their scale (TensorRT's symmetric INT8, [-128, 127], rounded to
 nearest even here; Orin's DLA rounds ties away from zero). Padding (channels past C, bytes past W) is
 zeroed once when the buffer is made and never written again, so packing a frame touches only real data.
+The float32 <-> float16 casts go through OpenCV where it is installed (`cv2.multiply(..., dtype=CV_16F)`,
+the CPU's F16C/NEON conversion, bit-identical to numpy's cast and about 4x faster here), and so does the
+interleaving of DLA_HWC4 (`cv2.merge`); the other layouts are numpy strided copies
+(benchmarks/bench_dla_formats.py measures them).
 """
 
 from __future__ import annotations
@@ -34,6 +38,21 @@ FORMAT_NCHW, FORMAT_NHWC, FORMAT_NCXHWX = 1, 2, 3  # CUDLA_DATA_FORMAT_*
 DLA_DTYPES = {1: np.float32, 2: np.float16, 3: np.int16, 4: np.int8, 5: np.uint8, 6: np.uint16}
 ATOM_BYTES = 32  # a DLA feature channel group: 16 FP16 or 32 INT8 channels (kCHW16 / kCHW32)
 LINE_ALIGN = 64  # kDLA_LINEAR and kDLA_HWC4 rows are padded to 64 bytes on Orin
+
+
+try:
+    import cv2
+except ImportError:  # numpy's cast does the same, slower
+    cv2 = None
+
+
+def _cast(array: np.ndarray, dtype: Any) -> np.ndarray:
+    """`array` (C-contiguous float32 or float16) as a new C-contiguous array of the other float type."""
+    dtype = np.dtype(dtype)
+    if cv2 is not None and array.ndim >= 2 and array.size and array.flags.c_contiguous:
+        code = cv2.CV_16F if dtype == np.float16 else cv2.CV_32F
+        return cv2.multiply(array.reshape(-1, array.shape[-1]), 1.0, dtype=code).reshape(array.shape)
+    return array.astype(dtype)
 
 
 class LayoutError(ValueError):
@@ -134,6 +153,30 @@ def layout_from_descriptor(descriptor: Any) -> DlaLayout:
     return DlaLayout(name, kind, dtype, n, c, h, w, size, line, surface, batch, group)
 
 
+def documented_layout(name: str, shape: tuple[int, ...], dtype: Any, fmt: str) -> DlaLayout:
+    """The layout TensorRT's header gives `fmt` (DLA_LINEAR, DLA_HWC4, CHW16, CHW32) for an NCHW tensor: what
+    a loadable's descriptor says when it adds no padding of its own (benchmarks, tests)."""
+    dtype = np.dtype(dtype)
+    n, c, h, w = shape
+    item = dtype.itemsize
+    code = {"DLA_LINEAR": FORMAT_NCHW, "DLA_HWC4": FORMAT_NHWC}.get(fmt, FORMAT_NCXHWX)
+    if fmt == "DLA_LINEAR":
+        size = n * c * h * _round_up(w * item, LINE_ALIGN)
+    elif fmt == "DLA_HWC4":
+        size = n * h * _round_up(w * (1 if c == 1 else 4) * item, LINE_ALIGN)
+    else:
+        size = n * -(-c // (ATOM_BYTES // item)) * h * w * ATOM_BYTES
+    types = {np.dtype(v): k for k, v in DLA_DTYPES.items()}
+
+    class Fields:  # the descriptor fields layout_from_descriptor reads
+        pass
+
+    fields = Fields()
+    vars(fields).update(name=name, data_type=types[dtype], data_format=code, n=n, c=c, h=h, w=w, size_=size,
+                        stride=[0] * 8)
+    return layout_from_descriptor(fields)
+
+
 class Converter:
     """One I/O tensor: its layout, the buffer it lives in, and NCHW <-> native conversion with numpy."""
 
@@ -156,18 +199,32 @@ class Converter:
             raise LayoutError(f"'{layout.name}': array {array.shape}, the loadable expects {layout.shape}")
         if self.scale is not None:
             array = np.clip(np.rint(array * np.float32(1.0 / self.scale)), -128, 127)
+        elif layout.dtype == np.float16 and array.dtype == np.float32:
+            array = _cast(np.ascontiguousarray(array), np.float16)
         native = self._native
         if layout.kind == "linear":
             native[...] = array
         elif layout.kind == "image":
-            native[..., : layout.c] = array.transpose(0, 2, 3, 1)
+            self._image(array, native)
         else:
             self._feature(array, native, to_native=True)
+
+    def _image(self, array: np.ndarray, native: np.ndarray) -> None:
+        """NCHW -> (N, H, W, C'): OpenCV interleaves the planes (cv2.merge, ~10x numpy's strided scatter)."""
+        layout = self.layout
+        if cv2 is None:
+            native[..., : layout.c] = array.transpose(0, 2, 3, 1)
+            return
+        planes = np.ascontiguousarray(array, dtype=layout.dtype)
+        padding = [np.zeros((layout.h, layout.w), layout.dtype)] * (layout.group - layout.c)
+        for index in range(layout.n):
+            native[index] = cv2.merge([*planes[index], *padding]).reshape(native.shape[1:])
 
     def unpack(self) -> np.ndarray:
         """The buffer as a new NCHW host array of `host_dtype` (INT8 scaled back to real values)."""
         layout = self.layout
-        out = np.empty(layout.shape, self.host_dtype)
+        half = layout.dtype == np.float16 and self.host_dtype == np.float32
+        out = np.empty(layout.shape, np.float16 if half else self.host_dtype)
         native = self._native
         if layout.kind == "linear":
             out[...] = native
@@ -175,6 +232,8 @@ class Converter:
             out.transpose(0, 2, 3, 1)[...] = native[..., : layout.c]
         else:
             self._feature(out, native, to_native=False)
+        if half:
+            return _cast(out, np.float32)
         if self.scale is not None:
             out *= self.host_dtype.type(self.scale)
         return out
