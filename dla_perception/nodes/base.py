@@ -1,55 +1,40 @@
-"""What every dla_perception node shares: parameters from a table, health counters with throttled logs,
-a one-frame-in-flight worker, /diagnostics, per-frame outcome listeners, and the engine manager it uses.
-
-A frame is processed on the node's own worker thread, so executor threads that receive messages never
-wait for a network; a frame that arrives while the previous one is in flight is dropped and counted.
+"""What every dla_perception node shares: parameters from a table, health counters (nodes/health.py),
+/diagnostics, per-frame outcome listeners, the lifecycle (nodes/lifecycle.py) and the engine manager it
+uses. The frame-processing base, FrameNode, is in nodes/frames.py.
 """
 
 from __future__ import annotations
 
 import logging
-import math
+import socket
 import threading
-import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import rclpy.logging
+from lifecycle_msgs.msg import State
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
 
 from dla_perception.nodes.diagnostics import (
     ERROR,
-    OK,
-    PREFIX,
     WARN,
     DiagnosticsReport,
     Status,
     diagnostic_array,
     mark_degraded,
 )
+from dla_perception.nodes.health import Health
+from dla_perception.nodes.lifecycle import ManagedNode
 from dla_perception.nodes.parameters import ParamSpec, declare_all, validate
+from dla_perception.share import share_path
 
 PACKAGE = "dla_perception"
+USE_FQN = "diagnostic_updater.use_fqn"
 DIAGNOSTICS_TOPIC = "/diagnostics"
-LOG_THROTTLE_S = 5.0
 RETRY_S = 5.0
-
-
-def share_path(relative: str) -> Path:
-    """A file installed under share/dla_perception (ament index), else the source tree's copy."""
-    try:
-        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
-
-        candidate = Path(get_package_share_directory(PACKAGE)) / relative
-        if candidate.exists():
-            return candidate
-    except (ImportError, LookupError, PackageNotFoundError):
-        pass
-    return Path(__file__).resolve().parents[2] / relative
 
 
 def open_engine_manager(engines_file: str) -> tuple[Any, list[str]]:
@@ -118,119 +103,13 @@ class FrameOutcome:
     result: Any = None
 
 
-class Health:
-    """Thread-safe counters and per-kind throttled logging; turns into one DiagnosticStatus."""
+class PerceptionNode(ManagedNode):
+    """Base of the three nodes: parameters from PARAMETERS, health, /diagnostics, the engine manager.
 
-    def __init__(self, logger: Any, throttle_s: float = LOG_THROTTLE_S) -> None:
-        self._logger = logger
-        self._throttle_s = throttle_s
-        self._lock = threading.Lock()
-        self.counters: dict[str, int] = {}
-        self._reported: dict[str, int] = {}
-        self._last_log: dict[str, float] = {}
-        self.conditions: dict[str, tuple[int, str]] = {}  # lasting problems (e.g. no pipeline): level, text
-        self.last_problem = ""
-
-    def count(self, key: str, amount: int = 1) -> None:
-        with self._lock:
-            self.counters[key] = self.counters.get(key, 0) + amount
-
-    def problem(self, counter: str, message: str, level: int = WARN) -> None:
-        """Count a problem and log it, at most once per throttle period per counter."""
-        now = time.monotonic()
-        with self._lock:
-            self.counters[counter] = self.counters.get(counter, 0) + 1
-            self.last_problem = message
-            due = now - self._last_log.get(counter, -1e9) >= self._throttle_s
-            if due:
-                self._last_log[counter] = now
-        if due:
-            self._log(level, f"{counter}: {message}")
-
-    def set_condition(self, key: str, level: int, message: str) -> None:
-        with self._lock:
-            changed = self.conditions.get(key, (OK, ""))[1] != message
-            self.conditions[key] = (level, message)
-        if changed:
-            self._log(level, message)
-
-    def _log(self, level: int, message: str) -> None:
-        # Two call sites on purpose: rclpy refuses one call site logging at different severities.
-        if level >= ERROR:
-            self._logger.error(message)
-        else:
-            self._logger.warning(message)
-
-    def clear_condition(self, key: str) -> None:
-        with self._lock:
-            self.conditions.pop(key, None)
-
-    def status(self, name: str, hardware_id: str, warn_prefixes: Sequence[str] = ("dropped", "rejected"),
-               error_prefixes: Sequence[str] = ("failed",)) -> Status:
-        """Counters as a status; WARN/ERROR when the matching counters grew since the previous call."""
-        with self._lock:
-            counters = dict(self.counters)
-            grown = {k: v - self._reported.get(k, 0) for k, v in counters.items()
-                     if v > self._reported.get(k, 0)}
-            self._reported = counters
-            conditions = dict(self.conditions)
-            last = self.last_problem
-        status = Status(name=name, hardware_id=hardware_id)
-        for key in sorted(counters):
-            status.values[key] = str(counters[key])
-        status.values["last_problem"] = last
-        for key, amount in sorted(grown.items()):
-            if key.startswith(tuple(error_prefixes)):
-                status.escalate(ERROR, f"{key} +{amount}")
-            elif key.startswith(tuple(warn_prefixes)):
-                status.escalate(WARN, f"{key} +{amount}")
-        for level, message in conditions.values():
-            status.escalate(level, message)
-        return status
-
-
-class FrameSlot:
-    """At most one frame in flight, on one worker thread; `offer` refuses while busy (never queues)."""
-
-    def __init__(self, name: str) -> None:
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
-        self._lock = threading.Lock()
-        self._busy = False
-        self._idle = threading.Event()
-        self._idle.set()
-
-    def offer(self, work: Callable[[], None]) -> bool:
-        with self._lock:
-            if self._busy:
-                return False
-            self._busy = True
-            self._idle.clear()
-        try:
-            self._executor.submit(work)
-        except RuntimeError:  # shut down
-            self.release()
-            return False
-        return True
-
-    def release(self) -> None:
-        """Called once the inference is done: the next frame may start while this one publishes."""
-        with self._lock:
-            self._busy = False
-            self._idle.set()
-
-    @property
-    def busy(self) -> bool:
-        return self._busy
-
-    def wait_idle(self, timeout: float | None = None) -> bool:
-        return self._idle.wait(timeout)
-
-    def shutdown(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=True)
-
-
-class PerceptionNode(Node):
-    """Base of the three nodes: parameters from PARAMETERS, health, /diagnostics, the engine manager."""
+    `manager`: None (the node opens its own from `engines_file` when configured), an EngineManager (shared,
+    the caller's), or a callable returning the shared one at configure time (the container's engine_manager
+    node, which may itself be configured later). Concrete classes call `_start()` at the end of __init__.
+    """
 
     PARAMETERS: tuple[ParamSpec, ...] = ()
 
@@ -244,14 +123,11 @@ class PerceptionNode(Node):
         for name, problem in declare_all(self, self.PARAMETERS).items():  # counted by the validator
             self.health.set_condition(f"parameter:{name}", WARN, problem)
         forward_core_logging()
+        self._manager_source = manager
         self._owns_manager = manager is None
         self._manager_problems: list[str] = []
-        if manager is None:
-            manager, self._manager_problems = open_engine_manager(self.param("engines_file"))
-            for problem in self._manager_problems:
-                self.health.set_condition(f"engines:{problem}", WARN, problem)
-        self._manager = manager
-        self._report = _report_for(manager)
+        self._manager: Any = None
+        self._report = _report_for(None)
         self._diagnostics = self.create_publisher(
             _diagnostic_array_type(), DIAGNOSTICS_TOPIC, QoSProfile(depth=10)
         )
@@ -276,14 +152,50 @@ class PerceptionNode(Node):
     def _parameters_changed(self, values: dict[str, Any]) -> None:
         """Hook for subclasses: accepted values (the node's parameters are not updated yet)."""
 
+    # -- lifecycle (nodes/lifecycle.py) ------------------------------------------------------------------
+    def _configure(self, strict: bool) -> str | None:
+        """The engine manager: opened from engines_file, or the shared one. strict: problems fail."""
+        with self._manager_lock:
+            if self._manager is not None:
+                return None
+            if self._manager_source is None:
+                manager, problems = open_engine_manager(self.param("engines_file"))
+                if problems and strict:
+                    manager.close()
+                    return "; ".join(problems)
+                self._manager_problems = problems
+                for problem in problems:
+                    self.health.set_condition(f"engines:{problem}", WARN, problem)
+                self._owns_manager = True
+            else:
+                source = self._manager_source
+                manager = source() if callable(source) else source
+                if manager is None:
+                    return "no engine manager yet: configure engine_manager first"
+                self._owns_manager = False
+            self._manager = manager
+            self._report = _report_for(manager)
+        return None
+
+    def _cleanup(self) -> None:
+        """Close the engines this node owns; a shared manager is its owner's to close."""
+        with self._manager_lock:
+            if self._owns_manager and self._manager is not None:
+                self._manager.close()
+            self._manager = None
+
     # -- engine manager --------------------------------------------------------------------------------
     @property
     def manager(self) -> Any:
+        """The engine manager in use; None while unconfigured."""
         return self._manager
 
     def set_manager(self, manager: Any) -> None:
-        """Use another (shared) manager from now on, e.g. after the engine manager node reloaded."""
+        """Use another (shared) manager from now on, e.g. after the engine manager node reloaded (None: it
+        released its engines). An unconfigured node ignores it: it takes the manager when configured."""
         with self._manager_lock:
+            if self._in_state(State.PRIMARY_STATE_UNCONFIGURED):
+                return
             if self._owns_manager and self._manager is not None and self._manager is not manager:
                 self._manager.close()
             self._manager = manager
@@ -311,16 +223,34 @@ class PerceptionNode(Node):
                 self.health.problem("listener_errors", f"frame listener raised: {exc!r}", ERROR)
 
     # -- diagnostics -----------------------------------------------------------------------------------
+    STATUS_TASK = "node"  # the task name of the node's own status: `<node>: <task>`
+
+    def status_prefix(self) -> str:
+        """The node part of status names: its name, or its fully qualified name with use_fqn."""
+        fqn = self.has_parameter(USE_FQN) and self.get_parameter(USE_FQN).value
+        return self.get_fully_qualified_name() if fqn else self.get_name()
+
+    def status_name(self, task: str) -> str:
+        """diagnostic_updater's `<node name>: <task>`."""
+        return f"{self.status_prefix()}: {task}"
+
+    def hardware_id(self) -> str:
+        """What the node's own status is about: this host (processing nodes: their camera frame)."""
+        return socket.gethostname()
+
     def diagnostic_statuses(self) -> list[Status]:
         """This node's status, plus its manager's cores and engines when the manager is private."""
-        statuses = [self.health.status(f"{PREFIX}: {self.get_name()}", self.get_fully_qualified_name())]
+        statuses = [self.health.status(self.status_name(self.STATUS_TASK), self.hardware_id())]
+        statuses[0].values["lifecycle_state"] = self.lifecycle_state()
         manager = self._manager
         if manager is not None and not manager.closed and hasattr(manager, "health"):
-            internal = (DIAGNOSTICS_TOPIC, "/rosout", "/parameter_events")
-            outputs = sorted(pub.topic_name for pub in self.publishers if pub.topic_name not in internal)
+            internal = (DIAGNOSTICS_TOPIC, "/rosout", "/parameter_events")  # and the lifecycle's events
+            outputs = sorted(pub.topic_name for pub in self.publishers if pub.topic_name not in internal
+                             and not pub.topic_name.endswith("/transition_event"))
             mark_degraded(statuses[0], manager.health(), self.models_in_use(), outputs)
         if self._owns_manager and self._manager is not None and not self._manager.closed:
-            statuses.extend(self._report.statuses(self._manager.statistics(), self._manager.placements()))
+            statuses.extend(self._report.statuses(self._manager.statistics(), self._manager.placements(),
+                                                  prefix=self.status_prefix()))
         return statuses
 
     def models_in_use(self) -> list[str]:
@@ -337,68 +267,6 @@ class PerceptionNode(Node):
     def destroy_node(self) -> None:
         if self._owns_manager and self._manager is not None:
             self._manager.close()
-        super().destroy_node()
-
-
-class FrameNode(PerceptionNode):
-    """A node that turns input frames into outputs with a pipeline: one frame in flight on its own worker,
-    the pipeline built on the current manager and rebuilt (at most every RETRY_S s) while unavailable."""
-
-    PIPELINE = "pipeline"  # its name in logs and diagnostics
-
-    def __init__(self, default_name: str, manager: Any = None, **node_kwargs: Any) -> None:
-        super().__init__(default_name, manager, **node_kwargs)
-        self._slot = FrameSlot(default_name)
-        self._pipeline: Any = None
-        self._pipeline_attempt = -math.inf
-        self._pipeline_error = ""
-
-    def _create_pipeline(self) -> Any:
-        raise NotImplementedError
-
-    def _ensure_pipeline(self) -> Any:
-        """The pipeline, or None while it cannot be built (the reason is a diagnostics condition)."""
-        with self._manager_lock:
-            if self._pipeline is not None:
-                return self._pipeline
-            now = time.monotonic()
-            if now - self._pipeline_attempt < RETRY_S:
-                return None
-            self._pipeline_attempt = now
-            try:
-                self._pipeline = self._create_pipeline()
-            except Exception as exc:
-                self._pipeline_error = f"{self.PIPELINE} unavailable: {exc}"
-                self.health.set_condition("pipeline", ERROR, self._pipeline_error)
-                return None
-            self.health.clear_condition("pipeline")
-            return self._pipeline
-
-    def models_in_use(self) -> list[str]:
-        """The current pipeline's models (attributes of ProximityPipeline and DetectionPipeline)."""
-        pipeline = self._pipeline
-        names = (getattr(pipeline, name, None) for name in ("features_model", "head_model", "model_name"))
-        return [name for name in names if isinstance(name, str)]
-
-    def _manager_changed(self) -> None:
-        self._pipeline = None
-        self._pipeline_attempt = -math.inf
-        self._ensure_pipeline()
-
-    def _no_pipeline(self, stamp_ns: int, frame_id: str) -> FrameOutcome:
-        reason = self._pipeline_error or f"{self.PIPELINE} unavailable"
-        self.health.problem("failed_no_pipeline", reason, ERROR)
-        return FrameOutcome(self.get_name(), stamp_ns, frame_id, "failed", reason)
-
-    def _drop(self, stamp_ns: int, frame_id: str) -> None:
-        self.health.problem("dropped_busy", "frame dropped: the previous one is still in flight")
-        self._finish(FrameOutcome(self.get_name(), stamp_ns, frame_id, "dropped", "previous frame in flight"))
-
-    def destroy_node(self) -> None:
-        self._slot.shutdown()
-        close = getattr(self._pipeline, "close", None)
-        if close is not None:
-            close()
         super().destroy_node()
 
 
