@@ -6,6 +6,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import tensorrt_double_loadable as loadable
 from trt_models import conv_model
@@ -54,3 +56,33 @@ def test_the_documented_rules_refuse_the_build(trt, tmp_path):
     softmax = conv_model(tmp_path / "softmax.onnx", with_softmax=True)
     data, messages = _build(trt, softmax)
     assert data is None and any("cannot run on DLA and GPU fallback is not enabled" in m for m in messages)
+
+
+def test_tensorrt_11_loadables_keep_the_models_fp16_io(tmp_path):
+    """Strongly typed (11.4.1+): no precision flags, the I/O types are the model's; float32 I/O is refused."""
+    import onnx
+    import tensorrt_double
+    from onnx import TensorProto, helper, numpy_helper
+
+    from dla_perception.runtime.errors import EngineError
+    from dla_perception.runtime.tensorrt_build import BuildOptions, build_plan
+
+    trt11 = tensorrt_double.make_tensorrt("11.4.1", num_dla_cores=2)
+    weight = numpy_helper.from_array(np.ones((4, 3, 3, 3), np.float16), "w")
+    graph = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"], name="conv", pads=[1, 1, 1, 1])],
+                              "fp16", [helper.make_tensor_value_info("x", TensorProto.FLOAT16, (1, 3, 8, 8))],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT16, (1, 4, 8, 8))], [weight])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    onnx.save(model, tmp_path / "fp16.onnx")
+    options = BuildOptions(core="dla1", precision="fp16", gpu_fallback=False, loadable=True)
+    data, info = build_plan(trt11, tmp_path / "fp16.onnx", options)
+    assert loadable.parse_loadable(data)["dla_core"] == 1
+    assert info["loadable_io"]["y"] == {"dtype": "float16", "format": "CHW16", "scale": None}
+    assert trt11.double_state["builds"][-1]["flags"] == ["DIRECT_IO"]
+    import pytest
+    from trt_models import qdq_model
+
+    qdq = qdq_model(tmp_path / "qdq.onnx", conv_model(tmp_path / "conv.onnx", with_softmax=False))
+    with pytest.raises(EngineError, match="strongly typed: a loadable's I/O keeps the model's types"):
+        build_plan(trt11, qdq, BuildOptions(core="dla1", precision="int8", gpu_fallback=False, loadable=True))

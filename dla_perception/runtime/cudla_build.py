@@ -45,18 +45,32 @@ def read_cache_scales(path: Path | None) -> dict[str, float]:
 
 
 def configure_loadable(
-    trt: ModuleType, network: Any, config: Any, precision: str, scales: dict[str, float]
+    trt: ModuleType, network: Any, config: Any, precision: str, scales: dict[str, float],
+    strongly_typed: bool = False,
 ) -> dict[str, dict[str, Any]]:
     """Make `config` build a standalone loadable; set each I/O tensor's type and format. Returns, per I/O
-    tensor, what the engine needs to convert it: {"dtype", "format", "scale"}."""
+    tensor, what the engine needs to convert it: {"dtype", "format", "scale"}.
+
+    Strongly typed (TensorRT 11.4.1+), the I/O keeps the model's own types, and only FP16 I/O is taken: a
+    float32 or INT8 network tensor would need a type or a scale the model does not carry.
+    """
     config.engine_capability = trt.EngineCapability.DLA_STANDALONE
     config.set_flag(trt.BuilderFlag.DIRECT_IO)
     chosen: dict[str, dict[str, Any]] = {}
     tensors = [(network.get_input(i), True) for i in range(network.num_inputs)]
     tensors += [(network.get_output(i), False) for i in range(network.num_outputs)]
     for tensor, is_input in tensors:
-        choice = choose_io(tensor.name, tuple(int(d) for d in tensor.shape), is_input, precision, scales)
-        tensor.dtype = trt.DataType.INT8 if choice["dtype"] == "int8" else trt.DataType.HALF
+        shape = tuple(int(d) for d in tensor.shape)
+        if strongly_typed:
+            if tensor.dtype != trt.DataType.HALF:
+                raise EngineError(
+                    f"TensorRT {trt.__version__} builds strongly typed: a loadable's I/O keeps the model's "
+                    f"types, and '{tensor.name}' is {tensor.dtype.name}; export the model with FP16 I/O "
+                    "(modelopt.onnx.autocast --target_dla, without keep_io_types)")
+            choice = choose_io(tensor.name, shape, is_input, "fp16", {})
+        else:
+            choice = choose_io(tensor.name, shape, is_input, precision, scales)
+            tensor.dtype = trt.DataType.INT8 if choice["dtype"] == "int8" else trt.DataType.HALF
         tensor.allowed_formats = 1 << int(getattr(trt.TensorFormat, choice["format"]))
         chosen[tensor.name] = choice
     return chosen

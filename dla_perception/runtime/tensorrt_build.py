@@ -222,7 +222,8 @@ def build_plan(
             if options.loadable:
                 cached = read_cache_scales(options.calibration_cache)
                 scales = translation["scales"] if translation else cached
-                loadable_io = configure_loadable(trt, network, config, options.precision, scales)
+                loadable_io = configure_loadable(trt, network, config, options.precision, scales,
+                                                 strongly_typed)
             elif options.dla_native_io:
                 config.set_flag(trt.BuilderFlag.DIRECT_IO)  # forbids reformats at the formatted I/O below
                 _set_dla_native_io(trt, network, options.precision)
