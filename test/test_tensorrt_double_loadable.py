@@ -69,9 +69,10 @@ def test_tensorrt_11_loadables_keep_the_models_fp16_io(tmp_path):
 
     trt11 = tensorrt_double.make_tensorrt("11.4.1", num_dla_cores=2)
     weight = numpy_helper.from_array(np.ones((4, 3, 3, 3), np.float16), "w")
-    graph = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"], name="conv", pads=[1, 1, 1, 1])],
-                              "fp16", [helper.make_tensor_value_info("x", TensorProto.FLOAT16, (1, 3, 8, 8))],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT16, (1, 4, 8, 8))], [weight])
+    conv = helper.make_node("Conv", ["x", "w"], ["y"], name="conv", pads=[1, 1, 1, 1])
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT16, (1, 3, 8, 8))
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT16, (1, 4, 8, 8))
+    graph = helper.make_graph([conv], "fp16", [x], [y], [weight])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 9
     onnx.save(model, tmp_path / "fp16.onnx")
