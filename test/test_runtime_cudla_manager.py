@@ -48,17 +48,18 @@ def _until(condition, seconds: float = 10.0) -> bool:
 
 def test_a_hung_dla_task_makes_its_core_stuck_the_other_core_answers_and_a_probe_restores_it(
         trt, cudla, tmp_path):
-    config = _config(tmp_path, deadline_ms=150.0)
+    config = _config(tmp_path, deadline_ms=400.0)  # the double runs the head in onnxruntime: ~40 ms idle
     hang = threading.Event()
     events = []
     with EngineManager(config, available_cores=["dla0", "dla1", "cpu"]) as manager:
         manager.add_health_listener(lambda event: events.append((event.kind, event.core)))
         assert manager.placements()[0]["backends"] == {"dla0": "cudla", "dla1": "cudla"}
-        manager.infer("head", _head_inputs())
+        for worker in manager._models["head"].workers:  # warm both cores (first runs are slower)
+            worker.engine.run(_head_inputs())
         cudla.double_state["hang"] = {0: hang}  # DLA core 0 stops answering
         started = time.monotonic()
         outputs = manager.infer("head", _head_inputs(1))  # pinned: dla0 first
-        assert time.monotonic() - started < 1.0 and outputs["near_probability"].shape == (4, 1, 60, 80)
+        assert time.monotonic() - started < 2.0 and outputs["near_probability"].shape == (4, 1, 60, 80)
         assert ("stuck", "dla0") in events
         health = manager.health()["head"]
         assert health["state"] == "degraded" and "dla0" in health["stuck"]
