@@ -101,6 +101,15 @@ def test_without_cudla_or_tensorrt_the_model_falls_back_to_the_cpu(tmp_path):
         assert "TensorRT: " in placement["fallbacks"][0]["reason"]
 
 
+def test_cudla_is_tried_first_only_when_asked_for():
+    from dla_perception.runtime.backends import backends_for
+
+    assert [b.name for b in backends_for("dla0", "cudla")] == ["cuDLA", "TensorRT", "onnxruntime"]
+    assert [b.name for b in backends_for("dla0")] == ["TensorRT", "onnxruntime"]
+    assert [b.name for b in backends_for("gpu", "cudla")] == ["TensorRT", "onnxruntime"]  # DLA only
+    assert [b.name for b in backends_for("dla1", "onnxruntime")] == ["onnxruntime", "TensorRT"]
+
+
 def test_a_missing_binding_is_named(monkeypatch):
     monkeypatch.setitem(sys.modules, "cuda.bindings.cudla", None)
     reason = cudla_unavailable("dla1")

@@ -30,6 +30,7 @@ from dla_perception.runtime.plan_cache import DEFAULT_PLANS_TO_KEEP
 
 log = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True)
 class BuildContext:
     """What every backend may need besides the model and the core."""
