@@ -47,6 +47,8 @@ setup(
         "training": ["torch"],
         # Fleet replay on Ray (`dla-perception replay BAGS --workers N` / `--ray-address`).
         "fleet": ["ray>=2.40"],
+        # The cudla backend (`backend: cudla`): cuDLA's Python binding, CUDA 13 / JetPack 7 (12.9 has none).
+        "cudla": ["cuda-bindings>=13,<14"],
     },
     zip_safe=True,
     maintainer="dla_perception maintainers",

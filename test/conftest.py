@@ -43,3 +43,18 @@ def ros_domain_id(offset: int) -> int:
     each its own base (0-85, so base + offset stays below 101, the start of Linux's ephemeral ports).
     """
     return int(os.environ.get("DLA_PERCEPTION_TEST_DOMAIN_BASE", "90")) + offset
+
+
+@pytest.fixture
+def cudla(monkeypatch: pytest.MonkeyPatch):
+    """The strict cuDLA test double (test/cudla_double.py) and its CUDA runtime half, installed as
+    `cuda.bindings.cudla` and `cuda.bindings.runtime`; returns the cudla module (`.runtime` is the other)."""
+    import cudla_double
+    import cudla_double_runtime
+
+    runtime = cudla_double_runtime.make_runtime()
+    module = cudla_double.make_cudla(runtime, num_devices=2)
+    module.runtime = runtime
+    monkeypatch.setitem(sys.modules, "cuda.bindings.cudla", module)
+    monkeypatch.setitem(sys.modules, "cuda.bindings.runtime", runtime)
+    return module

@@ -28,8 +28,9 @@ own headers and Python bindings, cited where each behaviour is implemented, and 
 
 Its parts: tensorrt_double_types.py (enums), tensorrt_double_network.py (loggers, network, parser),
 tensorrt_double_build.py (builder, calibration, placement and the inspector's JSON), tensorrt_double_engine.py
-(plan, engine, execution context, inspector) and tensorrt_double_cuda.py (`HostCuda`, the matching stand-in
-for polygraphy.cuda).
+(plan, engine, execution context, inspector), tensorrt_double_loadable.py (EngineCapability.DLA_STANDALONE:
+DLA standalone loadables, run by the cuDLA double) and tensorrt_double_cuda.py (`HostCuda`, the matching
+stand-in for polygraphy.cuda).
 `make_tensorrt(version="11.4.1")` gives a TensorRT 11 flavour: strongly typed only, no FP16/INT8 flags, no
 calibrators, Q/DQ layers allowed on DLA.
 """

@@ -26,10 +26,12 @@ import types
 from typing import Any
 
 import numpy as np
+import tensorrt_double_loadable as loadable_part
 from tensorrt_double_engine import PLAN_MAGIC
 from tensorrt_double_types import (
     DataType,
     DeviceType,
+    EngineCapability,
     LayerType,
     ProfilingVerbosity,
     Severity,
@@ -158,9 +160,16 @@ def build(module: types.ModuleType, logger: Any, network: Any, config: Any) -> b
         "output_formats": {t.name: (t.dtype.name, t.allowed_formats) for t in network._outputs},
         "layers": [layer.name for layer in network._layers],
     }
+    record["engine_capability"] = EngineCapability(config.engine_capability).name
     state["builds"].append(record)
     strongly_typed = bool(network.flags & 2) or major(module.__version__) >= 11
     on_dla = config.default_device_type == DeviceType.DLA
+    standalone = config.engine_capability == EngineCapability.DLA_STANDALONE
+    if standalone:
+        refusal = loadable_part.check_config(config, flags)
+        if refusal:
+            _emit(logger, Severity.ERROR, refusal)
+            return None
     if on_dla:
         if not 0 <= config.DLA_core < state["num_dla_cores"]:
             _emit(logger, Severity.ERROR, f"DLA core {config.DLA_core} does not exist")
@@ -217,6 +226,14 @@ def build(module: types.ModuleType, logger: Any, network: Any, config: Any) -> b
     layers, log_lines = _compile(network, devices, on_dla, record["calibration"])
     for line in log_lines:
         _emit(logger, Severity.VERBOSE, line)
+    if standalone:
+        calibration = record["calibration"] or {}
+        cache = calibration.get("cache") or (
+            state["calibration_caches"][-1] if calibration.get("source") == "batches" else ""
+        )
+        return loadable_part.build_loadable(
+            network, config, loadable_part.cache_scales(cache), lambda level, text: _emit(logger, level, text)
+        )
     plan = {
         "onnx": network.onnx_bytes.hex(),
         "built_for_dla_core": config.DLA_core if on_dla else None,

@@ -234,12 +234,19 @@ class OnnxParser(Strict):
             return self._fail(f"ModelImporter: invalid ONNX model: {exc}")
         graph = inferred.graph
         initializers = {init.name: len(init.dims) for init in graph.initializer}
+        # onnx-tensorrt imports a Constant node as weights, like an initializer: it becomes an
+        # IConstantLayer only where a layer takes it as a tensor (e.g. not as Resize's scales).
+        for node in graph.node:
+            if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+                initializers[node.output[0]] = len(node.attribute[0].t.dims)
         ranks = {
             v.name: len(v.type.tensor_type.shape.dim)
             for v in (*graph.value_info, *graph.input, *graph.output)
         }
         layers: list[ILayer] = []
         for index, node in enumerate(graph.node):
+            if node.op_type == "Constant" and node.output[0] in initializers:
+                continue
             layer_type = LAYER_OF_OP.get(node.op_type)
             if layer_type is None:
                 return self._fail(f"No importer registered for op: {node.op_type}")

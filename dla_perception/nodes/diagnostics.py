@@ -78,9 +78,13 @@ class DiagnosticsReport:
             core = str(values.get("core", key.rpartition("@")[2]))
             status = self._status(f"{prefix}: engine {key}", core, key, values)
             status.values["engines"] = key
-            for extra in ("model", "core", "precision", *ENGINE_HEALTH_KEYS):
+            for extra in ("model", "core", "precision", "backend", *ENGINE_HEALTH_KEYS):
                 if extra in values:
                     status.values[extra] = _format(values[extra])
+            if values.get("backend_fallback"):  # the model's backend refused here: as loud as an absent core
+                status.values["backend_fallback"] = str(values["backend_fallback"])
+                status.escalate(WARN, f"{values.get('model', key)} on {core} runs on "
+                                      f"{values.get('backend')}: {values['backend_fallback']}")
             if values.get("stuck"):
                 status.escalate(ERROR, f"{values.get('model', key)} stuck on {core} since "
                                        f"{values.get('stuck_since')}: no answer within its "

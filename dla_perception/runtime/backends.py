@@ -6,13 +6,19 @@
     dla1       -> native TensorRT only: onnxruntime's TensorRT EP never sets the runtime's DLA core, so its
                   cached engines run on DLA core 0 (microsoft/onnxruntime#26680); it is refused there
 
-Backends are tried in that order; every refusal becomes one reason of the EngineError that the manager
-falls back from (and shows in `placements()`). A new backend (issue 22's cuDLA runner for DLA standalone
-loadables) is one more entry in `BACKENDS`, sharing the plan cache (`runtime.plan_cache`).
+    dla0/dla1 with `backend: cudla` -> cuDLA first (a DLA standalone loadable, no TensorRT runtime, no GPU
+                  reformat), then the two above
+
+Backends are tried in that order (a model's `backend` moves its choice to the front; cuDLA is tried only when
+asked for); every refusal becomes one reason of the EngineError that the manager falls back from (and
+shows in `placements()`). A backend refused in favour of another on the same core is logged as a WARNING
+and kept on the engine as `backend_fallback`, which statistics and /diagnostics show. The cuDLA backend
+caches its loadables like plans (`runtime.plan_cache`, the same key, `.dla` files).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +27,8 @@ from typing import Any
 from dla_perception.runtime.engine import Engine, tensorrt_importable
 from dla_perception.runtime.errors import EngineError
 from dla_perception.runtime.plan_cache import DEFAULT_PLANS_TO_KEEP
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -85,15 +93,32 @@ def _create_onnxruntime(spec: Any, core: str, context: BuildContext) -> Engine:
     )
 
 
+def _cudla_unavailable(core: str) -> str | None:
+    from dla_perception.runtime.cudla_engine import cudla_unavailable
+
+    return cudla_unavailable(core)
+
+
+def _create_cudla(spec: Any, core: str, context: BuildContext) -> Engine:
+    from dla_perception.runtime.cudla_engine import CudlaEngine
+
+    return CudlaEngine.from_spec(spec, core, cache_dir=context.cache_dir, plans_to_keep=context.plans_to_keep)
+
+
 BACKENDS: tuple[Backend, ...] = (
     Backend("TensorRT", ("gpu", "dla0", "dla1"), _tensorrt_unavailable, _create_tensorrt),
     Backend("onnxruntime", ("gpu", "dla0", "dla1", "cpu"), _onnxruntime_unavailable, _create_onnxruntime),
+    Backend("cuDLA", ("dla0", "dla1"), _cudla_unavailable, _create_cudla),
 )
+OPT_IN = ("cuDLA",)  # tried only for a model that asks for it (`backend: cudla`)
+CONFIG_NAMES = {"tensorrt": "TensorRT", "onnxruntime": "onnxruntime", "cudla": "cuDLA"}
 
 
-def backends_for(core: str) -> list[Backend]:
-    """The backends that may serve `core`, in order of preference."""
-    return [backend for backend in BACKENDS if core in backend.cores]
+def backends_for(core: str, preferred: str = "auto") -> list[Backend]:
+    """The backends serving `core`, in order, the engines.yaml `backend` first."""
+    first = CONFIG_NAMES.get(preferred)
+    serving = [b for b in BACKENDS if core in b.cores and (b.name not in OPT_IN or b.name == first)]
+    return sorted(serving, key=lambda backend: backend.name != first)
 
 
 def create_engine(
@@ -102,15 +127,25 @@ def create_engine(
     """Make `spec` (a ModelSpec) runnable on `core`, or raise EngineError naming every backend's reason."""
     context = BuildContext(cache_dir=cache_dir, plans_to_keep=plans_to_keep)
     reasons = []
-    for backend in backends_for(core):
+    preferred = getattr(spec, "backend", "auto")
+    candidates = backends_for(core, preferred)
+    wanted = CONFIG_NAMES.get(preferred)
+    wanted = wanted if any(backend.name == wanted for backend in candidates) else None
+    for backend in candidates:
         why_not = backend.unavailable(core)
         if why_not:
             reasons.append(f"{backend.name}: {why_not}")
             continue
         try:
-            return backend.create(spec, core, context)
+            engine = backend.create(spec, core, context)
         except EngineError as exc:
             reasons.append(f"{backend.name}: {exc}")
+            continue
+        if wanted and backend.name != wanted:
+            engine.backend_fallback = f"{wanted} refused, {backend.name} used: {'; '.join(reasons)}"
+            log.warning("model '%s' on %s: backend %s refused, falling back to %s: %s", spec.name, core,
+                        wanted, backend.name, "; ".join(reasons))
+        return engine
     if not reasons:
         raise EngineError(f"cannot run '{spec.name}' on {core}: no backend serves that core")
     raise EngineError(f"cannot run '{spec.name}' on {core}: " + "; ".join(reasons))

@@ -19,6 +19,9 @@ from dla_perception.runtime.errors import EnginesConfigError
 
 PRECISIONS = ("fp32", "fp16", "int8")
 POLICIES = ("pinned", "round_robin", "least_loaded")
+# `backend`: what a model's cores try first ("auto": TensorRT, then onnxruntime; see runtime/backends.py).
+BACKEND_CHOICES = ("auto", "tensorrt", "onnxruntime", "cudla")
+CUDLA_MODES = ("hybrid", "standalone")  # cuDLA with CUDA streams, or without CUDA (NvSci buffers and fences)
 DEFAULT_CACHE_DIR = "~/.cache/dla_perception/engines"
 DEFAULT_PLANS_TO_KEEP = 3  # per model and core; older plans are pruned (runtime/plan_cache.py)
 # A model without `deadline_ms` gets DEADLINE_BUDGET_FACTOR x the latency budget of the core a request runs
@@ -38,6 +41,8 @@ _MODEL_KEYS = {
     "gpu_fallback",
     "intra_op_threads",
     "deadline_ms",
+    "backend",
+    "cudla_mode",
 }
 
 
@@ -49,7 +54,8 @@ class ModelSpec:
     (off: the build fails instead, see dla-tensorrt.md). `intra_op_threads` applies to onnxruntime CPU
     engines (None: min(4, CPU count)). `deadline_ms` is how long after submission a request's answer is
     useful (None: DEADLINE_BUDGET_FACTOR x the latency budget of the core it runs on, see
-    EnginesConfig.deadline_ms).
+    EnginesConfig.deadline_ms). `backend` is tried first on the cores it serves (`cudla`: DLA standalone
+    loadables run by cuDLA on dla0/dla1, in `cudla_mode`); whatever refuses falls back, loudly.
     """
 
     name: str
@@ -62,6 +68,8 @@ class ModelSpec:
     gpu_fallback: bool = True
     intra_op_threads: int | None = None
     deadline_ms: float | None = None
+    backend: str = "auto"
+    cudla_mode: str = "hybrid"
 
     def __post_init__(self) -> None:
         self.onnx = Path(self.onnx)
@@ -120,6 +128,15 @@ def validate_model_spec(spec: ModelSpec) -> None:
     threads = spec.intra_op_threads
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         fail(f"'intra_op_threads' must be an integer >= 1, got {threads!r}")
+    if spec.backend not in BACKEND_CHOICES:
+        fail(f"unknown backend '{spec.backend}' (known: {', '.join(BACKEND_CHOICES)})")
+    if spec.backend == "cudla":
+        if not any(core.startswith("dla") for core in spec.cores):
+            fail(f"backend cudla runs DLA loadables on dla0/dla1 only, and 'cores' is {list(spec.cores)}")
+        if spec.precision not in ("fp16", "int8"):
+            fail(f"backend cudla needs precision fp16 or int8 (a DLA loadable), not {spec.precision}")
+    if spec.cudla_mode not in CUDLA_MODES:
+        fail(f"unknown cudla_mode '{spec.cudla_mode}' (known: {', '.join(CUDLA_MODES)})")
     deadline = spec.deadline_ms
     if deadline is not None and (isinstance(deadline, bool) or not isinstance(deadline, (int, float))
                                  or not math.isfinite(deadline) or deadline <= 0):
@@ -201,6 +218,8 @@ def _parse_model(name: str, entry: Any, base_dir: Path, source: str) -> ModelSpe
             gpu_fallback=entry.get("gpu_fallback", True),
             intra_op_threads=entry.get("intra_op_threads"),
             deadline_ms=entry.get("deadline_ms"),
+            backend=str(entry.get("backend", "auto")),
+            cudla_mode=str(entry.get("cudla_mode", "hybrid")),
         )
     except EnginesConfigError as exc:
         raise EnginesConfigError(f"{source}: {exc}") from None

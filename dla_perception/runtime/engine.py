@@ -33,6 +33,7 @@ class Engine(abc.ABC):
     core: str
     precision: str
     backend: str
+    backend_fallback: str | None = None  # why the model's preferred backend was refused on this core
 
     @abc.abstractmethod
     def input_specs(self) -> list[TensorSpec]: ...
@@ -44,12 +45,21 @@ class Engine(abc.ABC):
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run one request; inputs are already validated and C-contiguous."""
 
+    def run_until(self, inputs: dict[str, np.ndarray], until: float) -> dict[str, np.ndarray]:
+        """Run one request, waiting for its completion no later than `until` (time.monotonic() s).
+
+        An engine that can stop waiting (cuDLA: a task's completion is polled) raises TaskTimeout then;
+        the others cannot interrupt their run and ignore `until`: the watchdog covers them.
+        """
+        return self.run(inputs)
+
     def describe(self) -> dict[str, Any]:
         return {
             "model": self.model,
             "core": self.core,
             "precision": self.precision,
             "backend": self.backend,
+            **({"backend_fallback": self.backend_fallback} if self.backend_fallback else {}),
             "inputs": [spec.as_dict() for spec in self.input_specs()],
             "outputs": [spec.as_dict() for spec in self.output_specs()],
         }

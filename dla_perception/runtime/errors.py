@@ -27,6 +27,15 @@ class DeadlineExceeded(EngineError):
     or its engine ran past the deadline with no other core to answer it (see docs/runtime.md)."""
 
 
+class TaskTimeout(EngineError):
+    """An accelerator task did not complete by the time its engine stopped waiting (its deadline).
+
+    Unlike a hung `Engine.run`, the engine returned; but the task may still be running on the core (a DLA
+    task cannot be cancelled), so the worker treats the core as stuck, exactly as the watchdog does for
+    a run that outlasts its deadline, until a probe answers.
+    """
+
+
 class EngineStuck(EngineError):
     """Every core of the model is stuck (a run went past its deadline and no probe has succeeded since)."""
 

@@ -41,7 +41,8 @@ def statistics(entries: Mapping[str, ModelEntry]) -> dict[str, Any]:
         summary.update(model=worker.model, core=worker.core, precision=worker.engine.precision,
                        backend=worker.engine.backend, in_rotation=worker.in_rotation(now),
                        deadline_ms=worker.deadline_s * 1e3, stuck=worker.stuck,
-                       stuck_since=wall_iso(worker.stuck_since_wall), times_stuck=worker.times_stuck)
+                       stuck_since=wall_iso(worker.stuck_since_wall), times_stuck=worker.times_stuck,
+                       backend_fallback=worker.engine.backend_fallback or "")
         engines[worker.name] = summary
     return {"cores": cores, "engines": engines}
 
@@ -52,7 +53,12 @@ def placements(entries: Mapping[str, ModelEntry]) -> list[dict[str, Any]]:
             "model": name,
             "requested": list(entry.spec.cores),
             "active": [worker.core for worker in entry.workers],
-            "fallbacks": [dict(fallback) for fallback in entry.fallbacks],
+            "fallbacks": [dict(fallback) for fallback in entry.fallbacks] + [
+                {"requested": worker.core, "used": worker.core, "backend": worker.engine.backend,
+                 "reason": worker.engine.backend_fallback}
+                for worker in entry.workers if worker.engine.backend_fallback
+            ],
+            "backends": {worker.core: worker.engine.backend for worker in entry.workers},
             "policy": entry.spec.policy,
             "deadline_ms": {worker.core: worker.deadline_s * 1e3 for worker in entry.workers},
         }

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import onnx
 
+from dla_perception.runtime.cudla_build import configure_loadable, read_cache_scales, refuse_gpu_layers
 from dla_perception.runtime.errors import EngineError
 from dla_perception.runtime.plan_cache import sha256_file
 from dla_perception.runtime.tensorrt_calibration import (
@@ -55,6 +56,7 @@ class BuildOptions:
     dla_sram_bytes: int = DEFAULT_DLA_SRAM_BYTES
     dla_native_io: bool = False
     qdq: str = "auto"  # Q/DQ models on DLA with TensorRT 10: "translate" (auto) or "explicit"
+    loadable: bool = False  # a DLA standalone loadable for cuDLA (runtime/cudla_build.py), not a plan
 
     @property
     def dla_index(self) -> int | None:
@@ -140,6 +142,7 @@ def plan_key(onnx_path: Path, options: BuildOptions, trt_version: str, gpu_name:
         "dla_sram_bytes": options.dla_sram_bytes,
         "dla_native_io": options.dla_native_io,
         "qdq": options.qdq,
+        **({"loadable": True} if options.loadable else {}),  # plans keep the keys they were cached under
     }
 
 
@@ -181,6 +184,11 @@ def build_plan(
     logger = shared_logger(trt)
     builder = trt.Builder(logger)
     dla = options.dla_index
+    if options.loadable and (dla is None or options.gpu_fallback):
+        raise EngineError("a DLA standalone loadable is built for dla0/dla1 without GPU fallback")
+    if options.loadable:
+        refuse_gpu_layers(Path(onnx_path), options.precision, str(trt.__version__))
+    loadable_io = None
     if dla is not None and dla >= int(builder.num_DLA_cores):
         raise EngineError(
             f"{options.core} requested but TensorRT reports {builder.num_DLA_cores} DLA core(s)"
@@ -211,7 +219,12 @@ def build_plan(
             predicted = sum(
                 1 for i in range(network.num_layers) if config.can_run_on_DLA(network.get_layer(i))
             )
-            if options.dla_native_io:
+            if options.loadable:
+                cached = read_cache_scales(options.calibration_cache)
+                scales = translation["scales"] if translation else cached
+                loadable_io = configure_loadable(trt, network, config, options.precision, scales,
+                                                 strongly_typed)
+            elif options.dla_native_io:
                 config.set_flag(trt.BuilderFlag.DIRECT_IO)  # forbids reformats at the formatted I/O below
                 _set_dla_native_io(trt, network, options.precision)
         try:
@@ -223,13 +236,14 @@ def build_plan(
             raise_if_failed(calibrator)
     if plan is None:
         errors = [line[4:] for line in lines if line.startswith(("[E]", "[F]"))][-3:]
+        what = "a DLA standalone loadable of " if options.loadable else ""
         hint = (
             " (GPU fallback is off: a layer DLA cannot run?)"
             if dla is not None and not options.gpu_fallback
             else ""
         )
         raise EngineError(
-            f"TensorRT could not build {onnx_path} for {options.core}{hint}: "
+            f"TensorRT could not build {what}{onnx_path} for {options.core}{hint}: "
             + ("; ".join(errors) or "see the log above")
         )
     info: dict[str, Any] = {
@@ -240,6 +254,8 @@ def build_plan(
         "log": list(lines),
         "builder_placement": builder_placement(lines),
     }
+    if loadable_io is not None:
+        info["loadable_io"] = loadable_io
     if translation is not None:
         info["qdq_translation"] = {
             "activation_scales": len(translation["scales"]),

@@ -8,7 +8,9 @@ its last inputs, run on its own thread once the hung run returned) answers withi
 A hung `Engine.run` cannot be interrupted from Python. The worker therefore never waits for it: the
 watchdog answers its requests elsewhere, `close()` abandons the thread (a daemon) without freeing the
 engine under it, and the core stays stuck until the run returns. No replacement engine is built on the
-same core: a wedged DLA or driver would take it down too (see docs/runtime.md).
+same core: a wedged DLA or driver would take it down too (see docs/runtime.md). An engine that can stop
+waiting (cuDLA polls its task's completion) gets the moment the watchdog would call the core stuck
+(`Engine.run_until`); when it gives up with TaskTimeout the core is declared stuck on the spot, the same way.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import numpy as np
 
 from dla_perception.runtime.dispatch import admit, next_deadline, take_next
 from dla_perception.runtime.engine import Engine
+from dla_perception.runtime.errors import TaskTimeout
 from dla_perception.runtime.requests import Request
 from dla_perception.runtime.statistics import EngineStatistics
 
@@ -42,6 +45,8 @@ class WorkerOwner(Protocol):
     def _deadline_passed(self, worker: Worker, request: Request, running: bool) -> None: ...
 
     def _health_changed(self, worker: Worker, kind: str, detail: str) -> None: ...
+
+    def _on_due(self, worker: Worker, due: Due) -> None: ...
 
 
 @dataclass
@@ -149,14 +154,22 @@ class Worker:
             return
         started = time.monotonic()
         error: Exception | None = None
+        # An engine that can stop waiting (cuDLA) waits no longer than the watchdog would before calling
+        # the core stuck, nor gives up on an answer that is still useful.
+        until = max(request.deadline, started + self.deadline_s)
         try:
-            outputs = self.engine.run(request.inputs)
+            outputs = self.engine.run_until(request.inputs, until)
         except Exception as exc:
             error = exc
         finished = time.monotonic()
+        displaced: list[Request] | None = None
         with self._cond:
             self._running = None
             self._overdue_reported = None
+            if isinstance(error, TaskTimeout) and self.stuck_since is None:
+                displaced = self._become_stuck(started, finished)  # its task may still run on the core
+        if displaced is not None:
+            self.owner._on_due(self, Due(displaced=displaced, stuck=True))
         if request.probe:
             self._probe_finished(finished - started, error)
             return
@@ -208,18 +221,23 @@ class Worker:
             if running is not None and self.stuck_since is None:
                 stuck_at = self._run_started + self.deadline_s
                 if now >= stuck_at:
-                    self.stuck_since = self._run_started
-                    self.stuck_since_wall = time.time() - (now - self._run_started)
-                    self.times_stuck += 1
-                    self._probe_backoff_s = self.owner.initial_backoff_s
-                    self._next_probe = 0.0  # as soon as the hung run returns
                     due.stuck = True
-                    due.displaced = list(self._queue)
-                    self._queue.clear()
+                    due.displaced = self._become_stuck(self._run_started, now)
                 else:
                     due.next_check = min(due.next_check, stuck_at)
             due.next_check = min(due.next_check, next_deadline(self._queue))
         return due
+
+    def _become_stuck(self, run_started: float, now: float) -> list[Request]:
+        """Out of rotation since `run_started`; returns the queue, for other cores. Caller holds the lock."""
+        self.stuck_since = run_started
+        self.stuck_since_wall = time.time() - (now - run_started)
+        self.times_stuck += 1
+        self._probe_backoff_s = self.owner.initial_backoff_s
+        self._next_probe = 0.0  # as soon as the hung run returns
+        displaced = list(self._queue)
+        self._queue.clear()
+        return displaced
 
     def _probe_request(self, now: float) -> Request:
         inputs = {name: np.zeros_like(array) for name, array in (self._last_inputs or {}).items()}

@@ -16,7 +16,8 @@ from dla_perception.tools.cli import UsageError
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "build-engine",
-        help="build a TensorRT plan for dla0, dla1 or the GPU and print its layer placement",
+        help="build a TensorRT plan for dla0, dla1 or the GPU (or a DLA loadable for cuDLA) and print its "
+        "layer placement",
         description="Build one TensorRT plan from an ONNX model and print the placement report (DLA "
         "subgraphs, layers on the GPU, DLA I/O and reformat overhead), from the builder's own log and the "
         "engine inspector. Needs TensorRT 10 (JetPack 6) or 11.4.1+; exits 2 without it.",
@@ -48,8 +49,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="DLA-native I/O formats (no GPU reformat around the DLA call; for cuDLA or "
                         "consumers that feed DLA layouts); sets DIRECT_IO (deprecated in TensorRT 10.7), "
                         "which fails the build where such I/O would still need a reformat")
+    parser.add_argument("--loadable", action="store_true",
+                        help="build a DLA standalone loadable for cuDLA (EngineCapability.DLA_STANDALONE) "
+                        "instead of a TensorRT plan: no GPU fallback (a model with a layer DLA cannot run is "
+                        "refused with dla-check's report), DLA-native I/O; written as .dla, the file the "
+                        "cudla backend caches")
     parser.add_argument("--out", type=Path, metavar="PLAN",
-                        help="where to write the plan (default: <model>-<core>-<precision>.plan here)")
+                        help="where to write the plan (default: <model>-<core>-<precision>.plan here, .dla "
+                        "with --loadable)")
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
     parser.set_defaults(handler=run)
 
@@ -78,8 +85,10 @@ def run(args: argparse.Namespace) -> int:
                          "(dla-perception quantize)")
     if args.dla_sram < 4096 or args.dla_sram & (args.dla_sram - 1):
         raise UsageError(f"--dla-sram must be a power of two >= 4096, got {args.dla_sram}")
-    if args.dla_native_io and not args.core.startswith("dla"):
-        raise UsageError("--dla-native-io applies to dla0/dla1 only")
+    if (args.dla_native_io or args.loadable) and not args.core.startswith("dla"):
+        raise UsageError(f"{'--loadable' if args.loadable else '--dla-native-io'} applies to dla0/dla1 only")
+    if args.loadable and args.dla_native_io:
+        raise UsageError("--loadable chooses its own DLA-native I/O formats: leave out --dla-native-io")
     batches = _calibration_batches(args.calib_data, args.onnx) if args.calib_data else None
     try:
         trt = import_tensorrt()
@@ -87,17 +96,20 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"{exc}. Building plans needs TensorRT 10 on the target (a Jetson with JetPack 6); "
                          "the onnxruntime CPU backend needs no plan") from None
 
-    options = BuildOptions(core=args.core, precision=precision, gpu_fallback=not args.no_gpu_fallback,
+    options = BuildOptions(core=args.core, precision=precision,
+                           gpu_fallback=not (args.no_gpu_fallback or args.loadable),
                            calibration_cache=args.calib_cache, dla_sram_bytes=args.dla_sram,
-                           dla_native_io=args.dla_native_io, qdq=args.qdq)
+                           dla_native_io=args.dla_native_io, qdq=args.qdq, loadable=args.loadable)
     cuda = None
     if batches is not None:
         from polygraphy import cuda
-    out = args.out or Path(f"{args.onnx.stem}-{args.core}-{precision}.plan")
+    out = args.out or Path(f"{args.onnx.stem}-{args.core}-{precision}.{'dla' if args.loadable else 'plan'}")
     try:
         plan, info = build_plan(trt, args.onnx, options, calibration_batches=batches, cuda=cuda)
-        report = inspect_plan(trt, plan, args.core, info)
-        check_placement(report, args.onnx.stem, args.core, options.gpu_fallback)
+        report = None
+        if not args.loadable:  # a loadable is no TensorRT engine: nothing to inspect, no GPU layer possible
+            report = inspect_plan(trt, plan, args.core, info)
+            check_placement(report, args.onnx.stem, args.core, options.gpu_fallback)
     except EngineError as exc:
         print(f"dla-perception build-engine: {exc}")
         return 1
@@ -105,7 +117,9 @@ def run(args: argparse.Namespace) -> int:
         atomic_write(out, plan)
     except OSError as exc:
         raise UsageError(f"cannot write the plan to {out}: {exc.strerror or exc}") from None
-    if args.json:
+    if args.loadable:
+        _print_loadable(args, out, plan, info, precision, str(trt.__version__))
+    elif args.json:
         print(json.dumps({"plan": str(out), "core": args.core, "precision": precision, "mode": info["mode"],
                           "tensorrt": str(trt.__version__), "bytes": len(plan), "placement": report}))
     else:
@@ -113,6 +127,20 @@ def run(args: argparse.Namespace) -> int:
               f"{info['mode']})")
         print(format_report(report))
     return 0
+
+
+def _print_loadable(args: argparse.Namespace, out: Path, data: bytes, info: dict, precision: str,
+                    version: str) -> None:
+    io = info.get("loadable_io", {})
+    if args.json:
+        print(json.dumps({"loadable": str(out), "core": args.core, "precision": precision,
+                          "mode": info["mode"], "tensorrt": version, "bytes": len(data), "io": io}))
+        return
+    print(f"loadable: {out} ({len(data)} bytes, TensorRT {version}, {args.core}, {precision}, "
+          f"{info['mode']}, DLA standalone: every layer on DLA, run it with cuDLA)")
+    for name, tensor in io.items():
+        scale = f", scale {tensor['scale']:.6g}" if tensor.get("scale") else ""
+        print(f"  I/O  {name}: {tensor['dtype']} {tensor['format']}{scale}")
 
 
 def _calibration_batches(path: Path, onnx_path: Path) -> list[dict]:
