@@ -31,6 +31,7 @@ from dla_perception.nodes.diagnostics import (
     diagnostic_array,
 )
 from dla_perception.nodes.parameters import ParamSpec, declare_all, validate
+from dla_perception.nodes.spinning import spin_node, spin_nodes  # noqa: F401 - the executables' main()
 
 PACKAGE = "dla_perception"
 DIAGNOSTICS_TOPIC = "/diagnostics"
@@ -395,50 +396,3 @@ def _diagnostic_array_type() -> type:
     from diagnostic_msgs.msg import DiagnosticArray
 
     return DiagnosticArray
-
-
-def spin_nodes(build: Callable[[], tuple[Sequence[Node], Callable[[], None]]],
-               args: Sequence[str] | None = None) -> int:
-    """main() body of the executables: build the nodes, spin them until SIGINT/SIGTERM, clean up.
-
-    `build()` returns (nodes, destroy). The signals are handled here rather than by rclpy, so that the
-    executor stops and the nodes are destroyed while the context is still valid: destroying publishers
-    after rclpy's own handler has shut the context down crashes now and then (ros2/rclpy#178, #253).
-    """
-    import signal
-
-    import rclpy
-    from rclpy.executors import MultiThreadedExecutor
-    from rclpy.signals import SignalHandlerOptions
-
-    stop = threading.Event()
-    for signal_number in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signal_number, lambda *_: stop.set())
-    rclpy.init(args=list(args) if args is not None else None, signal_handler_options=SignalHandlerOptions.NO)
-    executor = MultiThreadedExecutor()
-    destroy: Callable[[], None] | None = None
-    try:
-        nodes, destroy = build()
-        for node in nodes:
-            executor.add_node(node)
-        spinner = threading.Thread(target=executor.spin, name="executor", daemon=True)
-        spinner.start()
-        while not stop.wait(0.2) and spinner.is_alive():
-            pass
-        executor.shutdown(timeout_sec=5.0)
-        spinner.join(timeout=5.0)
-    finally:
-        if destroy is not None:
-            destroy()
-        rclpy.try_shutdown()
-    return 0
-
-
-def spin_node(node_factory: Callable[[], Node], args: Sequence[str] | None = None) -> int:
-    """spin_nodes for one node."""
-
-    def build() -> tuple[list[Node], Callable[[], None]]:
-        node = node_factory()
-        return [node], node.destroy_node
-
-    return spin_nodes(build, args)

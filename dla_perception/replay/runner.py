@@ -237,13 +237,13 @@ def replay(options: ReplayOptions) -> ReplayResult:
     the bag cannot be replayed at all; a bag that breaks half-way returns a result with `error` set,
     after writing what was produced.
     """
-    from rclpy.executors import MultiThreadedExecutor
+    from dla_perception.nodes.spinning import IsolatedSpinner
 
     baseline = load_metrics(options.baseline) if options.baseline is not None else None  # fail fast
     bag = bagmod.InputBag(options.bag, options.remaps)
     options.out.mkdir(parents=True, exist_ok=True)
     output_path = options.out / OUTPUT_BAG_NAME
-    graph = output = player = executor = spinner = None
+    graph = output = player = spinner = None
     records: list[FrameRecord] = []
     overlays: list[Overlay] = []
     error: str | None = None
@@ -258,11 +258,7 @@ def replay(options: ReplayOptions) -> ReplayResult:
             add_listener = getattr(graph_node.node, "add_frame_listener", None)
             if add_listener is not None:
                 add_listener(lambda outcome, name=graph_node.name: inbox.add_outcome(name, outcome))
-        executor = MultiThreadedExecutor(num_threads=4, context=graph.context)
-        for node in [*graph.rcl_nodes(), player.node]:
-            executor.add_node(node)
-        spinner = threading.Thread(target=executor.spin, name="replay executor", daemon=True)
-        spinner.start()
+        spinner = IsolatedSpinner([*graph.rcl_nodes(), player.node], graph.context).start()
         player.wait_for_connections(graph, DISCOVERY_TIMEOUT_S)
 
         scorer = _Scorer(graph, bag.has_ground_truth)
@@ -297,10 +293,8 @@ def replay(options: ReplayOptions) -> ReplayResult:
         wall_s = time.perf_counter() - started_wall
         metrics = _metrics(bag, graph, records, scorer, wall_s, error, output_path)
     finally:
-        if executor is not None:
-            executor.shutdown(timeout_sec=5.0)
         if spinner is not None:
-            spinner.join(timeout=5.0)
+            spinner.shutdown()
         if player is not None:
             player.flush()
             player.destroy()
