@@ -19,23 +19,22 @@ from typing import Any
 
 import rclpy.logging
 from rclpy.node import Node
-from rclpy.qos import QoSProfile
 
 from dla_perception.nodes.diagnostics import (
     ERROR,
-    OK,
     PREFIX,
     WARN,
     DiagnosticsReport,
     Status,
     diagnostic_array,
 )
+from dla_perception.nodes.health import Health
 from dla_perception.nodes.parameters import ParamSpec, declare_all, validate
+from dla_perception.nodes.qos import OUTPUT_DEPTH, describe, input_profile, output_profile, overriding_options
 from dla_perception.nodes.spinning import spin_node, spin_nodes  # noqa: F401 - the executables' main()
 
 PACKAGE = "dla_perception"
 DIAGNOSTICS_TOPIC = "/diagnostics"
-LOG_THROTTLE_S = 5.0
 RETRY_S = 5.0
 
 
@@ -118,77 +117,6 @@ class FrameOutcome:
     result: Any = None
 
 
-class Health:
-    """Thread-safe counters and per-kind throttled logging; turns into one DiagnosticStatus."""
-
-    def __init__(self, logger: Any, throttle_s: float = LOG_THROTTLE_S) -> None:
-        self._logger = logger
-        self._throttle_s = throttle_s
-        self._lock = threading.Lock()
-        self.counters: dict[str, int] = {}
-        self._reported: dict[str, int] = {}
-        self._last_log: dict[str, float] = {}
-        self.conditions: dict[str, tuple[int, str]] = {}  # lasting problems (e.g. no pipeline): level, text
-        self.last_problem = ""
-
-    def count(self, key: str, amount: int = 1) -> None:
-        with self._lock:
-            self.counters[key] = self.counters.get(key, 0) + amount
-
-    def problem(self, counter: str, message: str, level: int = WARN) -> None:
-        """Count a problem and log it, at most once per throttle period per counter."""
-        now = time.monotonic()
-        with self._lock:
-            self.counters[counter] = self.counters.get(counter, 0) + 1
-            self.last_problem = message
-            due = now - self._last_log.get(counter, -1e9) >= self._throttle_s
-            if due:
-                self._last_log[counter] = now
-        if due:
-            self._log(level, f"{counter}: {message}")
-
-    def set_condition(self, key: str, level: int, message: str) -> None:
-        with self._lock:
-            changed = self.conditions.get(key, (OK, ""))[1] != message
-            self.conditions[key] = (level, message)
-        if changed:
-            self._log(level, message)
-
-    def _log(self, level: int, message: str) -> None:
-        # Two call sites on purpose: rclpy refuses one call site logging at different severities.
-        if level >= ERROR:
-            self._logger.error(message)
-        else:
-            self._logger.warning(message)
-
-    def clear_condition(self, key: str) -> None:
-        with self._lock:
-            self.conditions.pop(key, None)
-
-    def status(self, name: str, hardware_id: str, warn_prefixes: Sequence[str] = ("dropped", "rejected"),
-               error_prefixes: Sequence[str] = ("failed",)) -> Status:
-        """Counters as a status; WARN/ERROR when the matching counters grew since the previous call."""
-        with self._lock:
-            counters = dict(self.counters)
-            grown = {k: v - self._reported.get(k, 0) for k, v in counters.items()
-                     if v > self._reported.get(k, 0)}
-            self._reported = counters
-            conditions = dict(self.conditions)
-            last = self.last_problem
-        status = Status(name=name, hardware_id=hardware_id)
-        for key in sorted(counters):
-            status.values[key] = str(counters[key])
-        status.values["last_problem"] = last
-        for key, amount in sorted(grown.items()):
-            if key.startswith(tuple(error_prefixes)):
-                status.escalate(ERROR, f"{key} +{amount}")
-            elif key.startswith(tuple(warn_prefixes)):
-                status.escalate(WARN, f"{key} +{amount}")
-        for level, message in conditions.values():
-            status.escalate(level, message)
-        return status
-
-
 class FrameSlot:
     """At most one frame in flight, on one worker thread; `offer` refuses while busy (never queues)."""
 
@@ -252,9 +180,7 @@ class PerceptionNode(Node):
                 self.health.set_condition(f"engines:{problem}", WARN, problem)
         self._manager = manager
         self._report = _report_for(manager)
-        self._diagnostics = self.create_publisher(
-            _diagnostic_array_type(), DIAGNOSTICS_TOPIC, QoSProfile(depth=10)
-        )
+        self._diagnostics = self.advertise_output(_diagnostic_array_type(), DIAGNOSTICS_TOPIC, depth=10)
         period = self.param("diagnostics_period_s")
         self._diagnostics_timer = self.create_timer(period, self.publish_diagnostics)
 
@@ -275,6 +201,34 @@ class PerceptionNode(Node):
 
     def _parameters_changed(self, values: dict[str, Any]) -> None:
         """Hook for subclasses: accepted values (the node's parameters are not updated yet)."""
+
+    # -- topics ----------------------------------------------------------------------------------------
+    def subscribe_input(self, msg_type: type, topic: str, callback: Callable[[Any], None]) -> Any:
+        """A camera-input subscription: the `input_qos` profile, the user's qos_overrides on top."""
+        return self._create_with_overrides(
+            "subscription", lambda qos, **kw: self.create_subscription(msg_type, topic, callback, qos, **kw),
+            topic, lambda: input_profile(self.param("input_qos")))
+
+    def advertise_output(self, msg_type: type, topic: str, depth: int = OUTPUT_DEPTH) -> Any:
+        """An output publisher: reliable, keep_last `depth`, the user's qos_overrides on top."""
+        return self._create_with_overrides(
+            "publisher", lambda qos, **kw: self.create_publisher(msg_type, topic, qos, **kw),
+            topic, lambda: output_profile(depth))
+
+    def _create_with_overrides(self, kind: str, create: Callable[..., Any], topic: str,
+                               profile: Callable[[], Any]) -> Any:
+        """`create(profile)` accepting qos_overrides.<topic>.<kind>.*; an unreadable override (a typo such as
+        `reliability: sometimes`) is an ERROR condition and the default profile is used, never a crash."""
+        try:
+            entity = create(profile(), qos_overriding_options=overriding_options())
+        except Exception as exc:  # rclpy raises RuntimeError, InvalidQosOverridesError, parameter errors
+            default = profile()
+            self.health.set_condition(
+                f"qos:{kind}:{topic}", ERROR,
+                f"qos_overrides of {kind} {topic} refused ({exc}); using {describe(default)}")
+            entity = create(default)
+        self.get_logger().debug(f"{kind} {entity.topic_name}: {describe(entity.qos_profile)}")
+        return entity
 
     # -- engine manager --------------------------------------------------------------------------------
     @property

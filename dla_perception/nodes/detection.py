@@ -13,7 +13,6 @@ from typing import Any
 
 import cv2
 import numpy as np
-from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
 from dla_perception.nodes.base import FrameNode, FrameOutcome, share_path, spin_node
@@ -50,15 +49,14 @@ class DetectionNode(FrameNode):
 
     def __init__(self, *, manager: Any = None, **node_kwargs: Any) -> None:
         super().__init__("detection", manager, **node_kwargs)
-        self.create_subscription(Image, "image", self._on_image, qos_profile_sensor_data)
-        outputs = QoSProfile(depth=5)
-        self._overlay_pub = self.create_publisher(Image, "detections/image", outputs)
+        self.subscribe_input(Image, "image", self._on_image)
+        self._overlay_pub = self.advertise_output(Image, "detections/image")
         available, why = vision_msgs_available()
         self._detections_pub = None
         if available:
             from vision_msgs.msg import Detection2DArray
 
-            self._detections_pub = self.create_publisher(Detection2DArray, "detections", outputs)
+            self._detections_pub = self.advertise_output(Detection2DArray, "detections")
         else:
             self.get_logger().warning(
                 f"not publishing `detections`: {why}. Install ros-<distro>-vision-msgs for the "

@@ -84,6 +84,15 @@ def ground_problem(camera_height_m: float, ground_clearance_m: float) -> str | N
     return None
 
 
+INPUT_QOS_CHOICES = ("sensor_data", "reliable", "system_default")
+
+
+def input_qos_choice(value: str) -> str | None:
+    if str(value).lower() in INPUT_QOS_CHOICES:
+        return None
+    return f"must be one of {', '.join(INPUT_QOS_CHOICES)}, got {value!r}"
+
+
 def threshold_or_model_default(value: float) -> str | None:
     if value == -1.0 or (math.isfinite(value) and 0.0 <= value <= 1.0):
         return None
@@ -101,11 +110,20 @@ COMMON = (
 
 ENGINE_MANAGER = (COMMON[0], COMMON[1])
 
+# Of the nodes that take camera input (nodes/qos.py); per-topic qos_overrides.* apply on top.
+INPUT_QOS = ParamSpec(
+    "input_qos", "sensor_data", "QoS of the image and camera_info subscriptions: sensor_data (best effort, "
+    "depth 5, as camera drivers publish), reliable (depth 5: what a camera in another process needs for "
+    "large images over Fast DDS), system_default. qos_overrides.<topic>.subscription.<policy> parameters "
+    "override single policies on top of it.", read_only=True, validate=input_qos_choice,
+    constraints=" | ".join(INPUT_QOS_CHOICES))
+
 MAX_PLANES = 32
 MIN_CAMERA_HEIGHT_M = 0.05
 GROUND_PARAMETERS = ("camera_height_m", "camera_pitch_deg", "ground_clearance_m")
 PROXIMITY = (
     *COMMON,
+    INPUT_QOS,
     ParamSpec("planes_m", [0.75, 1.0, 1.5, 2.0, 3.0], "Distances (m) of the disparity planes to test; any "
               f"number up to {MAX_PLANES}.", validate=finite_positive_list(MAX_PLANES),
               constraints="finite, positive, distinct"),
@@ -133,6 +151,7 @@ PROXIMITY = (
 
 DETECTION = (
     *COMMON,
+    INPUT_QOS,
     ParamSpec("model", "", "Detection model description (YAML, design.md format). Empty: the installed "
               "models/detector/detector.yaml.", read_only=True),
     ParamSpec("engine_name", "", "Engine manager model name; empty: the ONNX file's stem (`detector` "

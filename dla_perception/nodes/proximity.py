@@ -15,7 +15,6 @@ import math
 import threading
 from typing import Any
 
-from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image, Range
 from stereo_msgs.msg import DisparityImage
 
@@ -49,14 +48,11 @@ class ProximitySegmentationNode(FrameNode):
         self._info_lock = threading.Lock()
 
         for side in ("left", "right"):
-            self.create_subscription(Image, f"{side}/image_rect", lambda msg, s=side: self._on_image(s, msg),
-                                     qos_profile_sensor_data)
-            self.create_subscription(CameraInfo, f"{side}/camera_info",
-                                     lambda msg, s=side: self._on_info(s, msg), qos_profile_sensor_data)
-        outputs = QoSProfile(depth=5)
-        self._mask_pub = self.create_publisher(Image, "proximity/mask", outputs)
-        self._disparity_pub = self.create_publisher(DisparityImage, "proximity/disparity", outputs)
-        self._range_pub = self.create_publisher(Range, "proximity/range", outputs)
+            self.subscribe_input(Image, f"{side}/image_rect", lambda msg, s=side: self._on_image(s, msg))
+            self.subscribe_input(CameraInfo, f"{side}/camera_info", lambda msg, s=side: self._on_info(s, msg))
+        self._mask_pub = self.advertise_output(Image, "proximity/mask")
+        self._disparity_pub = self.advertise_output(DisparityImage, "proximity/disparity")
+        self._range_pub = self.advertise_output(Range, "proximity/range")
         self._ensure_pipeline()
 
     # -- pipeline ---------------------------------------------------------------------------------------
