@@ -205,18 +205,27 @@ class PerceptionNode(Node):
     # -- topics ----------------------------------------------------------------------------------------
     def subscribe_input(self, msg_type: type, topic: str, callback: Callable[[Any], None]) -> Any:
         """A camera-input subscription: the `input_qos` profile, the user's qos_overrides on top."""
+        from rclpy.event_handler import SubscriptionEventCallbacks
+
+        events = SubscriptionEventCallbacks(incompatible_qos=self._incompatible_qos("subscription", topic),
+                                            use_default_callbacks=False)
         return self._create_with_overrides(
-            "subscription", lambda qos, **kw: self.create_subscription(msg_type, topic, callback, qos, **kw),
-            topic, lambda: input_profile(self.param("input_qos")))
+            "subscription", topic, lambda: input_profile(self.param("input_qos")),
+            lambda qos, **kw: self.create_subscription(msg_type, topic, callback, qos, event_callbacks=events,
+                                                       **kw))
 
     def advertise_output(self, msg_type: type, topic: str, depth: int = OUTPUT_DEPTH) -> Any:
         """An output publisher: reliable, keep_last `depth`, the user's qos_overrides on top."""
-        return self._create_with_overrides(
-            "publisher", lambda qos, **kw: self.create_publisher(msg_type, topic, qos, **kw),
-            topic, lambda: output_profile(depth))
+        from rclpy.event_handler import PublisherEventCallbacks
 
-    def _create_with_overrides(self, kind: str, create: Callable[..., Any], topic: str,
-                               profile: Callable[[], Any]) -> Any:
+        events = PublisherEventCallbacks(incompatible_qos=self._incompatible_qos("publisher", topic),
+                                         use_default_callbacks=False)
+        return self._create_with_overrides(
+            "publisher", topic, lambda: output_profile(depth),
+            lambda qos, **kw: self.create_publisher(msg_type, topic, qos, event_callbacks=events, **kw))
+
+    def _create_with_overrides(self, kind: str, topic: str, profile: Callable[[], Any],
+                               create: Callable[..., Any]) -> Any:
         """`create(profile)` accepting qos_overrides.<topic>.<kind>.*; an unreadable override (a typo such as
         `reliability: sometimes`) is an ERROR condition and the default profile is used, never a crash."""
         try:
@@ -229,6 +238,24 @@ class PerceptionNode(Node):
             entity = create(default)
         self.get_logger().debug(f"{kind} {entity.topic_name}: {describe(entity.qos_profile)}")
         return entity
+
+    def _incompatible_qos(self, kind: str, topic: str) -> Callable[[Any], None]:
+        """The middleware's "incompatible QoS" event as a counted, logged WARN: no data flows on that link.
+
+        Only this event is watched (rclpy's defaults add a type-mismatch handler per topic too): each one
+        is a waitable the executor re-checks on every wake-up, i.e. CPU on every message.
+        """
+
+        def report(event: Any) -> None:
+            from rclpy.qos import qos_policy_name_from_kind
+
+            policy = qos_policy_name_from_kind(event.last_policy_kind)
+            self.health.problem(
+                "rejected_incompatible_qos",
+                f"{kind} {self.resolve_topic_name(topic)}: a peer with incompatible QoS ({policy}) was "
+                "discovered, no messages flow between them; see input_qos and qos_overrides (docs/ros.md)")
+
+        return report
 
     # -- engine manager --------------------------------------------------------------------------------
     @property
