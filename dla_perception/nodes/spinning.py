@@ -11,6 +11,7 @@ callback of one node (the engine manager's ~/reload) never delays another node's
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from collections.abc import Callable, Sequence
@@ -19,6 +20,39 @@ from typing import Any
 from rclpy.node import Node
 
 JOIN_TIMEOUT_S = 5.0
+# What rcl reads at init to decide which other participants this one discovers (ROS 2 Iron and later).
+_DISCOVERY_VARIABLES = ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_STATIC_PEERS", "ROS_LOCALHOST_ONLY")
+_environment_lock = threading.Lock()
+
+
+def isolated_context(domain_id: int) -> Any:
+    """A started rclpy Context whose nodes talk to each other only: no other process discovers them.
+
+    For a graph that must hear nothing but itself (a lock-step replay: another replay, a robot or a bag
+    player on the same DDS domain would feed its nodes foreign frames and its recorder foreign outputs).
+    rcl reads the discovery settings from the environment at init, so they are set to
+    ROS_AUTOMATIC_DISCOVERY_RANGE=OFF (without static peers or the older ROS_LOCALHOST_ONLY, which would
+    override it) for that call only, under a lock, and restored at once.
+    """
+    import rclpy
+    from rclpy.context import Context
+    from rclpy.signals import SignalHandlerOptions
+
+    context = Context()
+    with _environment_lock:
+        saved = {name: os.environ.get(name) for name in _DISCOVERY_VARIABLES}
+        try:
+            for name in _DISCOVERY_VARIABLES:
+                os.environ.pop(name, None)
+            os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "OFF"
+            rclpy.init(context=context, domain_id=domain_id, signal_handler_options=SignalHandlerOptions.NO)
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+    return context
 
 
 class IsolatedSpinner:
@@ -29,17 +63,27 @@ class IsolatedSpinner:
     """
 
     def __init__(self, nodes: Sequence[Node], context: Any = None) -> None:
-        from rclpy.executors import SingleThreadedExecutor
-
-        self._executors = []
+        self._context = context
+        self._executors: list[Any] = []
         self._threads: list[threading.Thread] = []
+        self._started = False
         self.errors: list[BaseException] = []
         for node in nodes:
-            executor = SingleThreadedExecutor(context=context if context is not None else node.context)
-            executor.add_node(node)
-            self._executors.append(executor)
-            self._threads.append(threading.Thread(target=self._spin, args=(executor,),
-                                                  name=f"spin {node.get_name()}", daemon=True))
+            self.add(node)
+
+    def add(self, node: Node) -> Node:
+        """Spin one more node (at once when already started)."""
+        from rclpy.executors import SingleThreadedExecutor
+
+        executor = SingleThreadedExecutor(context=self._context or node.context)
+        executor.add_node(node)
+        thread = threading.Thread(target=self._spin, args=(executor,), name=f"spin {node.get_name()}",
+                                  daemon=True)
+        self._executors.append(executor)
+        self._threads.append(thread)
+        if self._started:
+            thread.start()
+        return node
 
     def _spin(self, executor: Any) -> None:
         try:
@@ -51,6 +95,7 @@ class IsolatedSpinner:
                 self.errors.append(exc)
 
     def start(self) -> IsolatedSpinner:
+        self._started = True
         for thread in self._threads:
             thread.start()
         return self

@@ -3,7 +3,8 @@
 The nodes are the real ones (dla_perception.nodes), configured exactly as on a robot: the robot config
 (ROS parameters file) is handed to rcl with `--params-file`, `use_sim_time` is on, and the detection
 node's `image` input is remapped to the left camera for stereo bags, as robot.launch.py does. The
-context gets its own DDS domain so a replay never hears, or disturbs, a live robot or another replay.
+context gets its own DDS domain and discovers no other process (ROS_AUTOMATIC_DISCOVERY_RANGE=OFF for its
+participant), so a replay never hears, or disturbs, a live robot or another replay.
 """
 
 from __future__ import annotations
@@ -60,9 +61,7 @@ class PerceptionGraph:
 
     def __init__(self, mode: str, engines_file: Path, robot_config: Path | None,
                  selection: Sequence[str] | None = None, domain_id: int | None = None) -> None:
-        import rclpy
-        from rclpy.context import Context
-        from rclpy.signals import SignalHandlerOptions
+        from dla_perception.nodes.spinning import isolated_context
 
         self.mode = mode
         self.selection = _checked_selection(mode, selection)
@@ -70,10 +69,9 @@ class PerceptionGraph:
         self.problems: list[str] = []
         self.nodes: list[GraphNode] = []
         self.manager = None
-        self.context = Context()
         self.domain_id = domain_id if domain_id is not None else _private_domain_id()
-        rclpy.init(context=self.context, domain_id=self.domain_id,
-                   signal_handler_options=SignalHandlerOptions.NO)
+        # Deaf to every other process: foreign frames or outputs would break lock-step (issue 15).
+        self.context = isolated_context(self.domain_id)
         try:
             self.manager = self._open_manager(engines_file)
             self._start_nodes(robot_config)

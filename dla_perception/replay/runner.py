@@ -77,28 +77,56 @@ class _Received:
 
 
 class _Inbox:
-    """Outputs and node outcomes as they arrive from executor threads; the main thread waits on it."""
+    """Outputs and node outcomes as they arrive from executor threads; the main thread waits on it.
+
+    Lock-step means every frame is processed exactly once: a node dropping a frame (busy with another),
+    answering a frame twice or answering one the replay never sent (a foreign publisher) breaks that, and
+    is kept in `violations` for the run to fail loudly on.
+    """
 
     def __init__(self) -> None:
         self.cond = threading.Condition()
         self.messages: dict[int, dict[str, _Received]] = {}
         self.outcomes: dict[int, dict[str, Any]] = {}
+        self.violations: list[str] = []
+        self.played: set[int] = set()  # stamps of the frames sent so far
+        self._seen: set[tuple[str, int]] = set()
 
     def add_message(self, received: _Received) -> None:
         with self.cond:
+            key = (received.topic, received.stamp_ns)
+            if received.stamp_ns not in self.played:
+                self.violations.append(f"{received.topic} answered a frame the replay never sent (stamp "
+                                       f"{received.stamp_ns} ns)")
+            elif key in self._seen:
+                self.violations.append(f"{received.topic} answered the frame stamped {received.stamp_ns} ns "
+                                       "twice")
+            self._seen.add(key)
             self.messages.setdefault(received.stamp_ns, {})[received.topic] = received
             self.cond.notify_all()
 
     def add_outcome(self, node_name: str, outcome: Any) -> None:
-        if getattr(outcome, "status", None) == "dropped":
-            return  # lock-step never sends a frame while one is in flight; a drop is retried by nobody
         with self.cond:
-            self.outcomes.setdefault(outcome.stamp_ns, {})[node_name] = (outcome, time.perf_counter())
+            if outcome.stamp_ns not in self.played:
+                self.violations.append(f"{node_name} processed a frame the replay never sent (stamp "
+                                       f"{outcome.stamp_ns} ns, {outcome.status})")
+            elif outcome.status == "dropped":
+                self.violations.append(f"{node_name} dropped the frame stamped {outcome.stamp_ns} ns "
+                                       f"({outcome.reason})")
+            else:
+                self.outcomes.setdefault(outcome.stamp_ns, {})[node_name] = (outcome, time.perf_counter())
             self.cond.notify_all()
 
     def pop(self, stamp_ns: int) -> tuple[dict[str, _Received], dict[str, Any]]:
         with self.cond:
             return self.messages.pop(stamp_ns, {}), self.outcomes.pop(stamp_ns, {})
+
+
+def lock_step_error(violations: list[str]) -> str:
+    return ("lock-step broken, results are not trustworthy: " + "; ".join(violations[:3])
+            + (f" (+{len(violations) - 3} more)" if len(violations) > 3 else "")
+            + ". The replay sends a frame only once every node answered the previous one and its graph "
+            "hears no other process, so this is a bug: please report it with the bag")
 
 
 class _ReplayNode:
@@ -277,6 +305,9 @@ def replay(options: ReplayOptions) -> ReplayResult:
                 records.append(record)
                 if overlay is not None:
                     overlays.append(overlay)
+                if inbox.violations:
+                    error = lock_step_error(inbox.violations)
+                    break
                 progress.update(1)
                 if record.end_to_end_ms is not None:
                     progress.set_postfix_str(f"{record.end_to_end_ms:.0f} ms/frame", refresh=False)
@@ -290,6 +321,8 @@ def replay(options: ReplayOptions) -> ReplayResult:
             error = ("the bag has no complete frame: no left/right image pair with the same header stamp "
                      "and camera_info on both sides" if bag.mode == "stereo" else "the bag has no image")
         time.sleep(STRAGGLER_WAIT_S if records else 0)  # optional outputs (overlay images) still in flight
+        if inbox.violations and error is None:
+            error = lock_step_error(inbox.violations)
         wall_s = time.perf_counter() - started_wall
         metrics = _metrics(bag, graph, records, scorer, wall_s, error, output_path)
     finally:
@@ -346,6 +379,8 @@ class _Scorer:
 def _replay_frame(frame: bagmod.Frame, graph: PerceptionGraph, player: _ReplayNode, inbox: _Inbox,
                   scorer: _Scorer, options: ReplayOptions, keep_overlay: bool
                   ) -> tuple[FrameRecord, Overlay | None]:
+    with inbox.cond:
+        inbox.played.add(frame.stamp_ns)
     started = player.play(frame)
     deadline = time.monotonic() + options.frame_timeout_s
     with inbox.cond:
