@@ -5,8 +5,9 @@
 
 FRAMES.npz holds `left`, `right` (N x H x W x 3 uint8, cycled), `projection_left`, `projection_right`
 (3x4). Every frame publishes left/right camera_info then left/right image_rect (rgb8), all with the same
-wall-clock stamp, at `--rate` Hz on an absolute schedule (a late tick is not made up by a burst). With
-`--listen`, the answers on those topics are matched by header stamp and their arrival times kept. Prints
+wall-clock stamp, at `--rate` Hz on an absolute schedule (a late tick is not made up by a burst), or with
+`--lockstep` each once the previous one is answered. With `--listen`, the answers on those topics are
+matched by header stamp and their arrival times kept. Prints
 (or writes to --out) one JSON object: per frame its stamp, CLOCK_MONOTONIC publish time (comparable with
 time.monotonic() in any process of this machine) and each listened topic's arrival time.
 
@@ -46,6 +47,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="wait for this many subscribers of left/image_rect before the first frame")
     parser.add_argument("--warmup-s", type=float, default=1.0, help="camera_info only, before the frames")
     parser.add_argument("--linger-s", type=float, default=3.0, help="wait this long for late answers")
+    parser.add_argument("--lockstep", action="store_true",
+                        help="send the next frame once every listened topic answered this one (or after "
+                        "--answer-timeout-s): what is lost is then the transport's doing, never a busy node")
+    parser.add_argument("--answer-timeout-s", type=float, default=3.0)
     parser.add_argument("--discovery-timeout-s", type=float, default=30.0)
     parser.add_argument("--out", type=Path)
     import rclpy
@@ -137,6 +142,13 @@ def main(argv: list[str] | None = None) -> int:
         image_pubs["right"].publish(right)
         frames.append({"index": index, "stamp_ns": stamp_to_ns(stamp), "published_at": published_at,
                        "publish_ms": round((time.monotonic() - published_at) * 1e3, 3)})
+        if args.lockstep and listened:
+            answer_end = time.monotonic() + args.answer_timeout_s
+            while time.monotonic() < answer_end:
+                with lock:
+                    if all(frames[-1]["stamp_ns"] in times for times in arrivals.values()):
+                        break
+                time.sleep(0.002)
     if args.qos == "reliable":  # the last frames must reach their readers before the writers go away
         for publisher in (*image_pubs.values(), *info_pubs.values()):
             publisher.wait_for_all_acked(Duration(seconds=5))

@@ -234,7 +234,8 @@ class PerceptionNode(Node):
             default = profile()
             self.health.set_condition(
                 f"qos:{kind}:{topic}", ERROR,
-                f"qos_overrides of {kind} {topic} refused ({exc}); using {describe(default)}")
+                f"qos_overrides of {kind} {self.resolve_topic_name(topic)} refused ({exc}); using "
+                f"{describe(default)}")
             entity = create(default)
         self.get_logger().debug(f"{kind} {entity.topic_name}: {describe(entity.qos_profile)}")
         return entity
