@@ -384,7 +384,7 @@ def _replay_frame(frame: bagmod.Frame, graph: PerceptionGraph, player: _ReplayNo
     started = player.play(frame)
     deadline = time.monotonic() + options.frame_timeout_s
     with inbox.cond:
-        inbox.cond.wait_for(lambda: _answered(frame.stamp_ns, graph, player, inbox),
+        inbox.cond.wait_for(lambda: inbox.violations or _answered(frame.stamp_ns, graph, player, inbox),
                             timeout=max(0.0, deadline - time.monotonic()))
     messages, outcomes = inbox.pop(frame.stamp_ns)
     record = FrameRecord(frame.index, frame.stamp_ns)
