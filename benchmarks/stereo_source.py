@@ -161,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(0.02)
 
     executor.shutdown(timeout_sec=2.0)
+    spinner.join(timeout=5.0)  # destroying the node under a spinning wait set aborts the process
     with lock:
         for frame in frames:
             frame["arrivals"] = {topic: arrivals[topic].get(frame["stamp_ns"]) for topic in listened}
