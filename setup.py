@@ -45,6 +45,8 @@ setup(
     extras_require={
         "cpu": ["onnxruntime", "opencv-python-headless"],
         "training": ["torch"],
+        # Fleet replay on Ray (`dla-perception replay BAGS --workers N` / `--ray-address`).
+        "fleet": ["ray>=2.40"],
     },
     zip_safe=True,
     maintainer="dla_perception maintainers",

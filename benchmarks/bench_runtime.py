@@ -4,9 +4,10 @@
 
 Prints one JSON object:
 - dispatch_overhead_us: per request, `manager.infer` minus calling the same engine's `run` directly, on a
-  trivial model (Relu on 4 floats) so that the difference is the manager's own cost (validation, dispatch,
-  statistics). `dispatch_overhead_queued_us` is the same through `submit().result()`, which always goes
-  through the worker thread's queue (the path concurrent callers take).
+  trivial model (Relu on 4 floats) so that the difference is the manager's own cost (validation, deadline,
+  dispatch, statistics, and the hand-off to the worker thread and back: the engine never runs in the
+  caller's thread, which no deadline could free from a hung engine). `dispatch_overhead_queued_us` is the
+  same through `submit().result()` (a concurrent.futures.Future instead of infer's one-shot lock).
 - throughput_1 / throughput_2: requests/s through the manager on a compute-bound model (MatMul + Tanh
   layers, 256x512, about 7 ms per run on one thread) with one engine vs two engines of one intra-op
   thread each (the second is a second onnxruntime CPU session placed as another core, as two DLA cores

@@ -29,16 +29,17 @@ ENGINES = REPO_ROOT / "config" / "engines.yaml"
 
 def test_the_inbox_reports_drops_duplicates_and_answers_to_frames_never_sent() -> None:
     from dla_perception.nodes.base import FrameOutcome
-    from dla_perception.replay.runner import _Inbox, _Received, lock_step_error
+    from dla_perception.replay.player import Received
+    from dla_perception.replay.runner import _Inbox, lock_step_error
 
     inbox = _Inbox()
     inbox.played.add(100)
-    mask = _Received("proximity/mask", "sensor_msgs/msg/Image", 100, b"", 0.0)
+    mask = Received("proximity/mask", "sensor_msgs/msg/Image", 100, b"", 0.0)
     inbox.add_message(mask)
     inbox.add_outcome("proximity_segmentation", FrameOutcome("proximity_segmentation", 100, "", "published"))
     assert inbox.violations == []
     inbox.add_message(mask)
-    inbox.add_message(_Received("proximity/mask", "sensor_msgs/msg/Image", 200, b"", 0.0))
+    inbox.add_message(Received("proximity/mask", "sensor_msgs/msg/Image", 200, b"", 0.0))
     inbox.add_outcome("proximity_segmentation",
                       FrameOutcome("proximity_segmentation", 100, "", "dropped", "previous frame in flight"))
     assert [v.split(" ")[1] for v in inbox.violations] == ["answered", "answered", "dropped"]
@@ -116,14 +117,14 @@ def test_a_graph_that_hears_a_foreign_camera_fails_the_run_loudly(scene, tmp_pat
     from rclpy.signals import SignalHandlerOptions
 
     import dla_perception.nodes.spinning as spinning
-    import dla_perception.replay.runner as runner
+    from dla_perception.replay.player import BagPlayer
 
     def open_context(domain_id: int):  # as before the fix: every participant of this machine is heard
         context = Context()
         rclpy.init(context=context, domain_id=domain_id, signal_handler_options=SignalHandlerOptions.NO)
         return context
 
-    original_wait = runner._ReplayNode.wait_for_connections
+    original_wait = BagPlayer.wait_for_connections
 
     def wait_for_the_camera_too(self, graph, timeout_s: float) -> None:  # frames only once it is heard
         original_wait(self, graph, timeout_s)
@@ -137,7 +138,7 @@ def test_a_graph_that_hears_a_foreign_camera_fails_the_run_loudly(scene, tmp_pat
     monkeypatch.delenv("ROS_LOCALHOST_ONLY", raising=False)
     monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # the camera's and the graph's
     monkeypatch.setattr(spinning, "isolated_context", open_context)
-    monkeypatch.setattr(runner._ReplayNode, "wait_for_connections", wait_for_the_camera_too)
+    monkeypatch.setattr(BagPlayer, "wait_for_connections", wait_for_the_camera_too)
     with ForeignCamera(scene[2]):
         result = _replay(scene, tmp_path / "open")
     assert result.error is not None and result.error.startswith("lock-step broken"), result.error

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from dla_perception.models.proximity_geometry import StereoGeometry
-from dla_perception.replay.baseline import Tolerances, compare, load_metrics
+from dla_perception.replay.baseline import Tolerances, compare, latency_comparisons, load_metrics
 from dla_perception.replay.metrics import ProximityScore, latency_summary
 from dla_perception.replay.summary import summary_text
 
@@ -68,6 +68,9 @@ METRICS = {
     "frames_with_output": 10,
     "cores": {"cpu": {"inferences": 30, "latency_ms": {"p50": 20.0, "p90": 25.0, "p99": 30.0, "max": 31.0},
                       "fps": 9.0, "errors": 0}},
+    "engines": {"proximity_head@cpu": {"inferences": 20, "latency_ms": {"p50": 20.0, "p99": 30.0},
+                                       "cpu_ms": {"p50": 18.0}},
+                "detector@dla0": {"inferences": 10, "latency_ms": {"p50": 10.0, "p99": 12.0}}},
     "end_to_end_ms": {"p50": 60.0, "p99": 80.0},
     "proximity": {"thresholds_m": [1.0, 2.0], "iou": [0.9, 0.8], "precision": [0.95, 0.9],
                   "recall": [0.93, 0.85]},
@@ -80,31 +83,51 @@ def test_baseline_against_itself_has_no_regression() -> None:
 
 def test_baseline_names_each_regression() -> None:
     worse = copy.deepcopy(METRICS)
-    worse["proximity"]["iou"][1] = 0.7  # drop 0.1 > 0.02
-    worse["proximity"]["recall"][0] = 0.92  # drop 0.01: within tolerance
-    worse["cores"]["cpu"]["latency_ms"]["p99"] = 45.0  # +50 % and +15 ms: both margins exceeded
-    worse["end_to_end_ms"]["p99"] = 84.0  # +5 %: within tolerance
+    worse["proximity"]["iou"][1] = 0.7  # drop 0.1 > 0.01
+    worse["proximity"]["recall"][0] = 0.925  # drop 0.005: within tolerance
+    worse["engines"]["proximity_head@cpu"]["cpu_ms"]["p50"] = 30.0  # +67 % and +12 ms: both margins
+    worse["engines"]["detector@dla0"]["latency_ms"]["p50"] = 16.0  # +60 %, +6 ms: both margins
+    worse["cores"]["cpu"]["latency_ms"]["p99"] = 90.0  # a tail: shown, not gated by default
+    worse["end_to_end_ms"]["p99"] = 400.0
     worse["frames_with_output"] = 7
     names = {r.metric for r in compare(worse, METRICS)}
-    assert names == {"proximity.iou@2m", "cores.cpu.latency_ms.p99", "frames_with_output/frames"}
+    assert names == {"proximity.iou@2m", "engines.proximity_head@cpu.cpu_ms.p50",
+                     "engines.detector@dla0.latency_ms.p50", "frames_with_output/frames"}
     text = summary_text(worse, compare(worse, METRICS))
     assert "REGRESSION proximity.iou@2m: 0.7 (baseline 0.8" in text
+    tails = {r.metric for r in compare(worse, METRICS, Tolerances(gate_latency="tail"))}
+    assert tails == names | {"end_to_end_ms.p99", "cores.cpu.latency_ms.p99"}
+    assert {r.metric for r in compare(worse, METRICS, Tolerances(gate_latency="off"))} == {
+        "proximity.iou@2m", "frames_with_output/frames"}
+
+
+def test_a_cpu_engine_gates_on_cpu_time_not_on_wall_time() -> None:
+    loaded = copy.deepcopy(METRICS)  # another process took the cores: wall time doubled, the work did not
+    loaded["engines"]["proximity_head@cpu"]["latency_ms"]["p50"] = 40.0
+    assert compare(loaded, METRICS) == []
+    rows = {c.metric: c for c in latency_comparisons(loaded, METRICS)}
+    assert rows["engines.proximity_head@cpu.latency_ms.p50"].worse
+    assert not rows["engines.proximity_head@cpu.latency_ms.p50"].gated
+    assert rows["engines.proximity_head@cpu.cpu_ms.p50"].gated
 
 
 def test_latency_needs_both_margins_and_tolerances_are_adjustable() -> None:
     slower = copy.deepcopy(METRICS)
-    slower["cores"]["cpu"]["latency_ms"]["p99"] = 34.0  # +13 %, +4 ms: neither margin
+    slower["engines"]["detector@dla0"]["latency_ms"]["p50"] = 11.5  # +15 %, +1.5 ms: neither margin
     assert compare(slower, METRICS) == []
+    slower["engines"]["detector@dla0"]["latency_ms"]["p50"] = 16.0  # +60 % but the slack is 10 ms here
+    assert compare(slower, METRICS, Tolerances(latency_slack_ms=10.0)) == []
     tight = Tolerances(latency=0.05, latency_slack_ms=1.0)
-    assert [r.metric for r in compare(slower, METRICS, tight)] == ["cores.cpu.latency_ms.p99"]
+    slower["engines"]["detector@dla0"]["latency_ms"]["p50"] = 11.5
+    assert [r.metric for r in compare(slower, METRICS, tight)] == ["engines.detector@dla0.latency_ms.p50"]
 
 
-def test_a_core_or_plane_that_disappeared_is_a_regression() -> None:
+def test_an_engine_or_plane_that_disappeared_is_a_regression() -> None:
     moved = copy.deepcopy(METRICS)
-    moved["cores"] = {"gpu": moved["cores"].pop("cpu")}
+    moved["engines"] = {"detector@gpu": moved["engines"].pop("detector@dla0")}
     moved["proximity"]["thresholds_m"] = [1.0, 3.0]
     names = {r.metric for r in compare(moved, METRICS)}
-    assert "cores.cpu.latency_ms.p99" in names
+    assert {"engines.detector@dla0.latency_ms.p50", "engines.proximity_head@cpu.cpu_ms.p50"} <= names
     assert {"proximity.iou@2m", "proximity.precision@2m", "proximity.recall@2m"} <= names
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from dla_perception.runtime.config import ModelSpec, load_engines_config
+from dla_perception.runtime.config import DEFAULT_DEADLINE_MS, ModelSpec, load_engines_config
 from dla_perception.runtime.errors import EnginesConfigError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -64,6 +64,9 @@ def test_missing_onnx_names_model_and_path(tmp_path):
     ("{onnx: m.onnx, cores: [cpu], queue_size: 0}", "'queue_size' must be an integer >= 1"),
     ("{onnx: m.onnx, cores: [cpu], gpu_fallback: maybe}", "'gpu_fallback' must be true or false"),
     ("{onnx: m.onnx, cores: [cpu], intra_op_threads: -1}", "'intra_op_threads'"),
+    ("{onnx: m.onnx, cores: [cpu], deadline_ms: 0}", "'deadline_ms' must be a positive number"),
+    ("{onnx: m.onnx, cores: [cpu], deadline_ms: soon}", "'deadline_ms' must be a positive number"),
+    ("{onnx: m.onnx, cores: [cpu], deadline_ms: .inf}", "'deadline_ms' must be a positive number"),
     ("{cores: [cpu]}", "'onnx' (path to the model file) is required"),
     ("[m.onnx]", "must be a mapping"),
 ])
@@ -100,3 +103,20 @@ def test_model_spec_validates_when_built_in_code(tmp_path):
         ModelSpec("x", tmp_path / "x.onnx", ("npu",))
     spec = ModelSpec("x", str(tmp_path / "x.onnx"), ["gpu", "cpu"], precision="fp16")
     assert spec.onnx == tmp_path / "x.onnx" and spec.cores == ("gpu", "cpu")
+
+
+def test_deadlines_are_per_model_or_from_each_cores_budget(tmp_path):
+    path = write(tmp_path, """
+latency_budget_ms: {dla0: 50, cpu: 250}
+models:
+  fixed: {onnx: m.onnx, cores: [dla0, cpu], precision: fp16, deadline_ms: 120}
+  budgeted: {onnx: m.onnx, cores: [dla0, cpu], precision: fp16}
+""")
+    config = load_engines_config(path)
+    fixed, budgeted = config.models["fixed"], config.models["budgeted"]
+    assert fixed.deadline_ms == 120.0 and isinstance(fixed.deadline_ms, float)
+    assert budgeted.deadline_ms is None
+    assert [config.deadline_ms(fixed, core) for core in ("dla0", "cpu", "gpu")] == [120.0, 120.0, 120.0]
+    # 4 x the core's budget, so a model falling back from a DLA to the CPU keeps a deadline it can meet.
+    assert [config.deadline_ms(budgeted, core) for core in ("dla0", "cpu")] == [200.0, 1000.0]
+    assert config.deadline_ms(budgeted, "gpu") == DEFAULT_DEADLINE_MS  # no budget for gpu here

@@ -30,6 +30,8 @@ from dla_perception.runtime.onnxruntime_engine import OnnxRuntimeEngine
 
 OPSET = [helper.make_opsetid("", 17)]
 SLOW_SHAPE = (256, 512)
+# Tests of queueing, not of deadlines (test_runtime_faults.py): a deadline no loaded machine reaches.
+NO_DEADLINE_MS = 600_000.0
 VERY_SLOW_SHAPE = (1024, 512)
 
 
@@ -207,7 +209,8 @@ def test_policies_distribute_as_documented(relu_path, tmp_path):
 
 
 def test_least_loaded_sends_the_next_request_to_the_idle_core(slow_path, tmp_path):
-    spec = ModelSpec("slow", slow_path, ("dla0", "dla1"), precision="fp16", policy="least_loaded")
+    spec = ModelSpec("slow", slow_path, ("dla0", "dla1"), precision="fp16", policy="least_loaded",
+                     deadline_ms=NO_DEADLINE_MS)
     with EngineManager(config_of(spec, tmp_path=tmp_path), available_cores=["dla0", "dla1", "cpu"],
                        engine_factory=cpu_backed_factory()) as manager:
         x = np.ones(SLOW_SHAPE, np.float32)
@@ -219,7 +222,8 @@ def test_least_loaded_sends_the_next_request_to_the_idle_core(slow_path, tmp_pat
 
 def test_concurrent_callers_get_their_own_results(tmp_path):
     path = matmul_model(tmp_path / "mm.onnx", rows=8, width=64, layers=3)
-    spec = ModelSpec("mm", path, ("dla0", "dla1"), precision="fp16", policy="round_robin", queue_size=64)
+    spec = ModelSpec("mm", path, ("dla0", "dla1"), precision="fp16", policy="round_robin", queue_size=64,
+                     deadline_ms=NO_DEADLINE_MS)
     errors: list[BaseException] = []
     with EngineManager(config_of(spec, tmp_path=tmp_path), available_cores=["dla0", "dla1", "cpu"],
                        engine_factory=cpu_backed_factory()) as manager:
@@ -290,7 +294,8 @@ def test_a_request_failing_everywhere_resolves_with_an_engine_error(tmp_path):
 
 
 def test_full_queues_drop_the_oldest_and_every_future_resolves(very_slow_path, tmp_path):
-    spec = ModelSpec("slow", very_slow_path, ("cpu",), queue_size=2, intra_op_threads=1)
+    spec = ModelSpec("slow", very_slow_path, ("cpu",), queue_size=2, intra_op_threads=1,
+                     deadline_ms=NO_DEADLINE_MS)
     with EngineManager(config_of(spec, tmp_path=tmp_path), available_cores=["cpu"]) as manager:
         x = np.ones(VERY_SLOW_SHAPE, np.float32)
         futures = [manager.submit("slow", {"x": x}) for _ in range(8)]
@@ -306,7 +311,8 @@ def test_full_queues_drop_the_oldest_and_every_future_resolves(very_slow_path, t
 
 
 def test_close_fails_queued_requests_and_refuses_new_ones(very_slow_path, tmp_path):
-    spec = ModelSpec("slow", very_slow_path, ("cpu",), queue_size=8, intra_op_threads=1)
+    spec = ModelSpec("slow", very_slow_path, ("cpu",), queue_size=8, intra_op_threads=1,
+                     deadline_ms=NO_DEADLINE_MS)
     manager = EngineManager(config_of(spec, tmp_path=tmp_path), available_cores=["cpu"])
     x = np.ones(VERY_SLOW_SHAPE, np.float32)
     futures = [manager.submit("slow", {"x": x}) for _ in range(5)]
@@ -328,7 +334,8 @@ def test_close_fails_queued_requests_and_refuses_new_ones(very_slow_path, tmp_pa
 
 
 def test_infer_timeout(very_slow_path, tmp_path):
-    spec = ModelSpec("slow", very_slow_path, ("cpu",), queue_size=4, intra_op_threads=1)
+    spec = ModelSpec("slow", very_slow_path, ("cpu",), queue_size=4, intra_op_threads=1,
+                     deadline_ms=NO_DEADLINE_MS)
     with EngineManager(config_of(spec, tmp_path=tmp_path), available_cores=["cpu"]) as manager:
         x = np.ones(VERY_SLOW_SHAPE, np.float32)
         blockers = [manager.submit("slow", {"x": x}) for _ in range(3)]

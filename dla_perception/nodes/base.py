@@ -27,6 +27,7 @@ from dla_perception.nodes.diagnostics import (
     DiagnosticsReport,
     Status,
     diagnostic_array,
+    mark_degraded,
 )
 from dla_perception.nodes.health import Health
 from dla_perception.nodes.parameters import ParamSpec, declare_all, validate
@@ -296,9 +297,18 @@ class PerceptionNode(Node):
     def diagnostic_statuses(self) -> list[Status]:
         """This node's status, plus its manager's cores and engines when the manager is private."""
         statuses = [self.health.status(f"{PREFIX}: {self.get_name()}", self.get_fully_qualified_name())]
+        manager = self._manager
+        if manager is not None and not manager.closed and hasattr(manager, "health"):
+            internal = (DIAGNOSTICS_TOPIC, "/rosout", "/parameter_events")
+            outputs = sorted(pub.topic_name for pub in self.publishers if pub.topic_name not in internal)
+            mark_degraded(statuses[0], manager.health(), self.models_in_use(), outputs)
         if self._owns_manager and self._manager is not None and not self._manager.closed:
             statuses.extend(self._report.statuses(self._manager.statistics(), self._manager.placements()))
         return statuses
+
+    def models_in_use(self) -> list[str]:
+        """The manager's models this node's outputs depend on (their stuck cores degrade the outputs)."""
+        return []
 
     def publish_diagnostics(self) -> None:
         try:
@@ -346,6 +356,12 @@ class FrameNode(PerceptionNode):
                 return None
             self.health.clear_condition("pipeline")
             return self._pipeline
+
+    def models_in_use(self) -> list[str]:
+        """The current pipeline's models (attributes of ProximityPipeline and DetectionPipeline)."""
+        pipeline = self._pipeline
+        names = (getattr(pipeline, name, None) for name in ("features_model", "head_model", "model_name"))
+        return [name for name in names if isinstance(name, str)]
 
     def _manager_changed(self) -> None:
         self._pipeline = None

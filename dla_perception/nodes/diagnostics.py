@@ -21,7 +21,8 @@ CORE_KEYS = (
     "inferences", "fps", "latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "latency_max_ms",
     "queue_depth", "errors", "engines",
 )
-EXTRA_KEYS = ("busy_fraction", "drops")
+EXTRA_KEYS = ("busy_fraction", "drops", "drops_stale", "deadline_misses", "late_answers")
+ENGINE_HEALTH_KEYS = ("stuck", "stuck_since", "deadline_ms", "times_stuck", "in_rotation")
 BUDGET_PERCENTILE_KEY = "latency_p90_ms"  # compared with the core's budget: WARN above, ERROR above twice
 
 
@@ -54,12 +55,13 @@ class DiagnosticsReport:
     """Builds statuses from successive `statistics()`/`placements()` snapshots.
 
     Error and drop counts are cumulative in the manager, so levels compare against the previous snapshot:
-    new errors in the last period -> WARN, only errors and no successful inference -> ERROR.
+    new errors in the last period -> WARN, only errors and no successful inference -> ERROR. A stuck engine
+    (a run past its deadline, no probe answered since) is ERROR on its engine and on its core.
     """
 
     def __init__(self, latency_budget_ms: Mapping[str, float] | None = None) -> None:
         self.latency_budget_ms = dict(latency_budget_ms or {})
-        self._previous: dict[str, tuple[int, int, int]] = {}
+        self._previous: dict[str, tuple[int, ...]] = {}
 
     def statuses(
         self, statistics: Mapping[str, Any], placements: Sequence[Mapping[str, Any]]
@@ -74,9 +76,14 @@ class DiagnosticsReport:
             core = str(values.get("core", key.rpartition("@")[2]))
             status = self._status(f"{PREFIX}: engine {key}", core, key, values)
             status.values["engines"] = key
-            for extra in ("model", "core", "precision"):
+            for extra in ("model", "core", "precision", *ENGINE_HEALTH_KEYS):
                 if extra in values:
                     status.values[extra] = _format(values[extra])
+            if values.get("stuck"):
+                status.escalate(ERROR, f"{values.get('model', key)} stuck on {core} since "
+                                       f"{values.get('stuck_since')}: no answer within its "
+                                       f"{float(values.get('deadline_ms', 0.0)):g} ms deadline; out of "
+                                       "rotation until a probe answers")
             statuses.append(status)
         return statuses
 
@@ -84,15 +91,26 @@ class DiagnosticsReport:
         status = Status(name=name, hardware_id=core)
         for item in CORE_KEYS + EXTRA_KEYS:
             status.values[item] = _format(values.get(item, [] if item == "engines" else 0))
-        inferences, errors, drops = (int(values.get(k, 0) or 0) for k in ("inferences", "errors", "drops"))
-        before = self._previous.get(key, (0, 0, 0))
-        self._previous[key] = (inferences, errors, drops)
-        new_inferences, new_errors, new_drops = inferences - before[0], errors - before[1], drops - before[2]
+        counted = ("inferences", "errors", "drops", "drops_stale", "deadline_misses")
+        now = tuple(int(values.get(k, 0) or 0) for k in counted)
+        before = self._previous.get(key, (0,) * len(counted))
+        self._previous[key] = now
+        grown = (after - earlier for after, earlier in zip(now, before, strict=True))
+        new_inferences, new_errors, new_drops, new_stale, new_misses = grown
+        inferences = now[0]
         if new_errors > 0:
             level = ERROR if new_inferences <= 0 else WARN
             status.escalate(level, f"{new_errors} failed inference(s) in the last period")
         if new_drops > 0:
             status.escalate(WARN, f"{new_drops} request(s) dropped in the last period")
+        if new_misses > 0:
+            status.escalate(WARN, f"{new_misses} request(s) missed their deadline in the last period"
+                            + (f", {new_stale} dropped unrun as stale" if new_stale else ""))
+        stuck = values.get("stuck_engines") or []
+        if "stuck_engines" in values:
+            status.values["stuck_engines"] = _format(stuck)
+        if stuck:
+            status.escalate(ERROR, f"stuck past the deadline: {_format(stuck)}")
         budget = self.latency_budget_ms.get(core)
         latency = float(values.get(BUDGET_PERCENTILE_KEY, 0.0) or 0.0)
         if budget and inferences > 0:
@@ -126,6 +144,37 @@ class DiagnosticsReport:
             status.escalate(WARN, f"requested core {core} is absent: " + "; ".join(notes))
             statuses.append(status)
         return statuses
+
+
+def mark_degraded(status: Status, health: Mapping[str, Mapping[str, Any]], models: Sequence[str],
+                  outputs: Sequence[str]) -> None:
+    """Say on a node's status which of its outputs are degraded, and why, from the manager's health().
+
+    Every output of a frame node comes from its one pipeline, so all of them depend on each model it runs:
+    WARN "outputs degraded" while a model runs on fewer cores than configured (one stuck or backing off),
+    ERROR "outputs unavailable" when every core of a model is stuck. Keys `degraded_outputs` and
+    `degraded_models` are always present ('' when none), so dashboards can key on them.
+    """
+    notes, level, degraded = [], OK, []
+    for model in models:
+        state = health.get(model)
+        if not state or state.get("state") == "ok":
+            continue
+        degraded.append(model)
+        stuck = ", ".join(f"{core} stuck since {since}" for core, since in state.get("stuck", {}).items())
+        backing = ", ".join(f"{core} backing off after errors" for core in state.get("backing_off", []))
+        reasons = "; ".join(part for part in (stuck, backing) if part)
+        if state.get("state") == "unavailable":
+            level = ERROR
+            notes.append(f"{model}: every core is out ({reasons})")
+        else:
+            level = max(level, WARN)
+            notes.append(f"{model}: {reasons}; running on {', '.join(state.get('serving', [])) or 'none'}")
+    status.values["degraded_outputs"] = ",".join(outputs) if degraded else ""
+    status.values["degraded_models"] = ",".join(degraded)
+    if degraded:
+        what = "unavailable" if level == ERROR else "degraded"
+        status.escalate(level, f"outputs {what}: {', '.join(outputs) or 'all'} ({'; '.join(notes)})")
 
 
 def status_fields(status: Status) -> dict[str, Any]:

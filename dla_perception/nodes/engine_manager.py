@@ -15,14 +15,16 @@ from typing import Any
 from std_srvs.srv import Trigger
 
 from dla_perception.nodes.base import PerceptionNode, open_engine_manager, share_path, spin_node
-from dla_perception.nodes.diagnostics import ERROR, WARN, Status
+from dla_perception.nodes.diagnostics import ERROR, PREFIX, WARN, Status
 from dla_perception.nodes.parameters import ENGINE_MANAGER
+from dla_perception.tools.doctor.power import PowerRails
 
 
 class EngineManagerNode(PerceptionNode):
     PARAMETERS = ENGINE_MANAGER
 
     def __init__(self, *, manager: Any = None, **node_kwargs: Any) -> None:
+        self._power = PowerRails()  # INA3221 rails in watts where the board has them (docs/doctor.md)
         super().__init__("engine_manager", manager, **node_kwargs)
         self._listeners: list[Callable[[Any], None]] = []
         self._reload_lock = threading.Lock()
@@ -101,11 +103,13 @@ class EngineManagerNode(PerceptionNode):
 
     # -- diagnostics --------------------------------------------------------------------------------------
     def diagnostic_statuses(self) -> list[Status]:
-        """This node's status, then one per core in use (or requested and absent) and one per engine."""
+        """This node's status, one per core in use (or requested and absent), one per engine, power rails."""
         statuses = [self.health.status(f"dla_perception: {self.get_name()}", self.get_fully_qualified_name())]
         manager = self.manager
         if not manager.closed:
             statuses.extend(self._report.statuses(manager.statistics(), manager.placements()))
+        if power := self._power.values():
+            statuses.append(Status(f"{PREFIX}: power", "ina3221", message="watts per rail", values=power))
         return statuses
 
 

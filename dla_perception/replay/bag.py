@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dla_perception.replay.images import ImageError, decode_image
 from dla_perception.replay.messages import typestore
 
 IMAGE = "sensor_msgs/msg/Image"
@@ -64,22 +65,15 @@ class Frame:
         message = self.messages.get(GROUND_TRUTH)
         if message is None:
             return None
-        return image_array(decode(message)).astype(np.float32, copy=False)
+        try:
+            return decode_image(decode(message)).astype(np.float32, copy=False)
+        except ImageError as exc:
+            raise BagError(f"ground truth of frame {self.index}: {exc}") from exc
 
 
 def decode(message: BagMessage) -> object:
     """The rosbags message object of a bag message."""
     return typestore().deserialize_cdr(message.raw, message.msgtype)
-
-
-def image_array(image: object) -> np.ndarray:
-    """A numpy view of a rosbags sensor_msgs/Image (any encoding rosbags-image knows, e.g. 32FC1)."""
-    from rosbags.image import message_to_cvimage
-
-    try:
-        return message_to_cvimage(image)
-    except Exception as exc:  # the library raises several types; all mean "this image is malformed"
-        raise BagError(f"cannot decode a {image.encoding} image {image.width}x{image.height}: {exc}") from exc
 
 
 def parse_remaps(remaps: Sequence[str]) -> dict[str, str]:
@@ -96,11 +90,16 @@ def parse_remaps(remaps: Sequence[str]) -> dict[str, str]:
 class InputBag:
     """A rosbag2 opened for replay: which of the graph's inputs it has, and its frames in stamp order."""
 
-    def __init__(self, path: str | Path, remaps: Sequence[str] = ()) -> None:
+    def __init__(self, path: str | Path, remaps: Sequence[str] = (), namespace: str | None = None,
+                 ground_truth: str | None = None) -> None:
+        """remaps: `FROM:=TO` (bag name -> node name, applied first); namespace: stripped from the bag
+        topics under it; ground_truth: the bag topic of the ground-truth disparity (default: detected).
+        """
         from rosbags.rosbag2 import Reader
 
-        self.path = _bag_directory(Path(path))
+        self.path = bag_directory(Path(path))
         self.remaps = parse_remaps(remaps)
+        self.namespace = (namespace or "").strip("/")
         try:
             self._reader = Reader(self.path)
             self._reader.open()
@@ -109,10 +108,40 @@ class InputBag:
         self.storage = "mcap" if any(p.suffix == ".mcap" for p in self.path.iterdir()) else "sqlite3"
         self.connections = {}  # node topic -> [connections]
         for connection in self._reader.connections:
-            topic = self.remaps.get(connection.topic.strip("/"), connection.topic.strip("/"))
-            self.connections.setdefault(topic, []).append(connection)
+            self.connections.setdefault(self._node_topic(connection.topic), []).append(connection)
+        self.ground_truth_topic, self.ground_truth_detected = self._ground_truth(ground_truth)
         self.mode = "stereo" if LEFT_IMAGE in self.connections else "mono"
         self._check_topics()
+
+    def _node_topic(self, bag_topic: str) -> str:
+        name = bag_topic.strip("/")
+        if name in self.remaps:
+            return self.remaps[name]
+        if self.namespace and name.startswith(self.namespace + "/"):
+            return name[len(self.namespace) + 1:]
+        return name
+
+    def _ground_truth(self, named: str | None) -> tuple[str | None, bool]:
+        """(the bag topic read as ground truth, whether it was detected rather than named)."""
+        if named:
+            topic = self._node_topic(named)
+            if topic not in self.connections:
+                raise BagError(f"ground-truth topic {named} is not in bag {self.path}" + self._remap_hint())
+            if topic != GROUND_TRUTH:
+                if GROUND_TRUTH in self.connections:
+                    raise BagError(f"bag {self.path} has {GROUND_TRUTH} already; --ground-truth {named} "
+                                   "would make two")
+                self.connections[GROUND_TRUTH] = self.connections.pop(topic)
+            return self.connections[GROUND_TRUTH][0].topic, False
+        if GROUND_TRUTH in self.connections:
+            return self.connections[GROUND_TRUTH][0].topic, False
+        # Ground truth recorded in another namespace than the cameras (e.g. /sim/ground_truth/disparity).
+        candidates = [t for t, cs in self.connections.items()
+                      if t.endswith("/" + GROUND_TRUTH) and cs[0].msgtype == IMAGE]
+        if len(candidates) == 1:
+            self.connections[GROUND_TRUTH] = self.connections.pop(candidates[0])
+            return self.connections[GROUND_TRUTH][0].topic, True
+        return None, False
 
     # -- what the bag holds ---------------------------------------------------------------------------
 
@@ -154,7 +183,8 @@ class InputBag:
 
     def _remap_hint(self) -> str:
         found = ", ".join(f"{c.topic} ({c.msgtype})" for c in self._reader.connections) or "none"
-        return f". Topics in the bag: {found}. Map yours with --remap BAG_TOPIC:=NODE_TOPIC."
+        return (f". Topics in the bag: {found}. Map yours with --camera-topics LEFT RIGHT [LEFT_INFO "
+                "RIGHT_INFO], --namespace NS or --remap BAG_TOPIC:=NODE_TOPIC.")
 
     # -- frames ---------------------------------------------------------------------------------------
 
@@ -274,7 +304,7 @@ class InputBag:
         self.close()
 
 
-def _bag_directory(path: Path) -> Path:
+def bag_directory(path: Path) -> Path:
     """The rosbag2 folder: the path itself, or the folder of a .db3/.mcap/metadata.yaml file inside one."""
     if not path.exists():
         raise BagError(f"no bag at {path}")

@@ -1,8 +1,16 @@
 """Comparing a replay's metrics.json with a baseline one: what got worse beyond tolerance.
 
-Replays are lock-step, so accuracy is deterministic for a given model and bag: any drop beyond a small
-tolerance is real. Latency is not (shared CI machines): a p99 counts as a regression only when it rises
-both by a relative and by an absolute margin, so a 1 ms engine going to 1.5 ms does not fail a build.
+Replays are lock-step, so accuracy and output coverage are deterministic for a given code, model and bag:
+any drop beyond a small tolerance is real. Latency is not (shared CI machines): a tail over a hundred
+frames is one or two stalled frames, and an unchanged version failed its own baseline three times out of
+three on `end_to_end_ms.p99`. So latency gates, by default, on the median run time of each engine (model
+on core), which a stall or two does not move, and only when it rises both by a relative and by an
+absolute margin. On the `cpu` core the run time that is gated is the run's CPU time (its work: another
+process's load stretches the wall time of a CPU engine, measured here up to 2.8x on a busy two-core
+machine, but not its CPU time, within 0.9-1.2x); on DLA and GPU cores it is the wall time, which is
+the device's time and which CPU load barely moves. The wall-time median of a CPU engine is shown. The
+end-to-end tail and per-core p99s are always compared and shown, and gated only with
+`gate_latency="tail"`. docs/replay.md gives the measured run-to-run spread behind the defaults.
 """
 
 from __future__ import annotations
@@ -11,9 +19,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-DEFAULT_ACCURACY_TOLERANCE = 0.02  # absolute drop allowed in IoU, precision, recall, output coverage
-DEFAULT_LATENCY_TOLERANCE = 0.25  # relative rise allowed in a p99 latency...
-DEFAULT_LATENCY_SLACK_MS = 5.0  # ...and absolute rise, in ms; both must be exceeded
+DEFAULT_ACCURACY_TOLERANCE = 0.01  # absolute drop allowed in IoU, precision, recall, output coverage
+DEFAULT_LATENCY_TOLERANCE = 0.5  # relative rise allowed in a gated latency (+50 %)...
+DEFAULT_LATENCY_SLACK_MS = 2.0  # ...and absolute rise, in ms; both must be exceeded
+GATE_LATENCY_CHOICES = ("median", "tail", "off")
 
 
 @dataclass(frozen=True)
@@ -21,11 +30,12 @@ class Tolerances:
     accuracy: float = DEFAULT_ACCURACY_TOLERANCE
     latency: float = DEFAULT_LATENCY_TOLERANCE
     latency_slack_ms: float = DEFAULT_LATENCY_SLACK_MS
+    gate_latency: str = "median"  # median: engine medians; tail: also end-to-end and core p99; off
 
 
 @dataclass(frozen=True)
 class Regression:
-    metric: str  # e.g. "proximity.iou@2.0m", "cores.cpu.latency_ms.p99"
+    metric: str  # e.g. "proximity.iou@2.0m", "engines.proximity_head@cpu.latency_ms.p50"
     baseline: float
     current: float | None
     allowed: float  # the worst value still accepted
@@ -33,6 +43,21 @@ class Regression:
     def __str__(self) -> str:
         current = "missing" if self.current is None else f"{self.current:.4g}"
         return f"{self.metric}: {current} (baseline {self.baseline:.4g}, allowed {self.allowed:.4g})"
+
+
+@dataclass(frozen=True)
+class LatencyComparison:
+    """One latency figure against its baseline, gated or only shown."""
+
+    metric: str
+    baseline: float
+    current: float | None
+    allowed: float
+    gated: bool
+
+    @property
+    def worse(self) -> bool:
+        return self.current is None or self.current > self.allowed
 
 
 def load_metrics(path: str | Path) -> dict:
@@ -50,12 +75,68 @@ def load_metrics(path: str | Path) -> dict:
 
 
 def compare(current: dict, baseline: dict, tolerances: Tolerances = Tolerances()) -> list[Regression]:
-    """Every metric of `current` that is worse than `baseline` beyond the tolerances."""
+    """Every gated metric of `current` that is worse than `baseline` beyond the tolerances."""
     regressions: list[Regression] = []
     regressions += _coverage(current, baseline, tolerances)
     regressions += _accuracy(current, baseline, tolerances)
-    regressions += _latency(current, baseline, tolerances)
+    regressions += [Regression(c.metric, c.baseline, c.current, c.allowed)
+                    for c in latency_comparisons(current, baseline, tolerances) if c.gated and c.worse]
     return regressions
+
+
+def compare_fleet(current: dict, baseline: dict, tolerances: Tolerances = Tolerances()) -> list[Regression]:
+    """A many-bag run: pooled metrics as `compare`, plus accuracy and coverage of each bag in both runs.
+
+    Bags are matched by name. Latency gates on the pooled engine medians only (per bag they rest on
+    fewer runs).
+    """
+    regressions = compare(current, baseline, tolerances)
+    old_bags = {entry.get("name"): entry for entry in baseline.get("bags") or []}
+    for entry in current.get("bags") or []:
+        old = old_bags.get(entry.get("name"))
+        if old is None or old.get("error") or not old.get("frames"):
+            continue
+        prefix = f"bags[{entry.get('name')}]."
+        if entry.get("error") and not entry.get("frames"):
+            regressions.append(Regression(prefix + "frames", old["frames"], None, old["frames"]))
+            continue
+        for regression in _coverage(entry, old, tolerances) + _accuracy(entry, old, tolerances):
+            regressions.append(Regression(prefix + regression.metric, regression.baseline,
+                                          regression.current, regression.allowed))
+    return regressions
+
+
+def latency_comparisons(current: dict, baseline: dict, tolerances: Tolerances = Tolerances()
+                        ) -> list[LatencyComparison]:
+    """Engine medians (gated unless gate_latency is off), then the tails (gated only with `tail`)."""
+    median_gated = tolerances.gate_latency in ("median", "tail")
+    tail_gated = tolerances.gate_latency == "tail"
+    pairs: list[tuple[str, float | None, float | None, bool]] = []
+    for engine, stats in sorted((baseline.get("engines") or {}).items()):
+        if not stats.get("inferences"):
+            continue
+        now = (current.get("engines") or {}).get(engine) or {}
+        on_cpu = engine.rpartition("@")[2] == "cpu" and (stats.get("cpu_ms") or {}).get("p50") is not None
+        for figure in ("cpu_ms", "latency_ms") if on_cpu else ("latency_ms",):
+            pairs.append((f"engines.{engine}.{figure}.p50", (stats.get(figure) or {}).get("p50"),
+                          (now.get(figure) or {}).get("p50") if now.get("inferences") else None,
+                          median_gated and (figure == "cpu_ms" or not on_cpu)))
+    pairs.append(("end_to_end_ms.p99", (baseline.get("end_to_end_ms") or {}).get("p99"),
+                  (current.get("end_to_end_ms") or {}).get("p99"), tail_gated))
+    for core, stats in sorted((baseline.get("cores") or {}).items()):
+        if not stats.get("inferences"):
+            continue
+        now = (current.get("cores") or {}).get(core) or {}
+        pairs.append((f"cores.{core}.latency_ms.p99", (stats.get("latency_ms") or {}).get("p99"),
+                      (now.get("latency_ms") or {}).get("p99") if now.get("inferences") else None,
+                      tail_gated))
+    comparisons = []
+    for name, before, after, gated in pairs:
+        if before is None:
+            continue
+        allowed = max(before * (1.0 + tolerances.latency), before + tolerances.latency_slack_ms)
+        comparisons.append(LatencyComparison(name, before, after, allowed, gated))
+    return comparisons
 
 
 def _coverage(current: dict, baseline: dict, tolerances: Tolerances) -> list[Regression]:
@@ -90,25 +171,6 @@ def _accuracy(current: dict, baseline: dict, tolerances: Tolerances) -> list[Reg
             allowed = before - tolerances.accuracy
             if after is None or after < allowed:
                 regressions.append(Regression(f"proximity.{name}@{threshold:g}m", before, after, allowed))
-    return regressions
-
-
-def _latency(current: dict, baseline: dict, tolerances: Tolerances) -> list[Regression]:
-    pairs = [("end_to_end_ms.p99", (baseline.get("end_to_end_ms") or {}).get("p99"),
-              (current.get("end_to_end_ms") or {}).get("p99"))]
-    for core, stats in sorted((baseline.get("cores") or {}).items()):
-        if not stats.get("inferences"):
-            continue
-        now = (current.get("cores") or {}).get(core) or {}
-        pairs.append((f"cores.{core}.latency_ms.p99", (stats.get("latency_ms") or {}).get("p99"),
-                      (now.get("latency_ms") or {}).get("p99") if now.get("inferences") else None))
-    regressions = []
-    for name, before, after in pairs:
-        if before is None:
-            continue
-        allowed = max(before * (1.0 + tolerances.latency), before + tolerances.latency_slack_ms)
-        if after is None or after > allowed:
-            regressions.append(Regression(name, before, after, allowed))
     return regressions
 
 

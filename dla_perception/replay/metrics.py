@@ -45,6 +45,7 @@ class ProximityScore:
     false_positive: list[int] = field(default_factory=list)
     false_negative: list[int] = field(default_factory=list)
     frame_iou: list[tuple[int, list[float | None]]] = field(default_factory=list)  # (frame index, per plane)
+    last_counts: list[tuple[int, int, int]] = field(default_factory=list)  # the last frame's (tp, fp, fn)
 
     def __post_init__(self) -> None:
         count = len(self.thresholds_m)
@@ -64,6 +65,7 @@ class ProximityScore:
             )
         known = np.isfinite(ground_truth) & (ground_truth > 0)
         ious: list[float | None] = []
+        self.last_counts = []
         for k, plane in enumerate(disparities_px):
             truth = known & (ground_truth > plane)
             # The level image holds plane disparities exactly; a relative tolerance absorbs float32 rounding.
@@ -74,6 +76,7 @@ class ProximityScore:
             self.true_positive[k] += tp
             self.false_positive[k] += fp
             self.false_negative[k] += fn
+            self.last_counts.append((tp, fp, fn))
             ious.append(_ratio(tp, tp + fp + fn))
         self.frame_iou.append((frame_index, ious))
         return ious
@@ -87,7 +90,24 @@ class ProximityScore:
             "precision": [_ratio(tp[k], tp[k] + fp[k]) for k in planes],
             "recall": [_ratio(tp[k], tp[k] + fn[k]) for k in planes],
             "frames": len(self.frame_iou),
+            # Pixel counts behind the ratios (pooling across bags sums these): a plane with no near pixel
+            # in truth or prediction has IoU null, not 0, and reads as empty rather than broken.
+            "true_positive": list(tp),
+            "false_positive": list(fp),
+            "false_negative": list(fn),
+            "near_px_truth": [tp[k] + fn[k] for k in planes],
+            "near_px_predicted": [tp[k] + fp[k] for k in planes],
         }
+
+
+def ratios_from_counts(tp: Sequence[int], fp: Sequence[int], fn: Sequence[int]) -> dict[str, list]:
+    """IoU, precision and recall per plane from (pooled) pixel counts."""
+    planes = range(len(tp))
+    return {
+        "iou": [_ratio(tp[k], tp[k] + fp[k] + fn[k]) for k in planes],
+        "precision": [_ratio(tp[k], tp[k] + fp[k]) for k in planes],
+        "recall": [_ratio(tp[k], tp[k] + fn[k]) for k in planes],
+    }
 
 
 def core_metrics(statistics: dict) -> dict[str, dict]:

@@ -9,55 +9,12 @@ from __future__ import annotations
 import html
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
+from dla_perception.replay.frame_report import write_frame_figure
+from dla_perception.replay.records import FrameRecord, Overlay
 
 PLOTS = ("latency_per_core.png", "end_to_end.png", "iou_per_frame.png")
-
-
-@dataclass
-class FrameRecord:
-    """What the replay saw for one input frame."""
-
-    index: int
-    stamp_ns: int
-    end_to_end_ms: float | None = None  # publish of the inputs -> last expected output; None if missing
-    missing: list[str] = field(default_factory=list)  # expected output topics that never came
-    iou: list[float | None] | None = None  # per proximity plane, when the bag has ground truth
-    nearest_m: float | None = None
-    detections: int | None = None
-
-
-@dataclass
-class Overlay:
-    """One input image with the graph's answers, for a picture in the report."""
-
-    index: int
-    image_rgb: np.ndarray
-    alert_mask: np.ndarray | None = None  # HxW uint8, 255 = nearer than the alert distance
-    truth_mask: np.ndarray | None = None  # HxW bool, ground truth nearer than the alert distance
-    detections: list[tuple[str, float, tuple[float, float, float, float]]] = field(default_factory=list)
-
-
-def overlay_image(overlay: Overlay) -> np.ndarray:
-    """RGB picture: alert mask tinted red, ground-truth outline green, detection boxes yellow."""
-    import cv2
-
-    picture = overlay.image_rgb.copy()
-    if overlay.alert_mask is not None and overlay.alert_mask.shape == picture.shape[:2]:
-        near = overlay.alert_mask > 0
-        picture[near] = (0.5 * picture[near] + 0.5 * np.array([255, 0, 0])).astype(np.uint8)
-    if overlay.truth_mask is not None and overlay.truth_mask.shape == picture.shape[:2]:
-        contours, _ = cv2.findContours(overlay.truth_mask.astype(np.uint8), cv2.RETR_EXTERNAL,
-                                       cv2.CHAIN_APPROX_SIMPLE)
-        cv2.drawContours(picture, contours, -1, (0, 255, 0), 1)
-    for label, score, (x1, y1, x2, y2) in overlay.detections:
-        cv2.rectangle(picture, (int(x1), int(y1)), (int(x2), int(y2)), (255, 220, 0), 2)
-        cv2.putText(picture, f"{label} {score:.2f}", (int(x1), max(10, int(y1) - 4)),
-                    cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 220, 0), 1, cv2.LINE_AA)
-    return picture
 
 
 def write_report(
@@ -78,7 +35,8 @@ def write_report(
     import matplotlib.pyplot as plt
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    for name in (*PLOTS, *(p.name for p in out_dir.glob("overlay_*.png"))):  # a previous run's pictures
+    previous = [*out_dir.glob("overlay_*.png"), *out_dir.glob("frame_*.png")]
+    for name in (*PLOTS, *(p.name for p in previous)):  # a previous run's pictures
         (out_dir / name).unlink(missing_ok=True)
     figures: list[tuple[str, str]] = []  # (file name, caption)
 
@@ -99,7 +57,8 @@ def write_report(
             axis.set_title(f"{core}: {total} inferences")
             axis.set_xlabel("engine latency (ms)")
             axis.set_ylabel("runs")
-            axis.legend(fontsize="small")
+            axis.legend(fontsize="small", loc="upper left", bbox_to_anchor=(0, -0.25), ncol=2,
+                        frameon=False)  # below the axes, never over the bars
         save(fig, "latency_per_core.png",
              "Engine latency per core, stacked by model (every inference of the replay).")
 
@@ -110,7 +69,7 @@ def write_report(
         missing = [f.index for f in frames if f.missing]
         if missing:
             axis.scatter(missing, [0] * len(missing), color="red", marker="x", label="missing output")
-            axis.legend()
+            axis.legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
         axis.set_xlabel("frame")
         axis.set_ylabel("end-to-end latency (ms)")
         save(fig, "end_to_end.png", "Inputs published -> last output received, per frame.")
@@ -120,22 +79,22 @@ def write_report(
     if scored and thresholds:
         fig, axis = plt.subplots(figsize=(8, 3))
         for k, threshold in enumerate(thresholds):
-            points = [(f.index, f.iou[k]) for f in scored if k < len(f.iou) and f.iou[k] is not None]
-            axis.plot([i for i, _ in points], [v for _, v in points], marker=".", linewidth=1,
-                      label=f"{threshold:g} m")
+            # A frame without near pixels for a plane has no IoU there: a gap in its line, not a bridge.
+            values = [f.iou[k] if k < len(f.iou) and f.iou[k] is not None else float("nan") for f in scored]
+            axis.plot([f.index for f in scored], values, marker=".", linewidth=1, label=f"{threshold:g} m")
         axis.set_ylim(0, 1.02)
         axis.set_xlabel("frame")
         axis.set_ylabel("near-mask IoU")
-        axis.legend(loc="lower right")
+        axis.legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False, title="plane")
         save(fig, "iou_per_frame.png", "Near-mask IoU against the bag's ground truth, per plane.")
 
-    import cv2
-
     for overlay in overlays:
-        name = f"overlay_{overlay.index:05d}.png"
-        cv2.imwrite(str(out_dir / name), cv2.cvtColor(overlay_image(overlay), cv2.COLOR_RGB2BGR))
-        figures.append((name, f"Frame {overlay.index}: alert mask (red), ground truth near the alert "
-                              "distance (green outline), detections (yellow)."))
+        name = f"frame_{overlay.index:05d}.png"
+        write_frame_figure(overlay, out_dir / name)
+        figures.append((name, (overlay.title or f"Frame {overlay.index}") + ". Input with detections "
+                        "(yellow); ground truth and the graph's levels in the same plane colours (legend "
+                        "with each plane's near-pixel counts); alert mask (red) with the ground truth "
+                        "nearer than the alert distance outlined (green)."))
 
     report = out_dir / "report.html"
     report.write_text(_html(metrics, figures, regressions))

@@ -17,6 +17,34 @@ def _ratio(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
+def _count(value: int) -> str:
+    return f"{value / 1e6:.2f}M" if value >= 1e6 else f"{value / 1e3:.1f}k" if value >= 1e4 else str(value)
+
+
+def ground_truth_line(metrics: dict) -> str:
+    """Says plainly whether accuracy was measured, and against which topic."""
+    truth = metrics.get("ground_truth")
+    if not truth:
+        return ("ground truth: none in this bag (no ground_truth/disparity topic): accuracy NOT measured; "
+                "name the topic with --ground-truth TOPIC")
+    how = "detected" if truth.get("detected") else "read"
+    scored = "" if metrics.get("proximity") else " (not scored: the proximity node did not run)"
+    return f"ground truth: {truth.get('topic')} ({how}){scored}"
+
+
+def latency_table(comparisons: Sequence[object]) -> str:
+    """Each latency figure against the baseline: gated ones decide, the others are for reading."""
+    if not comparisons:
+        return "latency vs baseline: nothing to compare"
+    width = max(len(c.metric) for c in comparisons)
+    lines = [f"{'latency vs baseline':<{width}} {'baseline':>9} {'now':>9} {'allowed':>9}  verdict"]
+    for c in comparisons:
+        now = "missing" if c.current is None else f"{c.current:.2f}"
+        verdict = ("REGRESSION" if c.worse else "ok") if c.gated else "(not gated)"
+        lines.append(f"{c.metric:<{width}} {c.baseline:>9.2f} {now:>9} {c.allowed:>9.2f}  {verdict}")
+    return "\n".join(lines)
+
+
 def core_table(metrics: dict) -> str:
     """Per-core latency table: the lines `demo` prints."""
     header = f"{'core':<6} {'inferences':>10} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'max ms':>8} " \
@@ -49,6 +77,7 @@ def summary_text(metrics: dict, regressions: Sequence[object] | None = None) -> 
         lines.append(f"stopped early: {metrics['error']}")
     for problem in (metrics.get("graph") or {}).get("problems", []):
         lines.append(f"warning: {_shorten(problem)}")
+    lines.append(ground_truth_line(metrics))
     lines.append("")
     lines.append(core_table(metrics))
     e2e = metrics.get("end_to_end_ms") or {}
@@ -62,6 +91,9 @@ def summary_text(metrics: dict, regressions: Sequence[object] | None = None) -> 
         lines.append(f"{'proximity':<10}" + "".join(f"{f'{t:g} m':>9}" for t in thresholds))
         for name in ("iou", "precision", "recall"):
             lines.append(f"{name:<10}" + "".join(f"{_ratio(v):>9}" for v in proximity.get(name, [])))
+        for name, label in (("near_px_truth", "near px truth"), ("near_px_predicted", "near px pred.")):
+            if name in proximity:
+                lines.append(f"{label:<10}" + "".join(f"{_count(v):>9}" for v in proximity[name]))
     detection = metrics.get("detection")
     if detection:
         lines.append("")

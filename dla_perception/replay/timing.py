@@ -2,7 +2,9 @@
 
 The engine manager's own statistics cover a rolling window (made for live diagnostics); a replay needs all
 of its runs. The manager's `engine_factory` hook builds each engine through `RecordingEngine`, which
-delegates to the real engine and logs (core, model, latency) for every run.
+delegates to the real engine and logs (core, model, latency) for every run into the RunLog that a
+`LogTarget` points at: a manager kept for several replays (engine_cache) logs each replay's runs into that
+replay's own RunLog.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ class EngineRun:
     model: str
     latency_ms: float
     ok: bool
+    cpu_ms: float = 0.0  # process CPU time during the run: the work itself for a cpu-core engine
 
 
 class RunLog:
@@ -51,12 +54,19 @@ class RunLog:
         return dict(sorted(cores.items()))
 
 
-class RecordingEngine(Engine):
-    """An engine that times each run of the engine it wraps and reports it to a RunLog."""
+class LogTarget:
+    """Which RunLog the recording engines of one manager write to (None: runs outside any replay)."""
 
-    def __init__(self, inner: Engine, log: RunLog) -> None:
-        self.inner = inner
+    def __init__(self, log: RunLog | None = None) -> None:
         self.log = log
+
+
+class RecordingEngine(Engine):
+    """An engine that times each run of the engine it wraps and reports it to its target's RunLog."""
+
+    def __init__(self, inner: Engine, target: LogTarget) -> None:
+        self.inner = inner
+        self.target = target
         self.model, self.core = inner.model, inner.core
         self.precision, self.backend = inner.precision, inner.backend
 
@@ -67,14 +77,17 @@ class RecordingEngine(Engine):
         return self.inner.output_specs()
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         ok = False
         try:
             outputs = self.inner.run(inputs)
             ok = True
             return outputs
         finally:
-            self.log.add(EngineRun(self.core, self.model, (time.perf_counter() - started) * 1e3, ok))
+            log = self.target.log
+            if log is not None:
+                log.add(EngineRun(self.core, self.model, (time.perf_counter() - started) * 1e3, ok,
+                                  (time.process_time() - cpu_started) * 1e3))
 
     def describe(self) -> dict[str, Any]:
         return self.inner.describe()
@@ -83,10 +96,10 @@ class RecordingEngine(Engine):
         self.inner.close()
 
 
-def recording_factory(log: RunLog, cache_dir: Any) -> Any:
-    """An EngineManager `engine_factory` building the usual engines, wrapped to record into `log`."""
+def recording_factory(target: LogTarget, cache_dir: Any) -> Any:
+    """An EngineManager `engine_factory` building the usual engines, wrapped to record into `target`."""
 
     def factory(spec: Any, core: str) -> Engine:
-        return RecordingEngine(create_engine(spec, core, cache_dir=cache_dir), log)
+        return RecordingEngine(create_engine(spec, core, cache_dir=cache_dir), target)
 
     return factory

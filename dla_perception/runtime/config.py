@@ -20,6 +20,11 @@ from dla_perception.runtime.errors import EnginesConfigError
 PRECISIONS = ("fp32", "fp16", "int8")
 POLICIES = ("pinned", "round_robin", "least_loaded")
 DEFAULT_CACHE_DIR = "~/.cache/dla_perception/engines"
+# A model without `deadline_ms` gets DEADLINE_BUDGET_FACTOR x the latency budget of the core a request runs
+# on (far above a healthy p90, which is WARN above the budget and ERROR above twice it), or
+# DEFAULT_DEADLINE_MS on a core without a budget.
+DEADLINE_BUDGET_FACTOR = 4.0
+DEFAULT_DEADLINE_MS = 1000.0
 
 _TOP_LEVEL_KEYS = {"cache_dir", "latency_budget_ms", "models"}
 _MODEL_KEYS = {
@@ -31,6 +36,7 @@ _MODEL_KEYS = {
     "queue_size",
     "gpu_fallback",
     "intra_op_threads",
+    "deadline_ms",
 }
 
 
@@ -40,7 +46,9 @@ class ModelSpec:
 
     `cores` is the order of preference; `gpu_fallback` lets TensorRT put DLA-unsupported layers on the GPU
     (off: the build fails instead, see dla-tensorrt.md). `intra_op_threads` applies to onnxruntime CPU
-    engines (None: min(4, CPU count)).
+    engines (None: min(4, CPU count)). `deadline_ms` is how long after submission a request's answer is
+    useful (None: DEADLINE_BUDGET_FACTOR x the latency budget of the core it runs on, see
+    EnginesConfig.deadline_ms).
     """
 
     name: str
@@ -52,6 +60,7 @@ class ModelSpec:
     queue_size: int = 2
     gpu_fallback: bool = True
     intra_op_threads: int | None = None
+    deadline_ms: float | None = None
 
     def __post_init__(self) -> None:
         self.onnx = Path(self.onnx)
@@ -59,6 +68,8 @@ class ModelSpec:
         if self.calibration_cache is not None:
             self.calibration_cache = Path(self.calibration_cache)
         validate_model_spec(self)
+        if self.deadline_ms is not None:
+            self.deadline_ms = float(self.deadline_ms)
 
 
 @dataclass
@@ -66,6 +77,17 @@ class EnginesConfig:
     models: dict[str, ModelSpec] = field(default_factory=dict)
     cache_dir: Path = field(default_factory=lambda: Path(DEFAULT_CACHE_DIR).expanduser())
     latency_budget_ms: dict[str, float] = field(default_factory=dict)
+
+    def deadline_ms(self, spec: ModelSpec, core: str) -> float:
+        """The deadline of `spec`'s requests on `core`: the model's own, else from the core's budget.
+
+        Per core on purpose: a model written for a 50 ms DLA that fell back to a 250 ms CPU keeps a
+        deadline it can meet, while an explicit `deadline_ms` holds on every core.
+        """
+        if spec.deadline_ms is not None:
+            return float(spec.deadline_ms)
+        budget = self.latency_budget_ms.get(core)
+        return DEADLINE_BUDGET_FACTOR * budget if budget else DEFAULT_DEADLINE_MS
 
 
 def validate_model_spec(spec: ModelSpec) -> None:
@@ -96,6 +118,10 @@ def validate_model_spec(spec: ModelSpec) -> None:
     threads = spec.intra_op_threads
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         fail(f"'intra_op_threads' must be an integer >= 1, got {threads!r}")
+    deadline = spec.deadline_ms
+    if deadline is not None and (isinstance(deadline, bool) or not isinstance(deadline, (int, float))
+                                 or not math.isfinite(deadline) or deadline <= 0):
+        fail(f"'deadline_ms' must be a positive number of milliseconds, got {deadline!r}")
 
 
 def load_engines_config(path: str | Path, *, require_files: bool = True) -> EnginesConfig:
@@ -169,6 +195,7 @@ def _parse_model(name: str, entry: Any, base_dir: Path, source: str) -> ModelSpe
             queue_size=entry.get("queue_size", 2),
             gpu_fallback=entry.get("gpu_fallback", True),
             intra_op_threads=entry.get("intra_op_threads"),
+            deadline_ms=entry.get("deadline_ms"),
         )
     except EnginesConfigError as exc:
         raise EnginesConfigError(f"{source}: {exc}") from None

@@ -22,5 +22,14 @@ class RequestDropped(EngineError):
     """A queued request was pushed out of a full queue by a newer one (latest-wins, see docs/runtime.md)."""
 
 
+class DeadlineExceeded(EngineError):
+    """No answer by the request's deadline: dropped unrun because it was already older than its deadline,
+    or its engine ran past the deadline with no other core to answer it (see docs/runtime.md)."""
+
+
+class EngineStuck(EngineError):
+    """Every core of the model is stuck (a run went past its deadline and no probe has succeeded since)."""
+
+
 class EnginesConfigError(ValueError):
     """`engines.yaml` (or a ModelSpec) is invalid; the message names the model, key and file."""

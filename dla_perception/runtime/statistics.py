@@ -1,7 +1,10 @@
 """Rolling latency statistics per engine, merged per core. Cheap enough to read at 1 Hz.
 
 Each engine keeps its completed requests of the last `window_s` seconds (bounded in count). `fps`,
-percentiles and `busy_fraction` cover that window; `inferences`, `errors` and `drops` count since start.
+percentiles and `busy_fraction` cover that window; the counters count since start: `inferences`, `errors`,
+`drops` (pushed out of a full queue by a newer request), `drops_stale` (taken out unrun: older than their
+deadline, with no retry left), `deadline_misses` (requests this engine held, queued or running, when their
+deadline passed) and `late_answers` (answers that came after the request was resolved, discarded).
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ from typing import Any
 import numpy as np
 
 STAT_KEYS = ("inferences", "fps", "latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "latency_max_ms",
-             "queue_depth", "busy_fraction", "errors", "drops", "engines")
+             "queue_depth", "busy_fraction", "errors", "drops", "engines", "drops_stale", "deadline_misses",
+             "late_answers")
+COUNTERS = ("inferences", "errors", "drops", "drops_stale", "deadline_misses", "late_answers")
 
 
 class EngineStatistics:
@@ -29,6 +34,9 @@ class EngineStatistics:
         self.inferences = 0
         self.errors = 0
         self.drops = 0
+        self.drops_stale = 0
+        self.deadline_misses = 0
+        self.late_answers = 0
 
     def record(self, started: float, finished: float, ok: bool = True) -> None:
         """One engine run from `started` to `finished` (time.monotonic seconds)."""
@@ -42,6 +50,18 @@ class EngineStatistics:
     def record_drop(self) -> None:
         with self._lock:
             self.drops += 1
+
+    def record_stale(self) -> None:
+        with self._lock:
+            self.drops_stale += 1
+
+    def record_deadline_miss(self) -> None:
+        with self._lock:
+            self.deadline_misses += 1
+
+    def record_late(self) -> None:
+        with self._lock:
+            self.late_answers += 1
 
     def window(self, now: float) -> tuple[np.ndarray, float, float]:
         """Latencies (s) of successful runs in the window, busy time inside it (s, failed runs too), span (s).
@@ -65,7 +85,7 @@ def summarize(parts: Iterable[tuple[EngineStatistics, int, str]], now: float | N
     """
     now = time.monotonic() if now is None else now
     latencies, fps, busy, depth = [], 0.0, 0.0, 0
-    inferences = errors = drops = 0
+    counts = dict.fromkeys(COUNTERS, 0)
     engines = []
     for stats, queue_depth, name in parts:
         window, busy_s, span = stats.window(now)
@@ -73,9 +93,8 @@ def summarize(parts: Iterable[tuple[EngineStatistics, int, str]], now: float | N
         fps += len(window) / span
         busy += busy_s / span
         depth += queue_depth
-        inferences += stats.inferences
-        errors += stats.errors
-        drops += stats.drops
+        for key in COUNTERS:
+            counts[key] += getattr(stats, key)
         engines.append(name)
     merged = np.concatenate(latencies) if latencies else np.empty(0)
     if merged.size:
@@ -84,7 +103,7 @@ def summarize(parts: Iterable[tuple[EngineStatistics, int, str]], now: float | N
     else:
         p50 = p90 = p99 = latency_max = 0.0
     return {
-        "inferences": inferences,
+        "inferences": counts["inferences"],
         "fps": fps,
         "latency_p50_ms": p50,
         "latency_p90_ms": p90,
@@ -92,7 +111,10 @@ def summarize(parts: Iterable[tuple[EngineStatistics, int, str]], now: float | N
         "latency_max_ms": latency_max,
         "queue_depth": depth,
         "busy_fraction": busy,
-        "errors": errors,
-        "drops": drops,
+        "errors": counts["errors"],
+        "drops": counts["drops"],
         "engines": engines,
+        "drops_stale": counts["drops_stale"],
+        "deadline_misses": counts["deadline_misses"],
+        "late_answers": counts["late_answers"],
     }

@@ -16,6 +16,7 @@ from dla_perception import __version__
 SUBCOMMANDS = (
     "dla_perception.tools.build_engine",
     "dla_perception.tools.devices",
+    "dla_perception.tools.doctor",
     "dla_perception.tools.detect",
     "dla_perception.tools.dla_check",
     "dla_perception.tools.make_bag",

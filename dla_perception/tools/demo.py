@@ -89,7 +89,7 @@ def demo_bag(cache_dir: Path, seed: int, frames: int, width: int, height: int) -
 
 
 def run(args: argparse.Namespace) -> int:
-    from dla_perception.replay.runner import ReplayOptions
+    from dla_perception.replay.runner import ReplayOptions, replay
     from dla_perception.replay.summary import summary_text
     from dla_perception.tools.replay import execute, resolve_configs
 
@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"synthetic bag: {bag} ({'made now' if made else 'reused from the cache'})", flush=True)
     options = ReplayOptions(bag=bag, out=args.out, engines=engines, robot_config=robot,
                             frame_timeout_s=args.frame_timeout, progress=not args.no_progress)
-    result = execute(options)
+    result = execute(replay, options)
     print()
     print(summary_text(result.metrics))  # includes the per-core latency table
     print(f"\nreport: {result.report.resolve()}")

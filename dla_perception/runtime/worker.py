@@ -1,0 +1,271 @@
+"""One engine on one core: its thread, its bounded queue, and the core's health for this model.
+
+Health has two separate states. A core that *fails* `error_threshold` requests in a row backs off (out of
+rotation for a doubling delay, then simply tried again). A core whose run goes past the deadline is
+*stuck*: out of rotation, its queue handed to other cores, and back only after a probe (zeros shaped like
+its last inputs, run on its own thread once the hung run returned) answers within the deadline.
+
+A hung `Engine.run` cannot be interrupted from Python. The worker therefore never waits for it: the
+watchdog answers its requests elsewhere, `close()` abandons the thread (a daemon) without freeing the
+engine under it, and the core stays stuck until the run returns. No replacement engine is built on the
+same core: a wedged DLA or driver would take it down too (see docs/runtime.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from dla_perception.runtime.dispatch import admit, next_deadline, take_next
+from dla_perception.runtime.engine import Engine
+from dla_perception.runtime.requests import Request
+from dla_perception.runtime.statistics import EngineStatistics
+
+log = logging.getLogger(__name__)
+
+
+class WorkerOwner(Protocol):
+    """What a worker asks of its manager; called without any worker lock held."""
+
+    error_threshold: int
+    initial_backoff_s: float
+    max_backoff_s: float
+
+    def _request_failed(self, worker: Worker, request: Request, error: Exception) -> None: ...
+
+    def _deadline_passed(self, worker: Worker, request: Request, running: bool) -> None: ...
+
+    def _health_changed(self, worker: Worker, kind: str, detail: str) -> None: ...
+
+
+@dataclass
+class Due:
+    """What the watchdog found on one worker (see Worker.due)."""
+
+    expired: list[Request] = field(default_factory=list)  # waited past their deadline
+    overdue: Request | None = None  # running past its deadline
+    displaced: list[Request] = field(default_factory=list)  # queued on a core that just became stuck
+    stuck: bool = False  # the worker became stuck now
+    next_check: float = float("inf")
+
+
+class Worker:
+    def __init__(self, owner: WorkerOwner, model: str, core: str, engine: Engine, queue_size: int,
+                 deadline_s: float, window_s: float) -> None:
+        self.owner = owner
+        self.model = model
+        self.core = core
+        self.engine = engine
+        self.queue_size = queue_size
+        self.deadline_s = deadline_s
+        self.stats = EngineStatistics(window_s)
+        self._queue: deque[Request] = deque()
+        self._cond = threading.Condition(threading.Lock())
+        self._closed = False
+        self._running: Request | None = None
+        self._run_started = 0.0
+        self._overdue_reported: Request | None = None
+        self._last_inputs: dict[str, np.ndarray] | None = None
+        self.stuck_since: float | None = None  # time.monotonic() when the stuck run began
+        self.stuck_since_wall: float | None = None  # the same moment on the wall clock (time.time())
+        self.times_stuck = 0
+        self._next_probe = 0.0
+        self._probe_backoff_s = owner.initial_backoff_s
+        self.consecutive_errors = 0
+        self.out_until = 0.0
+        self.backoff_s = owner.initial_backoff_s
+        self._thread = threading.Thread(target=self._loop, name=f"engine {model}@{core}", daemon=True)
+        self._thread.start()
+
+    @property
+    def name(self) -> str:
+        return f"{self.model}@{self.core}"
+
+    @property
+    def stuck(self) -> bool:
+        return self.stuck_since is not None
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def load(self) -> int:
+        return len(self._queue) + (self._running is not None)
+
+    def queue_depth(self) -> int:
+        return len(self._queue)
+
+    def in_rotation(self, now: float) -> bool:
+        return not self.stuck and now >= self.out_until
+
+    # -- requests in --------------------------------------------------------------------------------
+    def put(self, request: Request) -> tuple[bool, Request | None]:
+        """(accepted, the request dropped for it). Refused when closed or stuck: the caller goes elsewhere."""
+        with self._cond:
+            if self._closed or self.stuck_since is not None:
+                return False, None
+            victim = admit(self._queue, request, self.queue_size)
+            self._cond.notify()
+        return True, victim
+
+    # -- the thread ---------------------------------------------------------------------------------
+    def _loop(self) -> None:
+        while True:
+            expired: list[Request] = []
+            with self._cond:
+                while True:
+                    if self._closed:
+                        return
+                    now = time.monotonic()
+                    if self.stuck_since is not None:
+                        if now >= self._next_probe:
+                            request = self._probe_request(now)
+                            break
+                        self._cond.wait(self._next_probe - now)
+                        continue
+                    request, expired = take_next(self._queue, now)
+                    if request is not None or expired:
+                        break
+                    self._cond.wait()
+                if request is not None:
+                    self._running, self._run_started = request, now
+                    if not request.probe:
+                        self._last_inputs = request.inputs  # shapes for a probe, should this run hang
+            for late in expired:  # outside the lock: the manager may queue them on another worker
+                self.owner._deadline_passed(self, late, running=False)
+            if request is not None:
+                self._run(request)
+
+    def _run(self, request: Request) -> None:
+        if not request.probe and not request.start():
+            with self._cond:
+                self._running = None
+            return
+        started = time.monotonic()
+        error: Exception | None = None
+        try:
+            outputs = self.engine.run(request.inputs)
+        except Exception as exc:
+            error = exc
+        finished = time.monotonic()
+        with self._cond:
+            self._running = None
+            self._overdue_reported = None
+        if request.probe:
+            self._probe_finished(finished - started, error)
+            return
+        self.stats.record(started, finished, ok=error is None)
+        if error is not None:
+            self._note_failure()
+            if not request.done:
+                self.owner._request_failed(self, request, error)
+        else:
+            self._note_success()
+            if not request.answer(outputs):
+                self.stats.record_late()
+
+    # -- health -------------------------------------------------------------------------------------
+    def _note_success(self) -> None:
+        if self.consecutive_errors:
+            self.consecutive_errors = 0
+            self.backoff_s = self.owner.initial_backoff_s
+
+    def _note_failure(self) -> None:
+        self.consecutive_errors += 1
+        if self.consecutive_errors >= self.owner.error_threshold:
+            self.out_until = time.monotonic() + self.backoff_s
+            log.warning("%s failed %d times in a row: out of rotation for %.1f s", self.name,
+                        self.consecutive_errors, self.backoff_s)
+            self.backoff_s = min(self.backoff_s * 2, self.owner.max_backoff_s)
+
+    def due(self, now: float) -> Due:
+        """The watchdog's look at this worker: take out what is past its deadline, declare the core stuck
+        when its run has lasted longer than the deadline, and say when to look again."""
+        due = Due()
+        with self._cond:
+            if self._closed:
+                return due
+            kept: deque[Request] = deque()
+            for request in self._queue:
+                if request.done:
+                    continue
+                (due.expired if now >= request.deadline else kept).append(request)
+            self._queue = kept
+            running = self._running
+            if running is not None and not running.probe and not running.done:
+                if running is not self._overdue_reported:
+                    if now >= running.deadline:
+                        due.overdue = running
+                        self._overdue_reported = running
+                    else:
+                        due.next_check = running.deadline
+            if running is not None and self.stuck_since is None:
+                stuck_at = self._run_started + self.deadline_s
+                if now >= stuck_at:
+                    self.stuck_since = self._run_started
+                    self.stuck_since_wall = time.time() - (now - self._run_started)
+                    self.times_stuck += 1
+                    self._probe_backoff_s = self.owner.initial_backoff_s
+                    self._next_probe = 0.0  # as soon as the hung run returns
+                    due.stuck = True
+                    due.displaced = list(self._queue)
+                    self._queue.clear()
+                else:
+                    due.next_check = min(due.next_check, stuck_at)
+            due.next_check = min(due.next_check, next_deadline(self._queue))
+        return due
+
+    def _probe_request(self, now: float) -> Request:
+        inputs = {name: np.zeros_like(array) for name, array in (self._last_inputs or {}).items()}
+        return Request(self.model, inputs, stream="probe", deadline=now + self.deadline_s, submitted=now,
+                       probe=True)
+
+    def _probe_finished(self, took_s: float, error: Exception | None) -> None:
+        if error is None and took_s <= self.deadline_s:
+            with self._cond:
+                stuck_for = time.monotonic() - (self.stuck_since or time.monotonic())
+                self.stuck_since = self.stuck_since_wall = None
+            detail = (f"a probe answered in {took_s * 1e3:.1f} ms; back in rotation after {stuck_for:.2f} s "
+                      "stuck")
+            log.info("%s: %s", self.name, detail)
+            self.owner._health_changed(self, "restored", detail)
+            return
+        why = f"failed: {error}" if error is not None else f"took {took_s * 1e3:.0f} ms"
+        with self._cond:
+            self._next_probe = time.monotonic() + self._probe_backoff_s
+            wait_s = self._probe_backoff_s
+            self._probe_backoff_s = min(self._probe_backoff_s * 2, self.owner.max_backoff_s)
+        log.warning("%s still stuck: the probe %s (deadline %.0f ms); next probe in %.1f s", self.name, why,
+                    self.deadline_s * 1e3, wait_s)
+
+    # -- lifetime -----------------------------------------------------------------------------------
+    def begin_close(self) -> list[Request]:
+        """Refuse new requests and stop the thread after its current run; returns what was waiting."""
+        with self._cond:
+            self._closed = True
+            pending = list(self._queue)
+            self._queue.clear()
+            self._cond.notify_all()
+        return pending
+
+    def finish_close(self, until: float) -> Request | None:
+        """Wait for the thread until `until` (monotonic), then free the engine; if the thread is still
+        inside Engine.run, abandon it (and the engine) and return its request for the caller to fail."""
+        self._thread.join(max(0.0, until - time.monotonic()))
+        if self._thread.is_alive():
+            with self._cond:
+                running = self._running
+            log.warning("%s still running at close: abandoning its thread and engine", self.name)
+            return running if running is not None and not running.probe else None
+        try:
+            self.engine.close()
+        except Exception as exc:
+            log.warning("closing %s: %s", self.name, exc)
+        return None
+
