@@ -1,6 +1,6 @@
 """What the ROS layer adds on top of the proximity pipeline, against rclpy's own floor; one JSON object.
 
-    .venv/bin/python benchmarks/bench_nodes.py [--frames 40] [--width 640 --height 480] [--no-cross-process]
+    .venv/bin/python benchmarks/bench_nodes.py [--frames 40] [--no-cross-process] [--dds doctor|environment]
 
 Synthetic stereo pairs (held-out seeds) as rgb8 Image messages, the shipped proximity networks on
 onnxruntime CPU engines, planes 1, 2, 4 m; every node on its own single-threaded executor, as the
@@ -10,7 +10,8 @@ answered), so every figure sees the same machine load:
 - floor_ms.in_process: rclpy alone moving the same pair (sensor-data QoS) from a publisher to a
   subscriber node in this process: first publish -> second image received.
 - floor_ms.cross_process: the same from a publisher in another process (benchmarks/stereo_source.py,
-  reliable QoS, 10 Hz: best effort loses large images between processes on Fast DDS).
+  reliable QoS, 10 Hz), with the doctor's Fast DDS profile (`--dds doctor`, the default: shared memory
+  for large samples) or the environment's transports (`--dds environment`).
 - node_ms: first publish -> the node's FrameOutcome (received, paired, decoded, the pipeline, mask,
   disparity and range built and published). pipeline_ms: ProximityPipeline.process alone on the same
   pair, right after. node_overhead_ms: their per-pair difference; above_floor_ms = its median minus the
@@ -41,6 +42,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
 os.environ.setdefault("AMENT_PREFIX_PATH", sys.prefix)
 
 PLANES_M = [1.0, 2.0, 4.0]
@@ -100,6 +102,9 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=640)
     parser.add_argument("--height", type=int, default=480)
     parser.add_argument("--no-cross-process", action="store_true", help="skip the cross-process floor")
+    parser.add_argument("--dds", choices=("doctor", "environment"), default="doctor",
+                        help="Fast DDS transports: the doctor's profile, or the environment's (default "
+                        "doctor)")
     args = parser.parse_args()
 
     import rclpy
@@ -107,6 +112,7 @@ def main() -> None:
     from rclpy.parameter import Parameter
     from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
     from sensor_msgs.msg import CameraInfo, Image
+    from stereo_source import use_dds_profile
 
     from dla_perception.nodes.messages import image_message, stamp_to_ns
     from dla_perception.nodes.proximity import ProximitySegmentationNode
@@ -136,6 +142,7 @@ def main() -> None:
     if problems:
         raise SystemExit(f"engines: {problems}")
 
+    dds = use_dds_profile(args.dds, scratch)
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=DOMAIN_ID)
     node = ProximitySegmentationNode(manager=manager, context=context, parameter_overrides=[
@@ -279,7 +286,7 @@ def main() -> None:
             "floor_pair_in_process": stats(floor_cpu_ms),
         },
         "engines_alone_ms": stats(engine_ms),
-        "load_average": [round(os.getloadavg()[0], 2), round(load_start[0], 2)],
+        "load_average": [round(load_start[0], 2), round(os.getloadavg()[0], 2)], "dds": dds,
         "cpu_count": os.cpu_count(), "machine": platform.machine(), "processor": _processor(),
     }
     print(json.dumps(result))

@@ -1,6 +1,6 @@
 """Pairs in -> outputs out across two processes, for each QoS setting of the camera and the node; one JSON.
 
-    .venv/bin/python benchmarks/bench_qos.py [--pairs 20] [--width 640 --height 480]
+    .venv/bin/python benchmarks/bench_qos.py [--pairs 20] [--dds environment|doctor]
 
 The camera is benchmarks/stereo_source.py in a child process (synthetic stereo pairs, rgb8, camera_info
 with every pair), sent lock-step: the next pair once mask, disparity and range of the previous one came
@@ -19,8 +19,8 @@ onnxruntime CPU) in this process, configured per setting by a params file, as a 
 pairs_at_node counts the pairs the node formed (a FrameOutcome each); answered counts pairs whose three
 outputs reached the camera's process, answer_ms how long that took and answers_after_1s the slow ones:
 a reliable sample that lost a fragment, with no later sample to reveal the gap (lock-step), is repaired
-only at the writer's next heartbeat (Fast DDS: every 3 s). Run it again under
-FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA (both processes inherit it) to compare transports.
+only at the writer's next heartbeat (Fast DDS: every 3 s). `--dds doctor` runs it with the doctor's Fast
+DDS profile instead of the environment's transports (both processes).
 """
 
 from __future__ import annotations
@@ -61,10 +61,14 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=640)
     parser.add_argument("--height", type=int, default=480)
     parser.add_argument("--answer-timeout-s", type=float, default=5.0)
+    parser.add_argument("--dds", choices=("doctor", "environment"), default="environment",
+                        help="Fast DDS transports: the doctor's profile, or the environment's (default "
+                        "environment)")
     args = parser.parse_args()
 
     import rclpy
     from bench_nodes import make_frames
+    from stereo_source import use_dds_profile
 
     from dla_perception.nodes.proximity import ProximitySegmentationNode
     from dla_perception.nodes.spinning import IsolatedSpinner
@@ -76,6 +80,7 @@ def main() -> None:
     engines = scratch / "engines.yaml"
     engines.write_text(f"models:\n  proximity_features: {{onnx: {models / 'features.onnx'}, cores: [cpu]}}\n"
                        f"  proximity_head: {{onnx: {models / 'head.onnx'}, cores: [cpu]}}\n")
+    dds = use_dds_profile(args.dds, scratch)
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=DOMAIN_ID)
     rows = []
@@ -120,7 +125,7 @@ def main() -> None:
         node.destroy_node()
     rclpy.shutdown(context=context)
     print(json.dumps({"resolution": [args.width, args.height], "settings": rows,
-                      "fastdds_builtin_transports": os.environ.get("FASTDDS_BUILTIN_TRANSPORTS", "(default)"),
+                      "dds": dds,
                       "load_average": [round(load_start[0], 2), round(os.getloadavg()[0], 2)]}))
 
 

@@ -1,6 +1,6 @@
 """The perception container fed at camera rate from another process; prints one JSON object.
 
-    .venv/bin/python benchmarks/bench_stream.py [--frames 200] [--rate 10] [--width 640 --height 480]
+    .venv/bin/python benchmarks/bench_stream.py [--frames 200] [--rate 10] [--dds doctor|environment]
 
 As on a robot: the container (engine_manager, proximity_segmentation and detection sharing one engine
 manager, every node on its own executor: exactly what `perception_container` runs) in this process with the
@@ -15,7 +15,11 @@ Issue 15's goals: end-to-end p99 <= 2 x p50 and max <= 3 x p50 (`ratios`, `goals
 the nodes did with each frame (published / dropped because the previous one was still in flight /
 other), the container's CPU ms per frame, garbage-collection pauses and /diagnostics publication times in
 the container, and the load average (wall-clock figures on a shared machine are only comparable at a
-similar load; CPU and counts much less depend on it).
+similar load; CPU and counts much less depend on it). Fast DDS's transports (`--dds`): by default the
+profile `dla-perception doctor --write-dds-profile` writes, as docs/doctor.md tells a robot to use (16 MiB
+shared-memory segment: 1.2 MB samples between processes go through shared memory); `--dds environment`
+takes the environment's (Fast DDS's defaults: over UDP, where a lost fragment of a reliable sample waits
+for the writer's next heartbeat). The camera process inherits the choice.
 """
 
 from __future__ import annotations
@@ -87,10 +91,14 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=10.0)
     parser.add_argument("--width", type=int, default=640)
     parser.add_argument("--height", type=int, default=480)
+    parser.add_argument("--dds", choices=("doctor", "environment"), default="doctor",
+                        help="Fast DDS transports: the doctor's profile, or the environment's (default "
+                        "doctor)")
     args = parser.parse_args()
 
     import rclpy
     from bench_nodes import make_frames
+    from stereo_source import use_dds_profile
 
     from dla_perception.nodes.container import build_container
     from dla_perception.nodes.spinning import IsolatedSpinner
@@ -102,6 +110,7 @@ def main() -> None:
                 "--params-file", str(qos_params_file(scratch / "qos.yaml")),
                 "-p", f"engines_file:={REPO / 'config' / 'engines.yaml'}", "-r", "image:=left/image_rect"]
 
+    dds = use_dds_profile(args.dds, scratch)
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=DOMAIN_ID)
     container = build_container(context=context, cli_args=ros_args)
@@ -146,6 +155,7 @@ def main() -> None:
 
     end_to_end, per_node = [], {name: [] for name in OUTPUTS}
     complete = 0
+    slowest: list[tuple[float, int]] = []
     fates: dict[str, dict[str, int]] = {name: {} for name in OUTPUTS}
     for frame in sent:
         arrivals = frame["arrivals"]
@@ -159,6 +169,7 @@ def main() -> None:
         if None not in times:
             complete += 1
             end_to_end.append((max(times) - frame["published_at"]) * 1e3)
+            slowest.append((round(end_to_end[-1], 1), frame["index"]))
     total = summary(end_to_end)
     cpu_ms = None
     if len(cpu_marks) > 2:
@@ -168,6 +179,7 @@ def main() -> None:
         "frames_with_every_output": complete,
         "end_to_end_ms": total,
         "end_to_end_ms_by_node": {name: summary(values) for name, values in per_node.items()},
+        "slowest_frames": [{"index": i, "ms": ms} for ms, i in sorted(slowest, reverse=True)[:5]],
         "goals_met": bool(total and total["p99_over_p50"] <= 2.0 and total["max_over_p50"] <= 3.0),
         "frame_fates": fates,
         "publish_ms": summary([f["publish_ms"] for f in sent]),
@@ -175,6 +187,7 @@ def main() -> None:
         "gc_pauses": gc_pauses,
         "diagnostics_publish_ms": summary(diagnostics_ms),
         "load_average": [round(load_start[0], 2), round(os.getloadavg()[0], 2)],
+        "dds": dds,
         "cpu_count": os.cpu_count(),
     }))
 

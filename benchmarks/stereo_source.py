@@ -31,6 +31,30 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 QOS_CHOICES = ("reliable", "sensor_data")
+DDS_CHOICES = ("doctor", "environment")
+PROFILE_VARIABLES = ("FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_DEFAULT_PROFILES_FILE")  # Fast DDS 2.x, 3.x
+
+
+def use_dds_profile(choice: str, folder: Path) -> str:
+    """Set this process's (and its children's) Fast DDS transports; call before the first rclpy.init.
+
+    `doctor`: the profile `dla-perception doctor --write-dds-profile` writes (16 MiB shared-memory segment,
+    16 MiB UDP buffers), what docs/doctor.md tells a robot to use; `environment`: whatever the environment
+    says (Fast DDS's defaults when nothing: a 512 KiB segment, so 1.2 MB images go over UDP). Returns what
+    is in use, for the benchmark's JSON.
+    """
+    if choice == "doctor":
+        from dla_perception.tools.doctor.dds_profiles import fastdds_profile_xml
+
+        path = folder / "dla_perception_dds.xml"
+        path.write_text(fastdds_profile_xml())
+        for name in PROFILE_VARIABLES:
+            os.environ[name] = str(path)
+        return "doctor profile (16 MiB shared memory, 16 MiB UDP buffers)"
+    files = [os.environ[name] for name in PROFILE_VARIABLES if os.environ.get(name)]
+    transports = os.environ.get("FASTDDS_BUILTIN_TRANSPORTS")
+    return (f"environment: profile {files[0]}" if files else "environment: Fast DDS defaults") + (
+        f", FASTDDS_BUILTIN_TRANSPORTS={transports}" if transports else "")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -149,9 +173,6 @@ def main(argv: list[str] | None = None) -> int:
                     if all(frames[-1]["stamp_ns"] in times for times in arrivals.values()):
                         break
                 time.sleep(0.002)
-    if args.qos == "reliable":  # the last frames must reach their readers before the writers go away
-        for publisher in (*image_pubs.values(), *info_pubs.values()):
-            publisher.wait_for_all_acked(Duration(seconds=5))
     expected = {f["stamp_ns"] for f in frames}
     linger_end = time.monotonic() + args.linger_s
     while listened and time.monotonic() < linger_end:
@@ -160,6 +181,10 @@ def main(argv: list[str] | None = None) -> int:
                 break
         time.sleep(0.02)
 
+    if args.qos == "reliable":  # the last frames must reach their readers before the writers go away
+        # (after the answers are in: this call holds the interpreter, no arrival is timed meanwhile)
+        for publisher in (*image_pubs.values(), *info_pubs.values()):
+            publisher.wait_for_all_acked(Duration(seconds=5))
     executor.shutdown(timeout_sec=2.0)
     spinner.join(timeout=5.0)  # destroying the node under a spinning wait set aborts the process
     with lock:
