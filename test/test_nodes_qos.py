@@ -213,3 +213,44 @@ def test_a_camera_in_another_process_reaches_every_output_with_reliable_override
     finally:
         spinner.shutdown()
         node.destroy_node()
+
+
+def test_the_disparity_image_is_built_only_for_a_subscriber(ros, tmp_path) -> None:
+    """1.2 MB of float32 a frame at 640x480: skipped while nobody listens, like detection's overlay."""
+    from sensor_msgs.msg import CameraInfo, Image
+    from stereo_msgs.msg import DisparityImage
+    from test_nodes import Outcomes, camera_info, image, ramp_pair, stamp_of
+
+    from dla_perception.nodes.spinning import IsolatedSpinner
+
+    context = ros[0]
+    node = make_node(ros, "proximity", tmp_path, planes_m=[1.0, 2.0])
+    camera = rclpy.create_node("lazy_camera", context=context)
+    images = {side: camera.create_publisher(Image, f"/{side}/image_rect", qos_profile_sensor_data)
+              for side in ("left", "right")}
+    infos = {side: camera.create_publisher(CameraInfo, f"/{side}/camera_info", qos_profile_sensor_data)
+             for side in ("left", "right")}
+    spinner = IsolatedSpinner([node, camera], context).start()
+    outcomes = Outcomes(node)
+
+    def send(seconds: int):
+        for side in ("left", "right"):
+            infos[side].publish(camera_info(side, stamp_of(seconds)))
+        wait_until(lambda: node._geometry is not None)
+        left, right = ramp_pair()
+        images["left"].publish(image(left, "rgb8", stamp_of(seconds)))
+        images["right"].publish(image(right, "rgb8", stamp_of(seconds)))
+        return outcomes.wait(seconds * 1_000_000_000 + 500)
+
+    try:
+        wait_until(lambda: all(p.get_subscription_count() for p in (*images.values(), *infos.values())))
+        unread = send(7001)
+        assert unread.status == "published" and "proximity/disparity" not in unread.outputs
+        camera.create_subscription(DisparityImage, "/proximity/disparity", lambda msg: None, 10)
+        wait_until(lambda: node._disparity_pub.get_subscription_count() > 0)
+        read = send(7002)
+        assert read.outputs["proximity/disparity"].image.encoding == "32FC1"
+    finally:
+        spinner.shutdown()
+        camera.destroy_node()
+        node.destroy_node()

@@ -1,8 +1,9 @@
 """proximity_segmentation: stereo pair -> near mask, disparity planes image and nearest-obstacle range.
 
 Subscribes left/image_rect, right/image_rect, left/camera_info, right/camera_info; publishes
-proximity/mask (mono8, 255 = nearer than alert_distance_m), proximity/disparity (stereo_msgs/DisparityImage)
-and proximity/range (sensor_msgs/Range), each with the left image's stamp and frame id.
+proximity/mask (mono8, 255 = nearer than alert_distance_m), proximity/disparity (stereo_msgs/DisparityImage,
+built and sent only while someone subscribes) and proximity/range (sensor_msgs/Range), each with the left
+image's stamp and frame id.
 
 With camera_height_m > 0 the pipeline gets a GroundModel (flat floor at that height and camera_pitch_deg):
 floor pixels are not obstacles in proximity/mask and proximity/range. Those parameters are dynamic: a change
@@ -15,6 +16,7 @@ import math
 import threading
 from typing import Any
 
+import numpy as np
 from sensor_msgs.msg import CameraInfo, Image, Range
 from stereo_msgs.msg import DisparityImage
 
@@ -162,7 +164,8 @@ class ProximitySegmentationNode(FrameNode):
             self._slot.release()
         if outcome.status == "published":
             self._mask_pub.publish(outcome.outputs["proximity/mask"])
-            self._disparity_pub.publish(outcome.outputs["proximity/disparity"])
+            if "proximity/disparity" in outcome.outputs:
+                self._disparity_pub.publish(outcome.outputs["proximity/disparity"])
             self._range_pub.publish(outcome.outputs["proximity/range"])
         self._finish(outcome)
 
@@ -207,17 +210,9 @@ class ProximitySegmentationNode(FrameNode):
         stamp, frame_id = left_msg.header.stamp, left_msg.header.frame_id
         height, width = result.alert_mask.shape
         mask = image_message(result.alert_mask, "mono8", stamp, frame_id)
-
-        disparity = DisparityImage()
-        disparity.header.stamp, disparity.header.frame_id = stamp, frame_id
-        disparity.image = image_message(result.level_image.astype("float32"), "32FC1", stamp, frame_id)
-        disparity.f = float(geometry.fx)
-        disparity.t = float(geometry.baseline_m)
-        disparity.valid_window.width, disparity.valid_window.height = width, height
-        planes_px = [float(v) for v in result.planes_px]
-        disparity.min_disparity = min(planes_px) if planes_px else 0.0
-        disparity.max_disparity = max(planes_px) if planes_px else 0.0
-        disparity.delta_d = 0.0  # levels are the configured planes, not a uniform step
+        outputs = {"proximity/mask": mask}
+        if self._disparity_pub.get_subscription_count() > 0:  # 1.2 MB a frame: built only for a reader
+            outputs["proximity/disparity"] = self._disparity(result, geometry, stamp, frame_id)
 
         distance = Range()
         distance.header.stamp, distance.header.frame_id = stamp, frame_id
@@ -229,7 +224,24 @@ class ProximitySegmentationNode(FrameNode):
         distance.max_range = max(planes_m)
         # REP 117: +inf when nothing is within range.
         distance.range = float(result.nearest_m) if math.isfinite(result.nearest_m) else math.inf
-        return {"proximity/mask": mask, "proximity/disparity": disparity, "proximity/range": distance}
+        outputs["proximity/range"] = distance
+        return outputs
+
+    @staticmethod
+    def _disparity(result: Any, geometry: StereoGeometry, stamp: Any, frame_id: str) -> DisparityImage:
+        height, width = result.level_image.shape
+        disparity = DisparityImage()
+        disparity.header.stamp, disparity.header.frame_id = stamp, frame_id
+        level = np.asarray(result.level_image, dtype=np.float32)  # float32 already: no copy
+        disparity.image = image_message(level, "32FC1", stamp, frame_id)
+        disparity.f = float(geometry.fx)
+        disparity.t = float(geometry.baseline_m)
+        disparity.valid_window.width, disparity.valid_window.height = width, height
+        planes_px = [float(v) for v in result.planes_px]
+        disparity.min_disparity = min(planes_px) if planes_px else 0.0
+        disparity.max_disparity = max(planes_px) if planes_px else 0.0
+        disparity.delta_d = 0.0  # levels are the configured planes, not a uniform step
+        return disparity
 
 
 def _describe_ground(ground: Any) -> str:
