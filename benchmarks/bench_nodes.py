@@ -112,6 +112,7 @@ def main() -> None:
     from rclpy.parameter import Parameter
     from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
     from sensor_msgs.msg import CameraInfo, Image
+    from stereo_msgs.msg import DisparityImage
     from stereo_source import use_dds_profile
 
     from dla_perception.nodes.messages import image_message, stamp_to_ns
@@ -164,6 +165,8 @@ def main() -> None:
         return record
 
     sink.create_subscription(Image, "/proximity/mask", arrival("mask"), QoSProfile(depth=10))
+    # Read, so the node builds and publishes it (it skips the 1.2 MB image while nobody subscribes).
+    sink.create_subscription(DisparityImage, "/proximity/disparity", lambda msg: None, QoSProfile(depth=10))
     for side in ("left", "right"):
         sink.create_subscription(Image, f"/floor/{side}/image_rect", arrival(side), qos_profile_sensor_data)
         sink.create_subscription(Image, f"/xfloor/{side}/image_rect", arrival("x" + side),
@@ -180,6 +183,7 @@ def main() -> None:
     spinner = IsolatedSpinner([node, source, sink], context).start()
     deadline = time.monotonic() + 20
     while (node._geometry is None or node._mask_pub.get_subscription_count() == 0
+           or node._disparity_pub.get_subscription_count() == 0
            or any(p.get_subscription_count() == 0 for p in floor_pubs.values())):
         for side, projection in (("left", camera.projection_left()), ("right", camera.projection_right())):
             info = CameraInfo(width=camera.width, height=camera.height)
