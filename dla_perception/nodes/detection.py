@@ -62,7 +62,7 @@ class DetectionNode(FrameNode):
                 f"not publishing `detections`: {why}. Install ros-<distro>-vision-msgs for the "
                 "vision_msgs/Detection2DArray output; detections/image and diagnostics still work."
             )
-        self._ensure_pipeline()
+        self._warm_up()
 
     @property
     def publishes_detections(self) -> bool:
@@ -78,6 +78,12 @@ class DetectionNode(FrameNode):
                                      cores=tuple(self.param("cores")))
         except Exception as exc:
             raise RuntimeError(f"{model}: {exc}") from exc
+
+    def _blank_run(self, pipeline: Any) -> None:
+        size = pipeline.description.input
+        blank = np.zeros((size.height, size.width, 3), np.uint8)
+        image_to_rgb(image_message(blank, "rgb8"))
+        pipeline.detect(blank, "rgb8")
 
     # -- frames -------------------------------------------------------------------------------------------
     def _on_image(self, msg: Image) -> None:

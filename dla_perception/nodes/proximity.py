@@ -55,7 +55,7 @@ class ProximitySegmentationNode(FrameNode):
         self._mask_pub = self.advertise_output(Image, "proximity/mask")
         self._disparity_pub = self.advertise_output(DisparityImage, "proximity/disparity")
         self._range_pub = self.advertise_output(Range, "proximity/range")
-        self._ensure_pipeline()
+        self._warm_up()
 
     # -- pipeline ---------------------------------------------------------------------------------------
     def _create_pipeline(self) -> Any:
@@ -63,6 +63,16 @@ class ProximitySegmentationNode(FrameNode):
 
         return ProximityPipeline(self.manager, self.param("features_model"), self.param("head_model"),
                                  min_blob_px=self.param("min_blob_px"), ground=self._ground)
+
+    def _blank_run(self, pipeline: Any) -> None:
+        height, width = pipeline.net_height, pipeline.net_width
+        blank = np.zeros((height, width, 3), np.uint8)
+        left = np.array([[width, 0.0, width / 2, 0.0], [0.0, width, height / 2, 0.0], [0.0, 0.0, 1.0, 0.0]])
+        right = left.copy()
+        right[0, 3] = -width * 0.1  # a 10 cm baseline
+        image_to_rgb(image_message(blank, "rgb8"))
+        pipeline.process(blank, blank, "rgb8", left, right, list(self.param("planes_m")),
+                         float(self.param("alert_distance_m")))
 
     def _ground_model(self, changes: dict[str, Any]) -> Any:
         """The GroundModel of the current ground parameters overlaid with `changes`; None when off."""
