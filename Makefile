@@ -6,11 +6,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.setup-stamp
 
-# The venv is a ROS 2 prefix: its share/ holds the ament index marker and this package's share files,
-# so ament_index_python finds dla_perception once AMENT_PREFIX_PATH includes the venv.
+# The venv is a ROS 2 prefix: its share/ holds the ament index marker and this package's share files, and
+# lib/dla_perception/ every executable (as colcon installs them), so ament_index_python and launch_ros find
+# dla_perception once AMENT_PREFIX_PATH includes the venv.
 export AMENT_PREFIX_PATH := $(CURDIR)/$(VENV)$(if $(AMENT_PREFIX_PATH),:$(AMENT_PREFIX_PATH))
-# Keep test runs off the robot's DDS domain and on this machine.
-export ROS_LOCALHOST_ONLY ?= 1
+# Keep test runs on this machine. ROS_AUTOMATIC_DISCOVERY_RANGE replaces Jazzy's deprecated
+# ROS_LOCALHOST_ONLY (which rcl warns about on every start); Humble ignores it.
+export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 
 INSTALLED_FILES := Makefile package.xml setup.py setup.cfg requirements/*.txt scripts/install_share_files.py \
 	$(shell find launch config models resource -type f -not -path '*/__pycache__/*' 2>/dev/null)

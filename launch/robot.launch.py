@@ -2,22 +2,33 @@
 
 Starts perception_container (engine_manager, proximity_segmentation and detection sharing one engine
 manager) with config/robot.yaml and config/engines.yaml, or one process per node with container:=false.
-A thin translation of dla_perception.nodes.graph, which the tests check against the package.
+A thin translation of dla_perception.nodes.graph.launch_plan, which the tests check against the package;
+`ros2 launch dla_perception robot.launch.py --show-args` lists every argument with its description.
 
-    ros2 launch dla_perception robot.launch.py namespace:=front left_image:=/zed/left/image_rect_color \
-        right_image:=/zed/right/image_rect_color image:=/zed/left/image_rect_color use_sim_time:=true
+    ros2 launch dla_perception robot.launch.py namespace:=front left_image:=/zed/left/image_rect_color \\
+        right_image:=/zed/right/image_rect_color use_sim_time:=true   # detection follows left_image
 """
 
 # ruff sees the launch/ folder as first-party; these are the ROS launch packages.
 from launch import LaunchDescription  # noqa: I001
-from launch.actions import DeclareLaunchArgument
-from launch.conditions import IfCondition, UnlessCondition
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
-from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
 from dla_perception.nodes import graph
+
+
+def _nodes(context, *args, **kwargs):
+    """The Node actions of graph.launch_plan for the arguments as given (resolved at launch time)."""
+    values = {argument.name: LaunchConfiguration(argument.name).perform(context)
+              for argument in graph.ARGUMENTS}
+    return [
+        Node(package=graph.PACKAGE, executable=process.executable, name=process.name,
+             namespace=process.namespace, parameters=process.parameters, remappings=process.remappings,
+             ros_arguments=process.ros_arguments, output="screen", emulate_tty=True)
+        for process in graph.launch_plan(values)
+    ]
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -26,28 +37,8 @@ def generate_launch_description() -> LaunchDescription:
         default = argument.default
         if argument.name == "robot_config":
             default = PathJoinSubstitution([FindPackageShare(graph.PACKAGE), *graph.ROBOT_CONFIG.split("/")])
+        extra = {"choices": list(argument.choices)} if argument.choices else {}
         actions.append(DeclareLaunchArgument(argument.name, default_value=default,
-                                             description=argument.description))
-
-    parameters = [
-        LaunchConfiguration("robot_config"),
-        {name: ParameterValue(LaunchConfiguration(argument), value_type=value_type)
-         for name, argument, value_type in graph.ARGUMENT_PARAMETERS},
-    ]
-    remappings = [(topic, LaunchConfiguration(name)) for topic, name in graph.REMAPS]
-    in_container = LaunchConfiguration("container")
-    for process in graph.PROCESSES:
-        actions.append(Node(
-            package=graph.PACKAGE,
-            executable=process.executable,
-            # A name would rename every node of the container; single-node processes keep theirs.
-            name=None if process.container else process.nodes[0],
-            namespace=LaunchConfiguration("namespace"),
-            parameters=parameters,
-            remappings=remappings,
-            arguments=["--ros-args", "--log-level", LaunchConfiguration("log_level")],
-            output="screen",
-            emulate_tty=True,
-            condition=IfCondition(in_container) if process.container else UnlessCondition(in_container),
-        ))
+                                             description=argument.description, **extra))
+    actions.append(OpaqueFunction(function=_nodes))
     return LaunchDescription(actions)

@@ -73,5 +73,5 @@ def test_engine_manager_node_publishes_a_power_status(monkeypatch: pytest.Monkey
                 node.destroy_node()
     finally:
         rclpy.shutdown(context=context)
-    power = statuses["dla_perception: power"]
+    power = statuses["engine_manager: power"]
     assert power.level == 0 and power.hardware_id == "ina3221" and power.values == RAILS_AGX

@@ -57,57 +57,96 @@ def test_container_and_standalone_processes_cover_every_node_once() -> None:
         assert sorted(nodes) == sorted(graph.NODE_NAMES)
 
 
+def _flat(parameters: dict, prefix: str = "") -> dict:
+    """ROS params YAML nests dotted names ({diagnostic_updater: {use_fqn: true}}): flatten them back."""
+    flat = {}
+    for name, value in parameters.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{name}."))
+        else:
+            flat[f"{prefix}{name}"] = value
+    return flat
+
+
 def test_robot_yaml_sets_only_declared_parameters_with_matching_types() -> None:
     document = yaml.safe_load((REPO_ROOT / graph.ROBOT_CONFIG).read_text())
     seen = set()
     for key, section in document.items():
+        # A `/**:` section would make rcl apply the per-node sections after `-p` command-line overrides.
+        assert key.startswith("/**/"), f"{key}: name the node"
         node = key.removeprefix("/**/")
         assert node in NODE_PARAMETERS, f"{key} is not a node of the graph"
         seen.add(node)
-        declared = {spec.name: spec for spec in NODE_PARAMETERS[node]}
-        for name, value in section["ros__parameters"].items():
-            assert name in declared, f"{node} does not declare {name}"
-            default = declared[name].default
-            assert type(value) is type(default), f"{node}.{name}: {value!r} is not a {type(default).__name__}"
-            if isinstance(default, list):
-                assert {type(v) for v in value} <= {type(v) for v in default}, f"{node}.{name} element types"
-            if declared[name].validate is not None:
-                assert declared[name].validate(value) is None, f"{node}.{name}={value!r} is invalid"
+        _check_section(node, _flat(section["ros__parameters"]))
     assert seen == set(graph.NODE_NAMES)
+
+
+def _check_section(node: str, parameters: dict) -> None:
+    declared = {spec.name: spec for spec in NODE_PARAMETERS[node]}
+    for name, value in parameters.items():
+        assert name in declared, f"{node} does not declare {name}"
+        default = declared[name].default
+        assert type(value) is type(default), f"{node}.{name}: {value!r} is not a {type(default).__name__}"
+        if isinstance(default, list):
+            assert {type(v) for v in value} <= {type(v) for v in default}, f"{node}.{name} element types"
+        if declared[name].validate is not None:
+            assert declared[name].validate(value) is None, f"{node}.{name}={value!r} is invalid"
 
 
 def test_launch_arguments_remaps_and_parameters_are_consistent() -> None:
     names = {argument.name for argument in graph.ARGUMENTS}
-    assert {"namespace", "robot_config", "engines_file", "use_sim_time", "log_level"} <= names
+    assert {"namespace", "robot_config", "engines_file", "use_sim_time", "log_level", "container"} <= names
+    for argument in graph.ARGUMENTS:  # what `ros2 launch ... --show-args` prints
+        assert argument.description.strip().endswith((".", ")")), argument
+        assert not argument.choices or argument.default in argument.choices, argument
     subscribed = {topic for topics in graph.SUBSCRIPTIONS.values() for topic in topics}
     assert {topic for topic, _ in graph.REMAPS} == subscribed  # every input can be remapped
-    for topic, argument in graph.REMAPS:
-        assert argument in names and graph.argument(argument).default == topic  # default: no remap
-    for parameter, argument, value_type in graph.ARGUMENT_PARAMETERS:
-        assert argument in names
-        for node, specs in NODE_PARAMETERS.items():
-            declared = {s.name: s.default for s in specs} | {"use_sim_time": False}
-            assert parameter in declared, (node, parameter)
-            assert isinstance(declared[parameter], value_type), (node, parameter)
-    assert (REMAPS_IN_FILE := _launch_file_configurations()) <= names, REMAPS_IN_FILE - names
+    for topic, name in graph.REMAPS:
+        assert name in names and graph.argument(name).default in (topic, "")
+    for parameter, (name, value_type, nodes) in graph.ARGUMENT_PARAMETERS.items():
+        assert name in names
+        for node in nodes:
+            declared = {s.name: s.default for s in NODE_PARAMETERS[node]} | {"use_sim_time": False}
+            assert isinstance(declared.get(parameter), value_type), (node, parameter)
 
 
-def _launch_file_configurations() -> set[str]:
-    """The LaunchConfiguration("...") names the launch file uses literally."""
-    tree = ast.parse(LAUNCH_FILE.read_text())
-    return {
-        node.args[0].value for node in ast.walk(tree)
-        if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "LaunchConfiguration"
-        and node.args and isinstance(node.args[0], ast.Constant)
-    }
+def test_the_default_launch_is_one_container_with_only_the_detection_remap() -> None:
+    (process,) = graph.launch_plan({})
+    assert process.executable == "perception_container" and process.name is None
+    assert process.nodes == graph.NODE_NAMES and process.namespace == ""
+    assert process.remappings == [("image", "left/image_rect")]  # detection follows the left camera
+    assert process.ros_arguments == ["--log-level", "info"]  # as ros_arguments, not a second --ros-args
+    config, overrides = process.parameters
+    assert config == graph.ROBOT_CONFIG
+    assert overrides == {"engines_file": "", "use_sim_time": False, "lifecycle": False,
+                         "image_transport": "raw"}
 
 
-def test_launch_file_is_valid_python_over_the_graph() -> None:
-    source = LAUNCH_FILE.read_text()
-    tree = ast.parse(source)
-    functions = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
-    assert "generate_launch_description" in functions
-    assert "from dla_perception.nodes import graph" in source and "graph.PROCESSES" in source
+def test_container_false_gives_three_processes_each_with_every_argument() -> None:
+    values = {"container": "false", "use_sim_time": "true", "engines_file": "/robot/engines.yaml",
+              "namespace": "front", "log_level": "debug", "left_image": "/zed/left/image_rect_color",
+              "image_transport": "compressed"}
+    plan = graph.launch_plan(values)
+    assert sorted(p.executable for p in plan) == sorted(graph.NODE_NAMES)
+    for process in plan:
+        assert process.name == process.executable and process.namespace == "front"
+        overrides = process.parameters[1]
+        assert overrides["use_sim_time"] is True and overrides["engines_file"] == "/robot/engines.yaml"
+        assert process.ros_arguments == ["--log-level", "debug"]
+        assert ("image_transport" in overrides) == (process.executable != "engine_manager")
+    remaps = {p.executable: dict(p.remappings) for p in plan}
+    assert remaps["proximity_segmentation"] == {"left/image_rect": "/zed/left/image_rect_color"}
+    assert remaps["detection"] == {"image": "/zed/left/image_rect_color"}  # follows left_image
+    assert remaps["engine_manager"] == {}
+    identity = [(a, b) for p in plan for a, b in p.remappings if a == b]
+    assert not identity
+
+
+def test_bad_argument_values_are_refused_with_the_choices() -> None:
+    with pytest.raises(ValueError, match="container must be one of true, false"):
+        graph.launch_plan({"container": "maybe"})
+    with pytest.raises(ValueError, match="log_level"):
+        graph.launch_plan({"log_level": "loud"})
 
 
 def test_live_nodes_declare_exactly_the_table_and_subscribe_to_the_graph_topics(tmp_path) -> None:
@@ -222,7 +261,7 @@ def test_perception_container_runs_with_robot_yaml(tmp_path) -> None:
         graph.ENTRY_POINTS["perception_container"],
         ["--params-file", str(REPO_ROOT / graph.ROBOT_CONFIG), "-p", f"engines_file:={engines}",
          "-r", "__ns:=/robot", "-p", "diagnostics_period_s:=0.2"],
-        "dla_perception: engine_manager",
+        "/robot/engine_manager: manager",  # robot.yaml sets diagnostic_updater.use_fqn
     )
     assert "[robot.proximity_segmentation]" in output or "proximity" in output
 
@@ -231,15 +270,25 @@ def test_a_node_runs_alone_with_a_private_manager(tmp_path) -> None:
     output = _run_until_diagnostics(
         graph.ENTRY_POINTS["detection"],
         ["-p", f"engines_file:={tmp_path / 'absent.yaml'}", "-p", "diagnostics_period_s:=0.2"],
-        "dla_perception: detection",
+        "detection: pipeline",
     )
     assert "absent.yaml" in output  # says why it has no engines, and keeps running until told to stop
 
 
 def test_launch_graph_executables_exist_once_installed() -> None:
-    """After `make setup`, each executable is on the venv's PATH (what `ros2 run` finds on robots)."""
-    scripts = Path(sys.executable).parent
-    installed = [name for name in graph.ENTRY_POINTS if (scripts / name).exists()]
-    if not installed:
-        pytest.skip("entry points not installed in this venv (re-run `make setup` after setup.py changed)")
-    assert sorted(installed) == sorted(graph.ENTRY_POINTS)
+    """After `make setup`, each executable is where launch_ros and `ros2 run` look: <prefix>/lib/<package>."""
+    folder = Path(sys.prefix) / "lib" / graph.PACKAGE
+    if not folder.is_dir():
+        pytest.skip(f"{folder} missing: not `make setup`'s venv (or re-run it after setup.py changed)")
+    assert {name for name in graph.ENTRY_POINTS if (folder / name).exists()} == set(graph.ENTRY_POINTS)
+
+
+def test_the_launch_test_marker_is_registered() -> None:
+    """With --strict-markers an unregistered `launch_test` mark fails collection wherever launch_testing is
+    importable without its pytest plugin; registered, test/launch skips cleanly instead."""
+    import configparser
+
+    config = configparser.ConfigParser()
+    config.read(REPO_ROOT / "setup.cfg")
+    markers = [line.split(":")[0].strip() for line in config["tool:pytest"]["markers"].splitlines() if line]
+    assert "launch_test" in markers and "--strict-markers" in config["tool:pytest"]["addopts"]

@@ -416,8 +416,8 @@ def _bad_images():
         return change
 
     return [
-        ("encoding", lambda s: make(s, set_fields(encoding="yuv422")), "rejected_encoding"),
-        ("16-bit", lambda s: make(s, set_fields(encoding="mono16")), "rejected_encoding"),
+        ("encoding", lambda s: make(s, set_fields(encoding="nv12")), "rejected_encoding"),
+        ("depth image", lambda s: make(s, set_fields(encoding="32FC1")), "rejected_encoding"),
         ("short step", lambda s: make(s, set_fields(step=WIDTH)), "rejected_step"),
         ("truncated", lambda s: make(s, set_fields(data=bytes(100))), "rejected_truncated"),
         ("empty", lambda s: make(s, set_fields(height=0, width=0, step=0, data=b"")), "rejected_empty"),
@@ -538,12 +538,14 @@ def test_use_sim_time_stamps_diagnostics_with_the_simulated_clock(graph) -> None
     node = graph.add(EngineManagerNode(
         manager=graph.container.engine_manager.manager, namespace="sim", context=graph.context,
         parameter_overrides=[Parameter("use_sim_time", value=True),
-                             Parameter("diagnostics_period_s", value=0.1)],
+                             Parameter("diagnostics_period_s", value=0.1),
+                             Parameter("diagnostic_updater.use_fqn", value=True)],  # not /engine_manager
     ))
+    assert node.status_name("manager") == "/sim/engine_manager: manager"
     arrays = Received(graph.tester, DiagnosticArray, "/diagnostics")
     clock = graph.tester.create_publisher(Clock, "/clock", 10)
     wait_until(lambda: clock.get_subscription_count() > 0)
-    mine = lambda m: any(s.hardware_id == node.get_fully_qualified_name() for s in m.status)  # noqa: E731
+    mine = lambda m: any(s.name == node.status_name("manager") for s in m.status)  # noqa: E731
     for tick in range(1, 40):  # simulated time runs from 5000 s; timers follow it
         clock.publish(Clock(clock=stamp_of(5000 + tick)))
         time.sleep(0.05)
@@ -636,18 +638,18 @@ def test_diagnostics_carry_every_key_per_core_and_warn_for_the_absent_dla(graph,
     assert outcomes.wait(stereo.send_pair()).status == "published"
     arrays = Received(graph.tester, DiagnosticArray, "/diagnostics")
     names = lambda msg: {status.name for status in msg.status}  # noqa: E731
-    msg = arrays.wait(lambda m: "dla_perception: core cpu" in names(m))
+    msg = arrays.wait(lambda m: "engine_manager: core cpu" in names(m))
     statuses = {status.name: status for status in msg.status}
-    cpu = statuses["dla_perception: core cpu"]
+    cpu = statuses["engine_manager: core cpu"]
     values = {kv.key: kv.value for kv in cpu.values}
     assert set(CORE_KEYS) <= set(values)
     assert cpu.hardware_id == "cpu" and int(values["inferences"]) > 0
     assert "proximity_head" in values["engines"].split(",")
-    dla = statuses["dla_perception: core dla0"]
+    dla = statuses["engine_manager: core dla0"]
     assert dla.level == b"\x01" and "cpu" in dla.message and dla.hardware_id == "dla0"
     assert set(CORE_KEYS) <= {kv.key for kv in dla.values}
-    assert "dla_perception: engine proximity_head@cpu" in statuses
-    node_status = arrays.wait(lambda m: "dla_perception: proximity_segmentation" in names(m))
+    assert "engine_manager: engine proximity_head@cpu" in statuses
+    node_status = arrays.wait(lambda m: "proximity_segmentation: pipeline" in names(m))
     keys = {kv.key for status in node_status.status for kv in status.values}
     assert {"frames_published", "dropped_busy"} & keys
 

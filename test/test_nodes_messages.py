@@ -56,7 +56,7 @@ def test_row_padding_is_stripped(rgb) -> None:
 
 
 @pytest.mark.parametrize(("change", "kind"), [
-    (dict(encoding="yuv422"), "encoding"),
+    (dict(encoding="nv12"), "encoding"),
     (dict(encoding="32FC1"), "encoding"),
     (dict(step=5 * 3 - 1), "step"),
     (dict(step=10_000), "step"),
@@ -257,7 +257,7 @@ def test_parameter_validators() -> None:
 
 
 def test_frame_slot_refuses_while_busy() -> None:
-    from dla_perception.nodes.base import FrameSlot
+    from dla_perception.nodes.frames import FrameSlot
 
     slot = FrameSlot("test")
     started, finish = threading.Event(), threading.Event()

@@ -123,8 +123,8 @@ def test_planted_box_is_in_the_near_mask_and_sets_the_range(tmp_path, scene) -> 
         distance = ranges.wait(lambda m: m.header.stamp.sec == 42)
         assert distance.range == pytest.approx(1.5) and distance.header.frame_id == "camera_left"
         statuses = {s.name: s for s in node.diagnostic_statuses()}  # a private manager: its cores too
-        assert statuses["dla_perception: core dla0"].level == 1  # requested, absent, fell back to cpu
-        assert int(statuses["dla_perception: core cpu"].values["inferences"]) >= 2
+        assert statuses["proximity_segmentation: core dla0"].level == 1  # requested, absent, fell back to cpu
+        assert int(statuses["proximity_segmentation: core cpu"].values["inferences"]) >= 2
 
 
 DETECTOR = REPO_ROOT / "models" / "detector"
@@ -283,7 +283,7 @@ def test_ground_override_that_does_not_fit_is_refused_at_start(tmp_path) -> None
         assert node.get_parameter("camera_height_m").value == 0.3
         assert node.get_parameter("ground_clearance_m").value == 0.1  # the default
         assert node._ground is not None and node._ground.clearance_m == pytest.approx(0.1)
-        (status,) = [s for s in node.diagnostic_statuses() if s.name.endswith("proximity_segmentation")]
+        (status,) = [s for s in node.diagnostic_statuses() if s.name == "proximity_segmentation: pipeline"]
         assert status.level >= 1 and "ground_clearance_m (0.4 m) must be below" in status.message
     finally:
         node.destroy_node()

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from ament_index_python.packages import get_package_share_directory, get_packages_with_prefixes
 from conftest import REPO_ROOT
 
@@ -58,3 +60,60 @@ def test_devices_table_names_each_stack() -> None:
     from dla_perception.tools.cli import main
 
     assert main(["devices"]) == 0
+
+
+# -- the venv as a ROS prefix (issue 18.1) -------------------------------------------------------------
+def _console_scripts() -> dict[str, str]:
+    from test_launch_graph import console_scripts
+
+    return console_scripts()
+
+
+def _without_ament(**extra: str) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if key != "AMENT_PREFIX_PATH"}
+    return {**env, **extra}
+
+
+def test_the_venv_has_lib_package_executables_as_colcon_lays_them_out() -> None:
+    """launch_ros runs <prefix>/lib/<package>/<executable>: one launcher per setup.py console script."""
+    folder = Path(sys.prefix) / "lib" / PACKAGE
+    if not folder.is_dir():
+        pytest.skip(f"{folder} missing: this interpreter is not `make setup`'s venv")
+    scripts = _console_scripts()
+    assert sorted(p.name for p in folder.iterdir()) == sorted(scripts)
+    for name, target in scripts.items():
+        launcher = folder / name
+        assert os.access(launcher, os.X_OK), launcher
+        module, function = target.split(":")
+        text = launcher.read_text()
+        assert text.startswith(f"#!{Path(sys.prefix).resolve() / 'bin' / 'python'}\n")
+        assert f"from {module} import {function}\n" in text and f"sys.exit({function}())" in text
+
+
+def test_a_launcher_runs_without_ament_prefix_path() -> None:
+    launcher = Path(sys.prefix) / "lib" / PACKAGE / "dla-perception"
+    if not launcher.exists():
+        pytest.skip(f"{launcher} missing: this interpreter is not `make setup`'s venv")
+    result = subprocess.run([str(launcher), "devices", "--json"], capture_output=True, text=True, timeout=60,
+                            env=_without_ament())
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["cores"][-1] == "cpu"
+
+
+def test_share_files_are_found_without_ament_prefix_path_and_the_index_wins_when_set(tmp_path) -> None:
+    code = "from dla_perception.share import share_path; print(share_path('config/engines.yaml'))"
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                           env=_without_ament())
+    assert found.returncode == 0, found.stderr
+    path = Path(found.stdout.strip())
+    assert path.is_file() and path.read_bytes() == (REPO_ROOT / "config" / "engines.yaml").read_bytes()
+    # Another prefix on AMENT_PREFIX_PATH that has the package: the ament index's answer is used.
+    other = tmp_path / "prefix"
+    (other / "share" / "ament_index" / "resource_index" / "packages").mkdir(parents=True)
+    (other / "share" / "ament_index" / "resource_index" / "packages" / PACKAGE).write_text("")
+    (other / "share" / PACKAGE / "config").mkdir(parents=True)
+    (other / "share" / PACKAGE / "config" / "engines.yaml").write_text("models: {}\n")
+    indexed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                             env=_without_ament(AMENT_PREFIX_PATH=str(other)))
+    expected = other / "share" / PACKAGE / "config" / "engines.yaml"
+    assert Path(indexed.stdout.strip()) == expected, indexed.stderr

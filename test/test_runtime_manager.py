@@ -446,14 +446,16 @@ def test_add_model_at_run_time_and_describe(relu_path, slow_path, tmp_path):
 
 def test_onnxruntime_execution_provider_options_for_dla_and_gpu(tmp_path):
     """What the onnxruntime engine asks of the TensorRT execution provider on a DLA core (where installed)."""
-    providers, wanted = OnnxRuntimeEngine._providers("dla1", "int8", tmp_path, tmp_path / "head.calib")
+    providers, wanted = OnnxRuntimeEngine._providers("dla0", "int8", tmp_path, tmp_path / "head.calib")
     assert wanted == "TensorrtExecutionProvider" and providers[-1] == "CPUExecutionProvider"
     name, options = providers[0]
     assert name == "TensorrtExecutionProvider"
-    assert options["trt_dla_enable"] is True and options["trt_dla_core"] == 1
+    assert options["trt_dla_enable"] is True and options["trt_dla_core"] == 0
     assert options["trt_int8_enable"] is True and options["trt_fp16_enable"] is True
     assert options["trt_int8_calibration_table_name"] == str(tmp_path / "head.calib")
-    assert options["trt_engine_cache_path"] == str(tmp_path / "onnxruntime-trt" / "dla1")
+    assert options["trt_engine_cache_path"] == str(tmp_path / "onnxruntime-trt" / "dla0")
+    with pytest.raises(EngineError, match="onnxruntime#26680"):  # its engines would run on core 0
+        OnnxRuntimeEngine._providers("dla1", "int8", tmp_path, None)
     assert OnnxRuntimeEngine._providers("cpu", "fp32", None, None) == (["CPUExecutionProvider"],
                                                                        "CPUExecutionProvider")
 

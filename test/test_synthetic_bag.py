@@ -10,6 +10,7 @@ import pytest
 from rosbags.rosbag2 import Reader
 
 from dla_perception.synthetic.bag import (
+    DEFAULT_MOUNT,
     DEFAULT_START_NS,
     GROUND_TRUTH,
     LEFT_IMAGE,
@@ -17,8 +18,10 @@ from dla_perception.synthetic.bag import (
     RIGHT_IMAGE,
     RIGHT_INFO,
     TOPICS,
+    CameraMount,
     image_array,
     read_messages,
+    read_mount,
     write_stereo_bag,
 )
 from dla_perception.synthetic.camera import StereoCamera
@@ -109,8 +112,16 @@ def test_make_bag_command(tmp_path, capsys):
     stamps = sorted({t for _, _, t, _ in read_messages(out)})
     assert stamps == [DEFAULT_START_NS, DEFAULT_START_NS + 50_000_000]
     left = [m for topic, _, _, m in read_messages(out, [LEFT_IMAGE])]
-    expected = next(generate_sequence(3, 2, StereoCamera().scaled(48, 32), rate_hz=20.0))
+    expected = next(generate_sequence(3, 2, StereoCamera().scaled(48, 32), rate_hz=20.0,
+                                      **DEFAULT_MOUNT.scene_options()))
     np.testing.assert_array_equal(image_array(left[0]), expected.left)
+    assert read_mount(out) == DEFAULT_MOUNT  # rendered from the shipped config's mount, and says so
+
+    tilted = tmp_path / "tilted"
+    assert main(["make-bag", str(tilted), "--frames", "1", "--width", "48", "--height", "32",
+                 "--camera-height", "0.8", "--pitch", "-2.5"]) == 0
+    assert read_mount(tilted) == CameraMount(0.8, -2.5)
+    assert "camera_height_m: 0.8, camera_pitch_deg: -2.5" in capsys.readouterr().out
 
     capsys.readouterr()
     assert main(args) == 2

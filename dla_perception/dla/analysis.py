@@ -11,198 +11,18 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
-from dla_perception.dla import checks, rules
+from dla_perception.dla import checks, qdq, rules
 from dla_perception.dla.graph import LoadedGraph, is_static, load_graph, present, shape_of
+from dla_perception.dla.report import DLA, GPU, Boundary, NodePlacement, Report, Subgraph
 
-DLA, GPU = "DLA", "GPU"
 PRECISIONS = ("fp16", "int8")
 FUSABLE_ACTIVATIONS = ("Relu", "LeakyRelu", "Clip", "Sigmoid", "Tanh")
-
-
-@dataclass
-class NodePlacement:
-    name: str
-    op: str
-    layer: str | None  # TensorRT layer type; None when the node is not a layer
-    device: str | None  # "DLA", "GPU", or None (folded at build time / aliased)
-    rule: str
-    reasons: list[str] = field(default_factory=list)
-    certainty: str = rules.DOCUMENTED
-    source: str = ""  # where the deciding rule comes from
-    rule_reason: str = ""  # what the deciding rule says, in words
-    subgraph: int | None = None  # index into Report.subgraphs when on DLA
-    fused_into: str | None = None  # name of the layer TensorRT fuses this node into
-
-
-@dataclass
-class Subgraph:
-    """A maximal set of connected DLA layers that TensorRT compiles into one DLA loadable."""
-
-    index: int
-    nodes: list[str]
-    inputs: list[str]  # tensors entering from the network input or the GPU
-    outputs: list[str]  # tensors leaving to the network output or the GPU
-
-
-@dataclass
-class Boundary:
-    """A tensor that crosses between DLA and GPU, or from one DLA subgraph to another (DLA->DLA)."""
-
-    tensor: str
-    producer: str
-    from_device: str
-    to_device: str
-    consumers: list[str]
-    from_subgraph: int | None = None
-    to_subgraph: int | None = None
-
-
-@dataclass
-class Report:
-    model: str
-    trt_version: str
-    precision: str
-    trt_note: str
-    nodes: list[NodePlacement]
-    subgraphs: list[Subgraph]
-    boundaries: list[Boundary]
-    findings: list[str]  # properties of the whole model (dynamic inputs...)
-    warnings: list[str]
-    dla_available: bool = True
-
-    @property
-    def layers(self) -> list[NodePlacement]:
-        """Nodes that become TensorRT layers of their own (not folded, aliased or fused)."""
-        return [n for n in self.nodes if n.device is not None and n.fused_into is None]
-
-    @property
-    def dla_nodes(self) -> list[NodePlacement]:
-        return [n for n in self.nodes if n.device == DLA]
-
-    @property
-    def gpu_nodes(self) -> list[NodePlacement]:
-        return [n for n in self.nodes if n.device == GPU]
-
-    @property
-    def gpu_layers(self) -> list[NodePlacement]:
-        return [n for n in self.layers if n.device == GPU]
-
-    @property
-    def dla_layers(self) -> list[NodePlacement]:
-        return [n for n in self.layers if n.device == DLA]
-
-    @property
-    def device_boundaries(self) -> list[Boundary]:
-        """Boundaries between a DLA subgraph and the GPU (each costs a reformat and a sync)."""
-        return [b for b in self.boundaries if b.from_device != b.to_device]
-
-    @property
-    def passes_strict(self) -> bool:
-        """True when nothing falls back: every layer is predicted on DLA."""
-        return self.dla_available and not self.gpu_nodes
-
-    def counts(self) -> dict[str, int]:
-        return {
-            "nodes": len(self.nodes),
-            "layers": len(self.layers),
-            "dla_layers": len(self.dla_layers),
-            "gpu_layers": len(self.gpu_layers),
-            "folded": sum(1 for n in self.nodes if n.device is None),
-            "fused": sum(1 for n in self.nodes if n.fused_into is not None),
-            "subgraphs": len(self.subgraphs),
-            "boundaries": len(self.device_boundaries),
-            "subgraph_links": len(self.boundaries) - len(self.device_boundaries),
-        }
-
-    @property
-    def verdict(self) -> str:
-        counts = self.counts()
-        where = f"TensorRT {self.trt_version}, {self.precision}"
-        if not self.dla_available:
-            return f"NO DLA: {self.trt_note} ({where})"
-        if not counts["layers"]:
-            return f"NO LAYERS: every node folds away at build time ({where})"
-        if self.passes_strict:
-            return (
-                f"DLA: all {counts['layers']} layers on DLA in {counts['subgraphs']} subgraph(s), "
-                f"no GPU fallback ({where})"
-            )
-        ops = sorted({n.op for n in self.gpu_layers})
-        if not counts["dla_layers"]:
-            return f"GPU: no layer can run on DLA ({', '.join(ops)}) ({where})"
-        return (
-            f"GPU FALLBACK: {counts['gpu_layers']} of {counts['layers']} layers on the GPU "
-            f"({', '.join(ops)}); {counts['subgraphs']} DLA subgraph(s), {counts['boundaries']} "
-            f"DLA<->GPU boundaries ({where})"
-        )
-
-    def placement(self) -> dict[str, Any]:
-        """The prediction in the shape of the engine build's placement report
-        (`runtime.tensorrt_engine.placement_report`), so the two can be put side by side."""
-        return {
-            "DLA": len(self.dla_layers),
-            "GPU": len(self.gpu_layers),
-            "subgraphs": len(self.subgraphs),
-            "boundaries": len(self.device_boundaries),
-            "dla_subgraph_names": [f"{{ForeignNode[{s.nodes[0]}...{s.nodes[-1]}]}}" for s in self.subgraphs],
-            "gpu_layer_names": [n.name for n in self.gpu_layers],
-            "verdict": self.verdict,
-        }
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "trt_version": self.trt_version,
-            "precision": self.precision,
-            "trt_note": self.trt_note,
-            "dla_available": self.dla_available,
-            "verdict": self.verdict,
-            "passes_strict": self.passes_strict,
-            "counts": self.counts(),
-            "placement": self.placement(),
-            "findings": list(self.findings),
-            "warnings": list(self.warnings),
-            "nodes": [asdict(n) for n in self.nodes],
-            "subgraphs": [asdict(s) for s in self.subgraphs],
-            "boundaries": [asdict(b) for b in self.boundaries],
-        }
-
-    def format_text(self, verbose: bool = False) -> str:
-        """Human-readable report: GPU layers with reasons, subgraphs, boundaries, verdict last."""
-        lines = [f"model: {self.model}", f"TensorRT {self.trt_version}: {self.trt_note}"]
-        lines += [f"finding: {text}" for text in self.findings]
-        lines += [f"warning: {text}" for text in self.warnings]
-        shown = self.nodes if verbose else [n for n in self.nodes if n.device == GPU and self.dla_available]
-        if shown:
-            lines.append("nodes (DLA#n = on DLA in subgraph n):" if verbose else "GPU fallback:")
-        for node in shown:
-            device = f"DLA#{node.subgraph}" if node.device == DLA else node.device or "-"
-            detail = "; ".join(node.reasons) or node.rule_reason
-            if node.fused_into:
-                detail = f"fused into {node.fused_into}"
-            elif node.device is None:
-                detail = detail or "folded at build time"
-            flagged = node.device == GPU or node.certainty == rules.UNCERTAIN
-            suffix = f" [{node.rule}, {node.certainty}]" if flagged and node.device else ""
-            lines.append(f"  {device:<6} {node.op:<18} {node.name}: {detail}{suffix}")
-        for subgraph in self.subgraphs:
-            first, last = subgraph.nodes[0], subgraph.nodes[-1]
-            lines.append(f"DLA subgraph {subgraph.index}: {len(subgraph.nodes)} nodes [{first}...{last}]")
-        for boundary in self.boundaries:
-            lines.append(
-                f"boundary {boundary.from_device}->{boundary.to_device}: '{boundary.tensor}' "
-                f"({boundary.producer} -> {', '.join(boundary.consumers)})"
-            )
-        lines.append("verdict: " + self.verdict)
-        return "\n".join(lines)
 
 
 def analyze(
@@ -221,15 +41,25 @@ def analyze(
         raise ValueError(f"DLA runs fp16 or int8, not {precision!r}")
     line = rules.trt_line(rules.parse_trt_version(trt_version))
     loaded = load_graph(model_or_path, input_shapes=input_shapes)
-    context = checks.Context(loaded.opset, precision, line.strongly_typed_only)
+    quantized = qdq.quantized_tensors(loaded.graph) if qdq.is_qdq_model(loaded.graph) else frozenset()
+    if quantized:
+        precision = "int8"  # a Q/DQ model is INT8 whatever was asked; build-engine builds it so
+    context = checks.Context(loaded.opset, precision, line.strongly_typed_only, quantized)
     version = ".".join(str(trt_version).split(".")[:2])
 
     placements = {node.name: _place(node, context, line, version) for node in loaded.graph.nodes}
     _mark_fusions(loaded.graph, placements)
     subgraphs = _partition(loaded.graph, placements)
     boundaries = _boundaries(loaded.graph, placements)
+    dla_names = {name for name, place in placements.items() if place.device == DLA}
     nodes = _in_original_order(loaded, placements)
     warnings = list(loaded.warnings)
+    if quantized:
+        unscaled = qdq.unscaled_dla_tensors(loaded.graph, dla_names, quantized)
+        if unscaled:
+            shown = ", ".join(unscaled[:4]) + (", ..." if len(unscaled) > 4 else "")
+            warnings.append(f"{len(unscaled)} tensor(s) of DLA layers carry no INT8 scale, so their layers "
+                            f"run in FP16 inside the DLA subgraph: {shown}")
     if len(subgraphs) > rules.MAX_LOADABLES_PER_CORE:
         warnings.append(
             f"{len(subgraphs)} DLA subgraphs: a DLA core holds at most {rules.MAX_LOADABLES_PER_CORE} "
@@ -243,7 +73,7 @@ def analyze(
         nodes=nodes,
         subgraphs=subgraphs,
         boundaries=boundaries,
-        findings=_findings(loaded, line),
+        findings=_findings(loaded, line, quantized),
         warnings=warnings,
         dla_available=line.dla,
     )
@@ -257,6 +87,11 @@ def _place(node: gs.Node, context: checks.Context, line: rules.TrtLine, version:
     placement = NodePlacement(
         node.name, node.op, rule.layer, GPU, rule.id, [], rule.certainty, rule.source, rule.reason
     )
+    if rule.id == "quantize":
+        becomes_scale, placement.reasons = qdq.place(node)
+        placement.layer = "Quantize" if node.op == qdq.QUANTIZE else "Dequantize"
+        placement.device = None if becomes_scale else GPU
+        return placement
     if rule.id == "no-layer":
         placement.device = None
         placement.reasons = [rule.reason]
@@ -433,16 +268,23 @@ def _in_original_order(loaded: LoadedGraph, placements: dict[str, NodePlacement]
         if name in placements:
             nodes.append(placements.pop(name))
         else:
-            reason = "constant or shape computation, folded at build time: not a layer"
+            reason = ("quantized weights: folded into the layer that uses them" if op == qdq.DEQUANTIZE else
+                      "constant or shape computation, folded at build time: not a layer")
             nodes.append(NodePlacement(name, op, None, None, "folded", [reason]))
     nodes.extend(placements.values())  # nodes created by folding (rare)
     return nodes
 
 
-def _findings(loaded: LoadedGraph, line: rules.TrtLine) -> list[str]:
+def _findings(loaded: LoadedGraph, line: rules.TrtLine, quantized: frozenset[str] = frozenset()) -> list[str]:
     findings = []
+    if quantized:
+        scales = sum(1 for node in loaded.graph.nodes if node.op == qdq.QUANTIZE)
+        findings.append(f"explicitly quantized (Q/DQ) model, analysed as int8: {scales} activation scale(s); "
+                        "TensorRT 10 builds it for DLA with these scales as a calibration cache "
+                        "(build-engine), TensorRT 11.4+ as a strongly typed network")
     if line.strongly_typed_only and any(
-        np.dtype(t.dtype) == np.float32 for t in loaded.graph.inputs if t.dtype is not None
+        np.dtype(t.dtype) == np.float32 and t.name not in quantized
+        for t in loaded.graph.inputs if t.dtype is not None
     ):
         findings.append(
             "float32 inputs: this TensorRT line builds DLA engines from strongly typed networks only, "

@@ -29,6 +29,7 @@ class Context:
     opset: int
     precision: str  # fp16 | int8: what the DLA engine will be built with
     strongly_typed: bool  # TensorRT 11.4+: tensor types decide precision
+    quantized: frozenset[str] = frozenset()  # tensors with an INT8 scale (Q inputs, DQ outputs)
 
 
 Problems = list[str]
@@ -74,7 +75,9 @@ def general(node: gs.Node, context: Context, limits: dict) -> list[tuple[str, st
         if dtype is not None and dtype.kind != "f":
             text = f"'{tensor.name}' is {dtype.name}, DLA computes FP16/INT8 only"
             problems.append(("float-tensors", text))
-        elif context.strongly_typed and dtype is not None and dtype != np.float16:
+        elif context.strongly_typed and dtype is not None and dtype != np.float16 and (
+            tensor.name not in context.quantized
+        ):
             text = f"'{tensor.name}' is {dtype.name}: a strongly typed DLA network needs float16"
             problems.append(("strongly-typed-fp16", text))
     return problems

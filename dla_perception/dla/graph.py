@@ -147,9 +147,16 @@ def load_graph(
 
 
 def is_constant(tensor: gs.Tensor) -> bool:
+    """Constant at build time: an initializer, a Constant node's output, or quantized constant weights
+    (a DequantizeLinear of a constant, which constant folding leaves in place for Q/DQ models)."""
     if isinstance(tensor, gs.Constant):
         return True
-    return len(tensor.inputs) == 1 and tensor.inputs[0].op == "Constant"
+    if len(tensor.inputs) != 1:
+        return False
+    producer = tensor.inputs[0]
+    if producer.op == "DequantizeLinear":
+        return bool(producer.inputs) and is_constant(producer.inputs[0])
+    return producer.op == "Constant"
 
 
 def constant_value(tensor: gs.Tensor | None) -> np.ndarray | None:

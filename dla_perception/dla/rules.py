@@ -238,10 +238,13 @@ LAYER_RULES: tuple[Rule, ...] = (
         DLA_DOC,
     ),
     Rule(
-        "quantize", ("QuantizeLinear", "DequantizeLinear"), "Quantize", False,
-        "explicit (Q/DQ) quantization is not supported on Orin's DLA with TensorRT 10: use implicit INT8 "
-        "with a calibration cache (NVIDIA's QDQ translator)",
-        DLA_DOC,
+        "quantize", ("QuantizeLinear", "DequantizeLinear"), "Quantize", True,
+        "a Q->DQ pair (int8, zero point 0, one scale per tensor) is that tensor's INT8 scale and a DQ of "
+        "constant weights folds into its layer: TensorRT 10 takes them on DLA as calibration-cache scales "
+        "(build-engine translates them), 11.4+ as a strongly typed INT8 network. Other placements "
+        "(per-channel activations, uint8 or asymmetric, a Q feeding a layer) stay on the GPU (dla/qdq.py)",
+        "NVIDIA/Model-Optimizer#1661 and NVIDIA/TensorRT#2222 (DLA takes implicit INT8 scales), "
+        "Deep-Learning-Accelerator-SW qdq-translator, TensorRT 11.4.1 'Strongly Typed Networks for DLA'",
     ),
     Rule(
         "gpu-only",

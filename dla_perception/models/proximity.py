@@ -49,6 +49,7 @@ class ProximityResult:
     nearest_m: the smallest plane or alert distance with an obstacle blob of at least the minimum size
         inside the region of interest (an upper bound on the obstacle's distance); math.inf when none.
     obstacle_mask HxW bool or None: with a ground model, pixels more than its clearance above the floor.
+    floor_masks [K, H, W] bool or None: per surface of `process(floors=...)`, pixels nearer than it.
     """
 
     planes_m: np.ndarray
@@ -58,6 +59,7 @@ class ProximityResult:
     alert_mask: np.ndarray
     nearest_m: float
     obstacle_mask: np.ndarray | None = None
+    floor_masks: np.ndarray | None = None
 
 
 class ProximityPipeline:
@@ -117,10 +119,13 @@ class ProximityPipeline:
         planes_m: Sequence[float],
         alert_distance_m: float,
         roi: tuple[int, int, int, int] | None = None,
+        floors: Sequence[GroundModel] = (),
     ) -> ProximityResult:
         """Near masks at `planes_m`, the alert mask at `alert_distance_m`, nearest obstacle in `roi`.
 
         roi: (x1, y1, x2, y2) in input pixels (clipped to the image), None for the whole image.
+        floors: more floor surfaces to ask about (one head query each), answered in `floor_masks`; the
+            mount check asks about the floor as seen from slightly higher and lower cameras.
         ValueError for bad images, geometry, planes, alert distance or roi.
         """
         left_rgb = to_rgb(left, encoding)
@@ -142,14 +147,16 @@ class ProximityPipeline:
         disparities = geometry.disparity_px(distances)
         to_features = self.net_width / width / self.feature_stride  # input px -> feature px
         shifts = np.repeat((disparities * to_features)[:, None], self.feature_height, axis=1)
-        if self.ground is not None:
+        surfaces = ([self.ground] if self.ground is not None else []) + list(floors)
+        if surfaces:  # per-row disparities of each floor-like surface, at the feature rows' centres
             rows = (np.arange(self.feature_height) + 0.5) * height / self.feature_height - 0.5
-            floor = self.ground.clearance_disparity_px(rows, geometry) * to_features
-            shifts = np.concatenate([shifts, floor[None]], axis=0)
+            per_row = [surface.clearance_disparity_px(rows, geometry) * to_features for surface in surfaces]
+            shifts = np.concatenate([shifts, np.stack(per_row)], axis=0)
 
         probabilities = self._near_probabilities(left_rgb, right_rgb, shifts)
         near_all = np.stack([self._upsample(p, width, height) > self.threshold for p in probabilities])
-        obstacle = near_all[-1] if self.ground is not None else None
+        obstacle = near_all[len(distances)] if self.ground is not None else None
+        floor_masks = near_all[len(near_all) - len(floors):] if floors else None
         # "Nearer than d" implies "nearer than every farther distance": OR the answers outwards from the
         # nearest distance (ascending, np.unique) so masks, level image and alert mask always agree. It is
         # also more accurate: a far plane's query can miss a surface far nearer than it, which a near
@@ -181,6 +188,7 @@ class ProximityPipeline:
             alert_mask=alert_mask,
             nearest_m=nearest,
             obstacle_mask=obstacle,
+            floor_masks=floor_masks,
         )
 
     # --------------------------------------------------------------------------------------------------

@@ -1,54 +1,40 @@
-"""What every dla_perception node shares: parameters from a table, health counters with throttled logs,
-a one-frame-in-flight worker, /diagnostics, per-frame outcome listeners, and the engine manager it uses.
-
-A frame is processed on the node's own worker thread, so executor threads that receive messages never
-wait for a network; a frame that arrives while the previous one is in flight is dropped and counted.
+"""What every dla_perception node shares: parameters from a table, health counters (nodes/health.py),
+/diagnostics, per-frame outcome listeners, the lifecycle (nodes/lifecycle.py) and the engine manager it
+uses. The frame-processing base, FrameNode, is in nodes/frames.py.
 """
 
 from __future__ import annotations
 
 import logging
-import math
+import socket
 import threading
-import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import rclpy.logging
-from rclpy.node import Node
+from lifecycle_msgs.msg import State
 
 from dla_perception.nodes.diagnostics import (
     ERROR,
-    PREFIX,
     WARN,
     DiagnosticsReport,
     Status,
     diagnostic_array,
     mark_degraded,
 )
-from dla_perception.nodes.frames import FrameOutcome, FrameSlot
 from dla_perception.nodes.health import Health
+from dla_perception.nodes.lifecycle import ManagedNode
 from dla_perception.nodes.parameters import ParamSpec, declare_all, validate
 from dla_perception.nodes.qos import OUTPUT_DEPTH, describe, input_profile, output_profile, overriding_options
 from dla_perception.nodes.spinning import spin_node, spin_nodes  # noqa: F401 - the executables' main()
+from dla_perception.share import share_path
 
 PACKAGE = "dla_perception"
+USE_FQN = "diagnostic_updater.use_fqn"
 DIAGNOSTICS_TOPIC = "/diagnostics"
 RETRY_S = 5.0
-
-
-def share_path(relative: str) -> Path:
-    """A file installed under share/dla_perception (ament index), else the source tree's copy."""
-    try:
-        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
-
-        candidate = Path(get_package_share_directory(PACKAGE)) / relative
-        if candidate.exists():
-            return candidate
-    except (ImportError, LookupError, PackageNotFoundError):
-        pass
-    return Path(__file__).resolve().parents[2] / relative
 
 
 def open_engine_manager(engines_file: str) -> tuple[Any, list[str]]:
@@ -99,8 +85,31 @@ def forward_core_logging() -> None:
         core.setLevel(logging.INFO)
 
 
-class PerceptionNode(Node):
-    """Base of the three nodes: parameters from PARAMETERS, health, /diagnostics, the engine manager."""
+@dataclass
+class FrameOutcome:
+    """What became of one input frame; listeners get one per frame, after its outputs were published.
+
+    status: "published" (outputs sent), "dropped" (busy with the previous frame), "rejected" (bad input),
+    "failed" (the pipeline raised). `outputs` maps output topic -> the message (or, for `detections`
+    without vision_msgs, its field structure as nested dicts).
+    """
+
+    node: str
+    stamp_ns: int
+    frame_id: str
+    status: str
+    reason: str = ""
+    outputs: dict[str, Any] = field(default_factory=dict)
+    result: Any = None
+
+
+class PerceptionNode(ManagedNode):
+    """Base of the three nodes: parameters from PARAMETERS, health, /diagnostics, the engine manager.
+
+    `manager`: None (the node opens its own from `engines_file` when configured), an EngineManager (shared,
+    the caller's), or a callable returning the shared one at configure time (the container's engine_manager
+    node, which may itself be configured later). Concrete classes call `_start()` at the end of __init__.
+    """
 
     PARAMETERS: tuple[ParamSpec, ...] = ()
 
@@ -114,37 +123,17 @@ class PerceptionNode(Node):
         for name, problem in declare_all(self, self.PARAMETERS).items():  # counted by the validator
             self.health.set_condition(f"parameter:{name}", WARN, problem)
         forward_core_logging()
+        self._manager_source = manager
         self._owns_manager = manager is None
         self._manager_problems: list[str] = []
-        if manager is None:
-            manager, self._manager_problems = open_engine_manager(self.param("engines_file"))
-            for problem in self._manager_problems:
-                self.health.set_condition(f"engines:{problem}", WARN, problem)
-        self._manager = manager
-        self._report = _report_for(manager)
-        self._diagnostics = self.advertise_output(_diagnostic_array_type(), DIAGNOSTICS_TOPIC, depth=10)
+        self._manager: Any = None
+        self._report = _report_for(None)
+        self._diagnostics = self.advertise_output(_diagnostic_array_type(), DIAGNOSTICS_TOPIC, depth=10,
+                                                  lifecycle=False)
         period = self.param("diagnostics_period_s")
         self._diagnostics_timer = self.create_timer(period, self.publish_diagnostics)
 
-    # -- parameters ------------------------------------------------------------------------------------
-    def param(self, name: str) -> Any:
-        return self.get_parameter(name).value
-
-    def _on_set_parameters(self, parameters: Sequence[Any]) -> Any:
-        from rcl_interfaces.msg import SetParametersResult
-
-        for parameter in parameters:
-            reason = validate(self.PARAMETERS, parameter.name, parameter.value)
-            if reason is not None:
-                self.health.problem("rejected_parameter", f"{parameter.name}: {reason}")
-                return SetParametersResult(successful=False, reason=f"{parameter.name} {reason}")
-        self._parameters_changed({p.name: p.value for p in parameters})
-        return SetParametersResult(successful=True)
-
-    def _parameters_changed(self, values: dict[str, Any]) -> None:
-        """Hook for subclasses: accepted values (the node's parameters are not updated yet)."""
-
-    # -- topics ----------------------------------------------------------------------------------------
+    # -- topics (QoS: nodes/qos.py) ------------------------------------------------------------------------
     def subscribe_input(self, msg_type: type, topic: str, callback: Callable[[Any], None]) -> Any:
         """A camera-input subscription: the `input_qos` profile, the user's qos_overrides on top."""
         from rclpy.event_handler import SubscriptionEventCallbacks
@@ -156,15 +145,18 @@ class PerceptionNode(Node):
             lambda qos, **kw: self.create_subscription(msg_type, topic, callback, qos, event_callbacks=events,
                                                        **kw))
 
-    def advertise_output(self, msg_type: type, topic: str, depth: int = OUTPUT_DEPTH) -> Any:
-        """An output publisher: reliable, keep_last `depth`, the user's qos_overrides on top."""
+    def advertise_output(self, msg_type: type, topic: str, depth: int = OUTPUT_DEPTH,
+                         lifecycle: bool = True) -> Any:
+        """An output publisher (a lifecycle one unless `lifecycle` is False): reliable, keep_last `depth`,
+        the user's qos_overrides on top."""
         from rclpy.event_handler import PublisherEventCallbacks
 
         events = PublisherEventCallbacks(incompatible_qos=self._incompatible_qos("publisher", topic),
                                          use_default_callbacks=False)
+        create = self.create_lifecycle_publisher if lifecycle else self.create_publisher
         return self._create_with_overrides(
             "publisher", topic, lambda: output_profile(depth),
-            lambda qos, **kw: self.create_publisher(msg_type, topic, qos, event_callbacks=events, **kw))
+            lambda qos, **kw: create(msg_type, topic, qos, event_callbacks=events, **kw))
 
     def _create_with_overrides(self, kind: str, topic: str, profile: Callable[[], Any],
                                create: Callable[..., Any]) -> Any:
@@ -200,14 +192,68 @@ class PerceptionNode(Node):
 
         return report
 
+    # -- parameters ------------------------------------------------------------------------------------
+    def param(self, name: str) -> Any:
+        return self.get_parameter(name).value
+
+    def _on_set_parameters(self, parameters: Sequence[Any]) -> Any:
+        from rcl_interfaces.msg import SetParametersResult
+
+        for parameter in parameters:
+            reason = validate(self.PARAMETERS, parameter.name, parameter.value)
+            if reason is not None:
+                self.health.problem("rejected_parameter", f"{parameter.name}: {reason}")
+                return SetParametersResult(successful=False, reason=f"{parameter.name} {reason}")
+        self._parameters_changed({p.name: p.value for p in parameters})
+        return SetParametersResult(successful=True)
+
+    def _parameters_changed(self, values: dict[str, Any]) -> None:
+        """Hook for subclasses: accepted values (the node's parameters are not updated yet)."""
+
+    # -- lifecycle (nodes/lifecycle.py) ------------------------------------------------------------------
+    def _configure(self, strict: bool) -> str | None:
+        """The engine manager: opened from engines_file, or the shared one. strict: problems fail."""
+        with self._manager_lock:
+            if self._manager is not None:
+                return None
+            if self._manager_source is None:
+                manager, problems = open_engine_manager(self.param("engines_file"))
+                if problems and strict:
+                    manager.close()
+                    return "; ".join(problems)
+                self._manager_problems = problems
+                for problem in problems:
+                    self.health.set_condition(f"engines:{problem}", WARN, problem)
+                self._owns_manager = True
+            else:
+                source = self._manager_source
+                manager = source() if callable(source) else source
+                if manager is None:
+                    return "no engine manager yet: configure engine_manager first"
+                self._owns_manager = False
+            self._manager = manager
+            self._report = _report_for(manager)
+        return None
+
+    def _cleanup(self) -> None:
+        """Close the engines this node owns; a shared manager is its owner's to close."""
+        with self._manager_lock:
+            if self._owns_manager and self._manager is not None:
+                self._manager.close()
+            self._manager = None
+
     # -- engine manager --------------------------------------------------------------------------------
     @property
     def manager(self) -> Any:
+        """The engine manager in use; None while unconfigured."""
         return self._manager
 
     def set_manager(self, manager: Any) -> None:
-        """Use another (shared) manager from now on, e.g. after the engine manager node reloaded."""
+        """Use another (shared) manager from now on, e.g. after the engine manager node reloaded (None: it
+        released its engines). An unconfigured node ignores it: it takes the manager when configured."""
         with self._manager_lock:
+            if self._in_state(State.PRIMARY_STATE_UNCONFIGURED):
+                return
             if self._owns_manager and self._manager is not None and self._manager is not manager:
                 self._manager.close()
             self._manager = manager
@@ -235,16 +281,34 @@ class PerceptionNode(Node):
                 self.health.problem("listener_errors", f"frame listener raised: {exc!r}", ERROR)
 
     # -- diagnostics -----------------------------------------------------------------------------------
+    STATUS_TASK = "node"  # the task name of the node's own status: `<node>: <task>`
+
+    def status_prefix(self) -> str:
+        """The node part of status names: its name, or its fully qualified name with use_fqn."""
+        fqn = self.has_parameter(USE_FQN) and self.get_parameter(USE_FQN).value
+        return self.get_fully_qualified_name() if fqn else self.get_name()
+
+    def status_name(self, task: str) -> str:
+        """diagnostic_updater's `<node name>: <task>`."""
+        return f"{self.status_prefix()}: {task}"
+
+    def hardware_id(self) -> str:
+        """What the node's own status is about: this host (processing nodes: their camera frame)."""
+        return socket.gethostname()
+
     def diagnostic_statuses(self) -> list[Status]:
         """This node's status, plus its manager's cores and engines when the manager is private."""
-        statuses = [self.health.status(f"{PREFIX}: {self.get_name()}", self.get_fully_qualified_name())]
+        statuses = [self.health.status(self.status_name(self.STATUS_TASK), self.hardware_id())]
+        statuses[0].values["lifecycle_state"] = self.lifecycle_state()
         manager = self._manager
         if manager is not None and not manager.closed and hasattr(manager, "health"):
-            internal = (DIAGNOSTICS_TOPIC, "/rosout", "/parameter_events")
-            outputs = sorted(pub.topic_name for pub in self.publishers if pub.topic_name not in internal)
+            internal = (DIAGNOSTICS_TOPIC, "/rosout", "/parameter_events")  # and the lifecycle's events
+            outputs = sorted(pub.topic_name for pub in self.publishers if pub.topic_name not in internal
+                             and not pub.topic_name.endswith("/transition_event"))
             mark_degraded(statuses[0], manager.health(), self.models_in_use(), outputs)
         if self._owns_manager and self._manager is not None and not self._manager.closed:
-            statuses.extend(self._report.statuses(self._manager.statistics(), self._manager.placements()))
+            statuses.extend(self._report.statuses(self._manager.statistics(), self._manager.placements(),
+                                                  prefix=self.status_prefix()))
         return statuses
 
     def models_in_use(self) -> list[str]:
@@ -261,89 +325,6 @@ class PerceptionNode(Node):
     def destroy_node(self) -> None:
         if self._owns_manager and self._manager is not None:
             self._manager.close()
-        super().destroy_node()
-
-
-class FrameNode(PerceptionNode):
-    """A node that turns input frames into outputs with a pipeline: one frame in flight on its own worker,
-    the pipeline built on the current manager and rebuilt (at most every RETRY_S s) while unavailable."""
-
-    PIPELINE = "pipeline"  # its name in logs and diagnostics
-
-    def __init__(self, default_name: str, manager: Any = None, **node_kwargs: Any) -> None:
-        super().__init__(default_name, manager, **node_kwargs)
-        self._slot = FrameSlot(default_name)
-        self._pipeline: Any = None
-        self._pipeline_attempt = -math.inf
-        self._pipeline_error = ""
-
-    def _create_pipeline(self) -> Any:
-        raise NotImplementedError
-
-    def _ensure_pipeline(self) -> Any:
-        """The pipeline, or None while it cannot be built (the reason is a diagnostics condition)."""
-        with self._manager_lock:
-            if self._pipeline is not None:
-                return self._pipeline
-            now = time.monotonic()
-            if now - self._pipeline_attempt < RETRY_S:
-                return None
-            self._pipeline_attempt = now
-            try:
-                self._pipeline = self._create_pipeline()
-            except Exception as exc:
-                self._pipeline_error = f"{self.PIPELINE} unavailable: {exc}"
-                self.health.set_condition("pipeline", ERROR, self._pipeline_error)
-                return None
-            self.health.clear_condition("pipeline")
-            return self._pipeline
-
-    def _warm_up(self) -> None:
-        """Run the pipeline once on a blank frame, before any real one.
-
-        The engines' first run allocates and picks kernels (onnxruntime; TensorRT likewise) and the first
-        decode imports its libraries: in `make demo` the first frame took 350 ms against a 110 ms median.
-        A failure here is only logged: the frame path reports real ones.
-        """
-        pipeline = self._ensure_pipeline()
-        if pipeline is None:
-            return
-        started = time.monotonic()
-        try:
-            self._blank_run(pipeline)
-        except Exception as exc:
-            self.get_logger().warning(f"{self.PIPELINE} warm-up failed ({exc!r}); the first frame is slower")
-            return
-        self.get_logger().debug(f"{self.PIPELINE} warmed up in {(time.monotonic() - started) * 1e3:.0f} ms")
-
-    def _blank_run(self, pipeline: Any) -> None:
-        """Hook: one pipeline run on blank input of the network's size."""
-
-    def models_in_use(self) -> list[str]:
-        """The current pipeline's models (attributes of ProximityPipeline and DetectionPipeline)."""
-        pipeline = self._pipeline
-        names = (getattr(pipeline, name, None) for name in ("features_model", "head_model", "model_name"))
-        return [name for name in names if isinstance(name, str)]
-
-    def _manager_changed(self) -> None:
-        self._pipeline = None
-        self._pipeline_attempt = -math.inf
-        self._warm_up()  # new engines: their first run is slow again
-
-    def _no_pipeline(self, stamp_ns: int, frame_id: str) -> FrameOutcome:
-        reason = self._pipeline_error or f"{self.PIPELINE} unavailable"
-        self.health.problem("failed_no_pipeline", reason, ERROR)
-        return FrameOutcome(self.get_name(), stamp_ns, frame_id, "failed", reason)
-
-    def _drop(self, stamp_ns: int, frame_id: str) -> None:
-        self.health.problem("dropped_busy", "frame dropped: the previous one is still in flight")
-        self._finish(FrameOutcome(self.get_name(), stamp_ns, frame_id, "dropped", "previous frame in flight"))
-
-    def destroy_node(self) -> None:
-        self._slot.shutdown()
-        close = getattr(self._pipeline, "close", None)
-        if close is not None:
-            close()
         super().destroy_node()
 
 

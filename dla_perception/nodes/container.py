@@ -34,11 +34,16 @@ class PerceptionContainer:
 
 
 def build_container(**node_kwargs: Any) -> PerceptionContainer:
-    """The three nodes sharing one manager; node_kwargs (context, namespace, ...) go to every node."""
+    """The three nodes sharing one manager; node_kwargs (context, namespace, ...) go to every node.
+
+    The processing nodes take the engine_manager node's manager when they are configured (at once, or
+    with `lifecycle: true` when their lifecycle manager says so: engine_manager first).
+    """
     engine_manager = EngineManagerNode(**node_kwargs)
+    shared = lambda: engine_manager.manager  # noqa: E731
     try:
-        proximity = ProximitySegmentationNode(manager=engine_manager.manager, **node_kwargs)
-        detection = DetectionNode(manager=engine_manager.manager, **node_kwargs)
+        proximity = ProximitySegmentationNode(manager=shared, **node_kwargs)
+        detection = DetectionNode(manager=shared, **node_kwargs)
     except BaseException:
         engine_manager.destroy_node()
         raise

@@ -15,8 +15,9 @@ import cv2
 import numpy as np
 from sensor_msgs.msg import Image
 
-from dla_perception.nodes.base import FrameNode, FrameOutcome, share_path, spin_node
-from dla_perception.nodes.diagnostics import ERROR
+from dla_perception.nodes.base import FrameOutcome, share_path, spin_node
+from dla_perception.nodes.diagnostics import ERROR, Status
+from dla_perception.nodes.frames import FrameNode
 from dla_perception.nodes.messages import (
     BadInput,
     detection_array_fields,
@@ -27,6 +28,7 @@ from dla_perception.nodes.messages import (
     vision_msgs_available,
 )
 from dla_perception.nodes.parameters import DETECTION
+from dla_perception.nodes.streams import StreamMonitor, image_input
 
 _COLOURS = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180)]
 
@@ -49,24 +51,45 @@ class DetectionNode(FrameNode):
 
     def __init__(self, *, manager: Any = None, **node_kwargs: Any) -> None:
         super().__init__("detection", manager, **node_kwargs)
-        self.subscribe_input(Image, "image", self._on_image)
-        self._overlay_pub = self.advertise_output(Image, "detections/image")
-        available, why = vision_msgs_available()
-        self._detections_pub = None
-        if available:
-            from vision_msgs.msg import Detection2DArray
-
-            self._detections_pub = self.advertise_output(Detection2DArray, "detections")
-        else:
+        self._stream = StreamMonitor(("image",), expected_rate_hz=self.param("expected_rate_hz"))
+        self._warned_frame_id = False
+        self._overlay_pub: Any = None
+        self._detections_pub: Any = None
+        self._vision_msgs, why = vision_msgs_available()
+        if not self._vision_msgs:
             self.get_logger().warning(
                 f"not publishing `detections`: {why}. Install ros-<distro>-vision-msgs for the "
                 "vision_msgs/Detection2DArray output; detections/image and diagnostics still work."
             )
-        self._warm_up()
+        self._start()
 
     @property
     def publishes_detections(self) -> bool:
-        return self._detections_pub is not None
+        return self._vision_msgs
+
+    # -- inputs and outputs (lifecycle: outputs at configure, inputs at activate) ----------------------------
+    def _create_outputs(self) -> None:
+        self._overlay_pub = self.advertise_output(Image, "detections/image")
+        if self._vision_msgs:
+            from vision_msgs.msg import Detection2DArray
+
+            self._detections_pub = self.advertise_output(Detection2DArray, "detections")
+
+    def _destroy_outputs(self) -> None:
+        for publisher in (self._overlay_pub, self._detections_pub):
+            if publisher is not None:
+                self.destroy_lifecycle_publisher(publisher)
+        self._overlay_pub = self._detections_pub = None
+
+    def _create_inputs(self) -> list[Any]:
+        image_type, topic = image_input(self, "image")
+        return [self.subscribe_input(image_type, topic, self._on_image)]
+
+    def _blank_run(self, pipeline: Any) -> None:
+        size = pipeline.description.input
+        blank = np.zeros((size.height, size.width, 3), np.uint8)
+        image_to_rgb(image_message(blank, "rgb8"))
+        pipeline.detect(blank, "rgb8")
 
     # -- pipeline ---------------------------------------------------------------------------------------
     def _create_pipeline(self) -> Any:
@@ -79,19 +102,26 @@ class DetectionNode(FrameNode):
         except Exception as exc:
             raise RuntimeError(f"{model}: {exc}") from exc
 
-    def _blank_run(self, pipeline: Any) -> None:
-        size = pipeline.description.input
-        blank = np.zeros((size.height, size.width, 3), np.uint8)
-        image_to_rgb(image_message(blank, "rgb8"))
-        pipeline.detect(blank, "rgb8")
+    def _parameters_changed(self, values: dict[str, Any]) -> None:
+        if "expected_rate_hz" in values and hasattr(self, "_stream"):  # called during declaration too
+            self._stream.expected_rate_hz = float(values["expected_rate_hz"])
+
+    def diagnostic_statuses(self) -> list[Status]:
+        """The base statuses with this node's input stream second."""
+        statuses = super().diagnostic_statuses()
+        return [statuses[0], self._stream.status(self.status_name("input image")), *statuses[1:]]
 
     # -- frames -------------------------------------------------------------------------------------------
-    def _on_image(self, msg: Image) -> None:
-        self.health.count("images")
+    def _on_image(self, msg: Any) -> None:
+        self._stream.image("image", stamp_to_ns(msg.header.stamp), msg.header.frame_id)
+        if not msg.header.frame_id and not self._warned_frame_id:
+            self._warned_frame_id = True
+            self.get_logger().warning("images have an empty header.frame_id: the detections carry it on, so "
+                                      "TF cannot place them. Set the camera driver's frame id.")
         if not self._slot.offer(lambda: self._process(msg)):
             self._drop(stamp_to_ns(msg.header.stamp), msg.header.frame_id)
 
-    def _process(self, msg: Image) -> None:
+    def _process(self, msg: Any) -> None:
         stamp_ns, frame_id = stamp_to_ns(msg.header.stamp), msg.header.frame_id
         try:
             outcome, rgb = self._compute(msg)
@@ -100,17 +130,18 @@ class DetectionNode(FrameNode):
             outcome, rgb = FrameOutcome(self.get_name(), stamp_ns, frame_id, "failed", repr(exc)), None
         finally:
             self._slot.release()
-        if outcome.status == "published":
-            if self._detections_pub is not None:
-                self._detections_pub.publish(outcome.outputs["detections"])
-            if self.param("publish_overlay") or self._overlay_pub.get_subscription_count() > 0:
+        overlay_pub, detections_pub = self._overlay_pub, self._detections_pub
+        if outcome.status == "published" and overlay_pub is not None:
+            if detections_pub is not None:
+                detections_pub.publish(outcome.outputs["detections"])
+            if self.param("publish_overlay") or overlay_pub.get_subscription_count() > 0:
                 drawn = draw_detections(rgb, outcome.result)
                 overlay = image_message(drawn, "rgb8", msg.header.stamp, frame_id)
-                self._overlay_pub.publish(overlay)
+                overlay_pub.publish(overlay)
                 outcome.outputs["detections/image"] = overlay
         self._finish(outcome)
 
-    def _compute(self, msg: Image) -> tuple[FrameOutcome, np.ndarray | None]:
+    def _compute(self, msg: Any) -> tuple[FrameOutcome, np.ndarray | None]:
         stamp_ns, frame_id = stamp_to_ns(msg.header.stamp), msg.header.frame_id
         try:
             rgb = image_to_rgb(msg, self.param("max_image_side"))
@@ -128,7 +159,7 @@ class DetectionNode(FrameNode):
             self.health.problem("failed_inference", f"detection inference failed: {exc}", ERROR)
             return FrameOutcome(self.get_name(), stamp_ns, frame_id, "failed", str(exc)), None
         fields = detection_array_fields(detections, msg.header.stamp, frame_id)
-        if self._detections_pub is not None:
+        if self._vision_msgs:
             from vision_msgs.msg import Detection2DArray
 
             array = fill_message(Detection2DArray(), fields)

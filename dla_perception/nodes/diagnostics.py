@@ -1,9 +1,10 @@
 """EngineManager statistics -> diagnostic statuses, following diagnostic_updater's conventions.
 
 `DiagnosticsReport` is pure (dicts in, dicts out) so it is tested without ROS; `diagnostic_array` turns its
-output into a diagnostic_msgs/DiagnosticArray. Status names are `dla_perception: core <core>` and
-`dla_perception: engine <model>@<core>`, hardware_id the core; keys are those of design.md and stay stable
-because dashboards key on them.
+output into a diagnostic_msgs/DiagnosticArray. Status names are diagnostic_updater's `<node>: <task>`:
+`<node>: core <core>` and `<node>: engine <model>@<core>`, where `<node>` is the publishing node's name (or
+its fully qualified name with `diagnostic_updater.use_fqn`), hardware_id the core; keys are those of
+design.md and stay stable because dashboards and diagnostic_aggregator analyzers key on them.
 """
 
 from __future__ import annotations
@@ -64,17 +65,18 @@ class DiagnosticsReport:
         self._previous: dict[str, tuple[int, ...]] = {}
 
     def statuses(
-        self, statistics: Mapping[str, Any], placements: Sequence[Mapping[str, Any]]
+        self, statistics: Mapping[str, Any], placements: Sequence[Mapping[str, Any]], prefix: str = PREFIX
     ) -> list[Status]:
+        """One status per core in use, per requested-but-absent core, per engine; named `<prefix>: ...`."""
         statuses = [
-            self._status(f"{PREFIX}: core {core}", core, core, values)
+            self._status(f"{prefix}: core {core}", core, core, values)
             for core, values in sorted(statistics.get("cores", {}).items())
         ]
         reported = {status.hardware_id for status in statuses}
-        statuses.extend(self._fallback_statuses(placements, reported))
+        statuses.extend(self._fallback_statuses(placements, reported, prefix))
         for key, values in sorted(statistics.get("engines", {}).items()):
             core = str(values.get("core", key.rpartition("@")[2]))
-            status = self._status(f"{PREFIX}: engine {key}", core, key, values)
+            status = self._status(f"{prefix}: engine {key}", core, key, values)
             status.values["engines"] = key
             for extra in ("model", "core", "precision", *ENGINE_HEALTH_KEYS):
                 if extra in values:
@@ -122,7 +124,8 @@ class DiagnosticsReport:
         return status
 
     @staticmethod
-    def _fallback_statuses(placements: Sequence[Mapping[str, Any]], reported: set[str]) -> list[Status]:
+    def _fallback_statuses(placements: Sequence[Mapping[str, Any]], reported: set[str],
+                           prefix: str = PREFIX) -> list[Status]:
         """WARN for each requested core that is absent, naming the core used instead."""
         absent: dict[str, list[str]] = {}
         for placement in placements:
@@ -137,7 +140,7 @@ class DiagnosticsReport:
         for core, notes in sorted(absent.items()):
             if core in reported:  # present but a model could not use it: its core status carries the rest
                 continue
-            status = Status(name=f"{PREFIX}: core {core}", hardware_id=core)
+            status = Status(name=f"{prefix}: core {core}", hardware_id=core)
             for item in CORE_KEYS + EXTRA_KEYS:
                 status.values[item] = "" if item == "engines" else "0"
             status.values["fallback"] = "; ".join(notes)

@@ -15,13 +15,14 @@ from typing import Any
 from std_srvs.srv import Trigger
 
 from dla_perception.nodes.base import PerceptionNode, open_engine_manager, share_path, spin_node
-from dla_perception.nodes.diagnostics import ERROR, PREFIX, WARN, Status
+from dla_perception.nodes.diagnostics import ERROR, WARN, Status
 from dla_perception.nodes.parameters import ENGINE_MANAGER
 from dla_perception.tools.doctor.power import PowerRails
 
 
 class EngineManagerNode(PerceptionNode):
     PARAMETERS = ENGINE_MANAGER
+    STATUS_TASK = "manager"
 
     def __init__(self, *, manager: Any = None, **node_kwargs: Any) -> None:
         self._power = PowerRails()  # INA3221 rails in watts where the board has them (docs/doctor.md)
@@ -30,11 +31,29 @@ class EngineManagerNode(PerceptionNode):
         self._reload_lock = threading.Lock()
         self.create_service(Trigger, "~/reload", self._on_reload)
         self.create_service(Trigger, "~/describe", self._on_describe)
-        self._log_placements()
+        self._start()
 
     def add_manager_listener(self, listener: Callable[[Any], None]) -> None:
-        """Call `listener(new_manager)` after every successful reload."""
+        """Call `listener(new_manager)` after every successful reload (None: the engines were released)."""
         self._listeners.append(listener)
+
+    # -- lifecycle: the engines are built at configure, released at cleanup --------------------------------
+    def _configure(self, strict: bool) -> str | None:
+        reason = super()._configure(strict)
+        if reason is None:
+            self._log_placements()
+            self._notify(self.manager)
+        return reason
+
+    def _cleanup(self) -> None:
+        had = self.manager is not None
+        super()._cleanup()
+        if had:
+            self._notify(None)
+
+    def _notify(self, manager: Any) -> None:
+        for listener in list(self._listeners):
+            listener(manager)
 
     @property
     def engines_file(self) -> str:
@@ -55,6 +74,8 @@ class EngineManagerNode(PerceptionNode):
         """Re-read engines_file; switch to the new manager only if it loaded completely (or the running
         one is incomplete too). Returns (switched, message)."""
         with self._reload_lock:
+            if self.manager is None:
+                return False, f"not reloaded: the node is {self.lifecycle_state()} (configure it first)"
             manager, problems = open_engine_manager(self.param("engines_file"))
             if problems and not self._manager_problems:
                 manager.close()
@@ -70,8 +91,7 @@ class EngineManagerNode(PerceptionNode):
                 self.health.clear_condition(key)
             for problem in problems:
                 self.health.set_condition(f"engines:{problem}", WARN, problem)
-            for listener in list(self._listeners):
-                listener(manager)
+            self._notify(manager)
             if owned and previous is not manager:
                 previous.close()
             self.health.count("reloads")
@@ -91,7 +111,10 @@ class EngineManagerNode(PerceptionNode):
 
     def describe(self) -> dict[str, Any]:
         """The manager's description plus where it came from and what could not be loaded."""
-        return {"engines_file": self.engines_file, "problems": self.problems, **self.manager.describe()}
+        manager = self.manager
+        described = manager.describe() if manager is not None else {"models": {}, "engines": {}}
+        return {"engines_file": self.engines_file, "problems": self.problems,
+                "lifecycle_state": self.lifecycle_state(), **described}
 
     def _on_describe(self, request: Any, response: Any) -> Any:
         try:
@@ -104,12 +127,15 @@ class EngineManagerNode(PerceptionNode):
     # -- diagnostics --------------------------------------------------------------------------------------
     def diagnostic_statuses(self) -> list[Status]:
         """This node's status, one per core in use (or requested and absent), one per engine, power rails."""
-        statuses = [self.health.status(f"dla_perception: {self.get_name()}", self.get_fully_qualified_name())]
+        statuses = [self.health.status(self.status_name(self.STATUS_TASK), self.hardware_id())]
+        statuses[0].values["lifecycle_state"] = self.lifecycle_state()
         manager = self.manager
-        if not manager.closed:
-            statuses.extend(self._report.statuses(manager.statistics(), manager.placements()))
+        if manager is not None and not manager.closed:
+            statuses.extend(self._report.statuses(manager.statistics(), manager.placements(),
+                                                  prefix=self.status_prefix()))
         if power := self._power.values():
-            statuses.append(Status(f"{PREFIX}: power", "ina3221", message="watts per rail", values=power))
+            statuses.append(Status(self.status_name("power"), "ina3221", message="watts per rail",
+                                   values=power))
         return statuses
 
 

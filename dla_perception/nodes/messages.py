@@ -13,23 +13,15 @@ import math
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from types import SimpleNamespace
 from typing import Any, Generic, TypeVar
 
 import numpy as np
 
-# Encodings an input image may have; everything is converted to RGB before it reaches a pipeline.
-SUPPORTED_ENCODINGS = ("rgb8", "bgr8", "mono8", "rgba8", "bgra8")
-_CHANNELS = {"rgb8": 3, "bgr8": 3, "mono8": 1, "rgba8": 4, "bgra8": 4}
-DEFAULT_MAX_IMAGE_SIDE = 8192  # DLA's own limit on any non-batch dimension
+from dla_perception.models import image_decode
 
-
-class BadInput(ValueError):
-    """A message the node rejects. `kind` is a stable short name used as a diagnostics counter key."""
-
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
+DEFAULT_MAX_IMAGE_SIDE = image_decode.DEFAULT_MAX_IMAGE_SIDE
+SUPPORTED_ENCODINGS = image_decode.SUPPORTED_ENCODINGS
+BadInput = image_decode.BadInput  # a ValueError with a `kind`; defined without ROS for the replay's use
 
 
 # --------------------------------------------------------------------------------------------- time
@@ -44,54 +36,12 @@ def ns_to_stamp_fields(stamp_ns: int) -> dict[str, int]:
 
 
 # --------------------------------------------------------------------------------------------- images
-def _check_dimensions(msg: Any, max_side: int) -> None:
-    height, width = int(msg.height), int(msg.width)
-    if height <= 0 or width <= 0:
-        raise BadInput("empty", f"image is empty ({width}x{height})")
-    if height > max_side or width > max_side:
-        raise BadInput("size", f"image {width}x{height} exceeds the limit of {max_side} pixels per side")
-
-
-def image_to_array(msg: Any, max_side: int = DEFAULT_MAX_IMAGE_SIDE) -> tuple[np.ndarray, str]:
-    """sensor_msgs/Image -> (HxWxC or HxW uint8 array in the message's encoding, encoding).
-
-    Validates encoding, dimensions, step (row padding is allowed and stripped) and data length, because a
-    driver that gets any of them wrong would otherwise make numpy raise deep inside a pipeline.
-    """
-    from rosbags.image import message_to_cvimage
-
-    encoding = str(msg.encoding)
-    if encoding not in _CHANNELS:
-        raise BadInput(
-            "encoding", f"unsupported encoding {encoding!r} (supported: {', '.join(SUPPORTED_ENCODINGS)})"
-        )
-    _check_dimensions(msg, max_side)
-    height, width, step = int(msg.height), int(msg.width), int(msg.step)
-    row_bytes = width * _CHANNELS[encoding]
-    if step < row_bytes:
-        raise BadInput("step", f"step {step} is smaller than width*channels = {row_bytes} for {encoding}")
-    if step > 2 * row_bytes + 64:
-        raise BadInput("step", f"step {step} is implausible for {width} {encoding} pixels ({row_bytes} B)")
-    data = np.frombuffer(msg.data, dtype=np.uint8) if len(msg.data) else np.zeros(0, np.uint8)
-    expected = step * height
-    if data.size < expected:
-        raise BadInput("truncated", f"image data has {data.size} bytes, step*height needs {expected}")
-    if data.size > expected:
-        raise BadInput("truncated", f"image data has {data.size} bytes, more than step*height = {expected}")
-    rows = data.reshape(height, step)[:, :row_bytes]
-    compact = SimpleNamespace(
-        encoding=encoding, height=height, width=width, is_bigendian=0, step=row_bytes,
-        data=np.ascontiguousarray(rows).reshape(-1),
-    )
-    return np.asarray(message_to_cvimage(compact)), encoding
-
-
 def image_to_rgb(msg: Any, max_side: int = DEFAULT_MAX_IMAGE_SIDE) -> np.ndarray:
-    """sensor_msgs/Image in any supported encoding -> HxWx3 uint8 RGB (may share the message's memory)."""
-    from rosbags.image.image import convert_color
+    """sensor_msgs/Image (any encoding of SUPPORTED_ENCODINGS) or CompressedImage -> HxWx3 uint8 RGB.
 
-    pixels, encoding = image_to_array(msg, max_side)
-    return np.ascontiguousarray(convert_color(pixels, encoding, "rgb8"))
+    The decoding is dla_perception.models.image_decode's, the same the replay uses.
+    """
+    return image_decode.decode_any(msg, max_side)
 
 
 def image_message(pixels: np.ndarray, encoding: str, stamp: Any = None, frame_id: str = "") -> Any:
@@ -109,6 +59,43 @@ def image_message(pixels: np.ndarray, encoding: str, stamp: Any = None, frame_id
     msg.step = int(pixels.strides[0])
     data = array.array("B")
     data.frombytes(memoryview(pixels).cast("B"))  # one copy, ten times faster than via bytes
+    msg.data = data
+    return msg
+
+
+def point_cloud_message(points: np.ndarray, stamp: Any, frame_id: str) -> Any:
+    """[N, 3] float32 points -> an unorganised sensor_msgs/PointCloud2 with fields x, y, z (float32)."""
+    from sensor_msgs.msg import PointCloud2, PointField
+
+    packed = np.ascontiguousarray(points, dtype="<f4").reshape(-1, 3)
+    msg = PointCloud2()
+    msg.header.stamp, msg.header.frame_id = stamp, frame_id
+    msg.height, msg.width = 1, int(packed.shape[0])
+    msg.fields = [PointField(name=name, offset=4 * index, datatype=PointField.FLOAT32, count=1)
+                  for index, name in enumerate("xyz")]
+    msg.is_bigendian = False
+    msg.point_step, msg.row_step = 12, 12 * int(packed.shape[0])
+    msg.is_dense = True  # every point is finite
+    data = array.array("B")
+    data.frombytes(packed.tobytes() if packed.size == 0 else memoryview(packed).cast("B"))
+    msg.data = data
+    return msg
+
+
+def occupancy_grid_message(grid: np.ndarray, resolution_m: float, origin_xy: tuple[float, float], stamp: Any,
+                           frame_id: str) -> Any:
+    """[rows (y), columns (x)] int8 grid -> nav_msgs/OccupancyGrid, origin in `frame_id` at z = 0."""
+    from nav_msgs.msg import OccupancyGrid
+
+    msg = OccupancyGrid()
+    msg.header.stamp, msg.header.frame_id = stamp, frame_id
+    msg.info.map_load_time = stamp
+    msg.info.resolution = float(resolution_m)
+    msg.info.height, msg.info.width = (int(n) for n in grid.shape)
+    msg.info.origin.position.x, msg.info.origin.position.y = (float(v) for v in origin_xy)
+    msg.info.origin.orientation.w = 1.0
+    data = array.array("b")
+    data.frombytes(np.ascontiguousarray(grid, dtype=np.int8).tobytes())
     msg.data = data
     return msg
 

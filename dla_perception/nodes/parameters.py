@@ -87,10 +87,11 @@ def ground_problem(camera_height_m: float, ground_clearance_m: float) -> str | N
 INPUT_QOS_CHOICES = ("sensor_data", "reliable", "system_default")
 
 
-def input_qos_choice(value: str) -> str | None:
-    if str(value).lower() in INPUT_QOS_CHOICES:
-        return None
-    return f"must be one of {', '.join(INPUT_QOS_CHOICES)}, got {value!r}"
+def one_of(*choices: str) -> Validator:
+    def check(value: str) -> str | None:
+        return None if value in choices else f"must be one of {', '.join(choices)}, got {value!r}"
+
+    return check
 
 
 def threshold_or_model_default(value: float) -> str | None:
@@ -107,23 +108,43 @@ COMMON = (
     ParamSpec("max_image_side", 4096, "Images wider or taller than this are rejected as absurd.",
               int_range=(16, 8192)),
 )
+LIFECYCLE = ParamSpec(
+    "lifecycle", False, "true: a managed node that waits unconfigured for a lifecycle manager (configure "
+    "builds the engines, activate subscribes); false: it configures and activates itself at start.",
+    read_only=True)
+USE_FQN = ParamSpec(
+    "diagnostic_updater.use_fqn", False, "Name /diagnostics statuses after the node's fully qualified name "
+    "(/front/engine_manager: core dla0) instead of its name (engine_manager: core dla0), as "
+    "diagnostic_updater's parameter of that name does; two graphs in two namespaces then stay apart.",
+    read_only=True)
 
-ENGINE_MANAGER = (COMMON[0], COMMON[1])
+ENGINE_MANAGER = (COMMON[0], COMMON[1], USE_FQN, LIFECYCLE)
 
-# Of the nodes that take camera input (nodes/qos.py); per-topic qos_overrides.* apply on top.
-INPUT_QOS = ParamSpec(
-    "input_qos", "sensor_data", "QoS of the image and camera_info subscriptions: sensor_data (best effort, "
-    "depth 5, as camera drivers publish), reliable (depth 5: what a camera in another process needs for "
-    "large images over Fast DDS), system_default. qos_overrides.<topic>.subscription.<policy> parameters "
-    "override single policies on top of it.", read_only=True, validate=input_qos_choice,
-    constraints=" | ".join(INPUT_QOS_CHOICES))
+IMAGE_TRANSPORTS = ("raw", "compressed")
+# What a node with camera inputs adds: how images arrive and the rate below which diagnostics warn.
+INPUTS = (
+    ParamSpec("image_transport", "raw", "raw: sensor_msgs/Image on each image topic; compressed: "
+              "sensor_msgs/CompressedImage (jpeg, png) on <image topic>/compressed, as image_transport's "
+              "compressed plugin publishes it (the remapped topic plus /compressed).", read_only=True,
+              validate=one_of(*IMAGE_TRANSPORTS), constraints="raw or compressed"),
+    ParamSpec("expected_rate_hz", 0.0, "Input frames per second the camera should deliver; diagnostics "
+              "WARN while the measured rate is below it. 0: no rate check.", float_range=(0.0, 1000.0)),
+    # QoS of the camera inputs (nodes/qos.py); per-topic qos_overrides.* apply on top.
+    ParamSpec("input_qos", "sensor_data", "QoS of the image and camera_info subscriptions: sensor_data "
+              "(best effort, depth 5, as camera drivers publish), reliable (depth 5: what a camera in "
+              "another process needs for large images over Fast DDS's defaults), system_default. "
+              "qos_overrides.<topic>.subscription.<policy> parameters override single policies on top of it.",
+              read_only=True, validate=one_of(*INPUT_QOS_CHOICES), constraints=" | ".join(INPUT_QOS_CHOICES)),
+)
 
 MAX_PLANES = 32
 MIN_CAMERA_HEIGHT_M = 0.05
 GROUND_PARAMETERS = ("camera_height_m", "camera_pitch_deg", "ground_clearance_m")
 PROXIMITY = (
     *COMMON,
-    INPUT_QOS,
+    USE_FQN,
+    LIFECYCLE,
+    *INPUTS,
     ParamSpec("planes_m", [0.75, 1.0, 1.5, 2.0, 3.0], "Distances (m) of the disparity planes to test; any "
               f"number up to {MAX_PLANES}.", validate=finite_positive_list(MAX_PLANES),
               constraints="finite, positive, distinct"),
@@ -147,11 +168,30 @@ PROXIMITY = (
     ParamSpec("ground_clearance_m", 0.1, "With ground handling on, only surface more than this (m) above "
               "the floor is an obstacle; raise it to absorb body pitch and an uneven floor.",
               float_range=(0.0, 2.0), validate=finite, constraints="below camera_height_m"),
+    ParamSpec("mount_check_tolerance_m", 0.1, "With ground handling on, diagnostics WARN when the floor the "
+              "network sees is not where the mount puts it, within this many metres of camera height (two "
+              "more head queries per frame). 0: no check.", float_range=(0.0, 1.0)),
+    ParamSpec("points_plane_m", 0.0, "proximity/points holds the obstacle pixels of the alert mask (0), or "
+              "those whose depth level is at or nearer than this distance (m), floor excluded.",
+              float_range=(0.0, 100.0)),
+    ParamSpec("points_stride", 4, "proximity/points takes one pixel per stride x stride block.",
+              int_range=(1, 64)),
+    ParamSpec("occupancy_frame", "", "Frame of proximity/occupancy: the floor under the left camera, x "
+              "ahead, y left, z up. Empty: the camera frame id + '_footprint'. Needs ground handling on.",
+              read_only=True),
+    ParamSpec("occupancy_resolution_m", 0.05, "proximity/occupancy cell size (m).", float_range=(0.005, 1.0),
+              read_only=True),
+    ParamSpec("occupancy_length_m", 4.0, "proximity/occupancy extent ahead of the camera (m).",
+              float_range=(0.1, 100.0), read_only=True),
+    ParamSpec("occupancy_width_m", 4.0, "proximity/occupancy extent across, centred on the camera (m).",
+              float_range=(0.1, 100.0), read_only=True),
 )
 
 DETECTION = (
     *COMMON,
-    INPUT_QOS,
+    USE_FQN,
+    LIFECYCLE,
+    *INPUTS,
     ParamSpec("model", "", "Detection model description (YAML, design.md format). Empty: the installed "
               "models/detector/detector.yaml.", read_only=True),
     ParamSpec("engine_name", "", "Engine manager model name; empty: the ONNX file's stem (`detector` "

@@ -1,9 +1,10 @@
 """proximity_segmentation: stereo pair -> near mask, disparity planes image and nearest-obstacle range.
 
-Subscribes left/image_rect, right/image_rect, left/camera_info, right/camera_info; publishes
-proximity/mask (mono8, 255 = nearer than alert_distance_m), proximity/disparity (stereo_msgs/DisparityImage,
-built and sent only while someone subscribes) and proximity/range (sensor_msgs/Range), each with the left
-image's stamp and frame id.
+Subscribes left/image_rect, right/image_rect (or <topic>/compressed with image_transport: compressed),
+left/camera_info, right/camera_info; publishes proximity/mask (mono8, 255 = nearer than alert_distance_m),
+proximity/disparity (stereo_msgs/DisparityImage), proximity/range (sensor_msgs/Range), proximity/points
+(sensor_msgs/PointCloud2) and, with ground handling on, proximity/occupancy (nav_msgs/OccupancyGrid), each
+with the left image's stamp; frame ids are the left image's (the grid's: its footprint frame).
 
 With camera_height_m > 0 the pipeline gets a GroundModel (flat floor at that height and camera_pitch_deg):
 floor pixels are not obstacles in proximity/mask and proximity/range. Those parameters are dynamic: a change
@@ -17,11 +18,13 @@ import threading
 from typing import Any
 
 import numpy as np
-from sensor_msgs.msg import CameraInfo, Image, Range
+from nav_msgs.msg import OccupancyGrid
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2, Range
 from stereo_msgs.msg import DisparityImage
 
-from dla_perception.nodes.base import FrameNode, FrameOutcome, spin_node
-from dla_perception.nodes.diagnostics import ERROR, WARN
+from dla_perception.nodes.base import FrameOutcome, spin_node
+from dla_perception.nodes.diagnostics import ERROR, WARN, Status
+from dla_perception.nodes.frames import FrameNode
 from dla_perception.nodes.messages import (
     BadInput,
     StereoGeometry,
@@ -32,6 +35,18 @@ from dla_perception.nodes.messages import (
     stereo_geometry,
 )
 from dla_perception.nodes.parameters import GROUND_PARAMETERS, PROXIMITY, ground_problem, validate
+from dla_perception.nodes.proximity_outputs import (
+    OCCUPANCY,
+    POINTS,
+    FloorOutputs,
+    occupancy_frame,
+    static_transform_command,
+)
+from dla_perception.nodes.streams import StreamMonitor, image_input
+
+# sensor_msgs/Range defines only ULTRASOUND (0) and INFRARED (1), to tell what reflects the signal; a passive
+# stereo camera is neither. Its own value says so instead of claiming to be an infrared ranger (docs/ros.md).
+RADIATION_VISIBLE_PASSIVE = 2
 
 
 class ProximitySegmentationNode(FrameNode):
@@ -48,14 +63,50 @@ class ProximitySegmentationNode(FrameNode):
         self._geometry: StereoGeometry | None = None
         self._geometry_error: BadInput | None = None
         self._info_lock = threading.Lock()
+        self._stream = StreamMonitor(("left", "right"), expected_rate_hz=self.param("expected_rate_hz"))
+        self._floor = FloorOutputs()
+        self._grid = self._grid_spec()
+        self._warned_frame_ids: set[str] = set()
+        self._told_transform = False
+        self._output_publishers: dict[str, Any] = {}
+        self._start()
 
+    # -- inputs and outputs (lifecycle: outputs at configure, inputs at activate) ----------------------------
+    def _create_outputs(self) -> None:
+        types = {"proximity/mask": Image, "proximity/disparity": DisparityImage, "proximity/range": Range,
+                 POINTS: PointCloud2, OCCUPANCY: OccupancyGrid}
+        self._output_publishers = {topic: self.advertise_output(msg_type, topic)
+                                   for topic, msg_type in types.items()}
+
+    def _destroy_outputs(self) -> None:
+        for publisher in self._output_publishers.values():
+            self.destroy_lifecycle_publisher(publisher)
+        self._output_publishers = {}
+
+    def _create_inputs(self) -> list[Any]:
+        inputs = []
         for side in ("left", "right"):
-            self.subscribe_input(Image, f"{side}/image_rect", lambda msg, s=side: self._on_image(s, msg))
-            self.subscribe_input(CameraInfo, f"{side}/camera_info", lambda msg, s=side: self._on_info(s, msg))
-        self._mask_pub = self.advertise_output(Image, "proximity/mask")
-        self._disparity_pub = self.advertise_output(DisparityImage, "proximity/disparity")
-        self._range_pub = self.advertise_output(Range, "proximity/range")
-        self._warm_up()
+            image_type, topic = image_input(self, f"{side}/image_rect")
+            inputs.append(self.subscribe_input(image_type, topic, lambda msg, s=side: self._on_image(s, msg)))
+            inputs.append(self.subscribe_input(CameraInfo, f"{side}/camera_info",
+                                               lambda msg, s=side: self._on_info(s, msg)))
+        return inputs
+
+    @property
+    def _mask_pub(self) -> Any:  # the outputs tests and benchmarks wait for
+        return self._output_publishers.get("proximity/mask")
+
+    @property
+    def _disparity_pub(self) -> Any:
+        return self._output_publishers.get("proximity/disparity")
+
+    @property
+    def _range_pub(self) -> Any:
+        return self._output_publishers.get("proximity/range")
+
+    @property
+    def _occupancy_pub(self) -> Any:
+        return self._output_publishers.get(OCCUPANCY)
 
     # -- pipeline ---------------------------------------------------------------------------------------
     def _create_pipeline(self) -> Any:
@@ -92,6 +143,17 @@ class ProximitySegmentationNode(FrameNode):
             return self.get_parameter(name).value
         return next(spec.default for spec in self.PARAMETERS if spec.name == name)
 
+    def _grid_spec(self) -> Any:
+        """The occupancy grid's size from its (read-only) parameters; None, with a WARN, when unusable."""
+        from dla_perception.models.freespace import GridSpec
+
+        try:
+            return GridSpec(self.param("occupancy_resolution_m"), self.param("occupancy_length_m"),
+                            self.param("occupancy_width_m"))
+        except ValueError as exc:
+            self.health.set_condition("occupancy", WARN, f"proximity/occupancy off: {exc}")
+            return None
+
     def _on_set_parameters(self, parameters: Any) -> Any:
         """The base's per-parameter checks, plus camera height against floor clearance (across parameters)."""
         changes = {p.name: p.value for p in parameters}
@@ -109,6 +171,8 @@ class ProximitySegmentationNode(FrameNode):
     def _parameters_changed(self, values: dict[str, Any]) -> None:
         if "sync_slop_s" in values and hasattr(self, "_pairer"):  # called during declaration too
             self._pairer.slop_ns = int(values["sync_slop_s"] * 1e9)
+        if "expected_rate_hz" in values and hasattr(self, "_stream"):
+            self._stream.expected_rate_hz = float(values["expected_rate_hz"])
         if hasattr(self, "_ground") and any(name in values for name in GROUND_PARAMETERS):
             ground = self._ground_model(values)
             with self._manager_lock:
@@ -124,6 +188,23 @@ class ProximitySegmentationNode(FrameNode):
         """Forget pending images and the last pair's stamp (a replayed bag starting over)."""
         self._pairer.reset()
 
+    def diagnostic_statuses(self) -> list[Status]:
+        """The base statuses with this node's input stream second: counters, rates, pairing problems."""
+        statuses = super().diagnostic_statuses()
+        counters = self._pairer.counters
+        stream = self._stream.status(
+            self.status_name("input stereo"),
+            {"unpaired_images": counters.unpaired, "stream_restarts": counters.restarts,
+             "out_of_order": counters.out_of_order},
+            slop_s=self.param("sync_slop_s"),
+        )
+        medians = self._floor.monitor.medians()
+        if medians is not None:  # the mount check's evidence (docs/ros.md, "Is the mount right?")
+            statuses[0].values.update({"mount_floor_share": f"{medians.floor:.2f}",
+                                       "mount_beyond_share": f"{medians.beyond:.2f}",
+                                       "mount_nearer_share": f"{medians.above:.2f}"})
+        return [statuses[0], stream, *statuses[1:]]
+
     # -- inputs ------------------------------------------------------------------------------------------
     def _on_info(self, side: str, msg: CameraInfo) -> None:
         with self._info_lock:
@@ -138,9 +219,14 @@ class ProximitySegmentationNode(FrameNode):
                 self._geometry, self._geometry_error = None, exc
                 self.health.set_condition("camera_info", WARN, f"camera_info rejected: {exc}")
 
-    def _on_image(self, side: str, msg: Image) -> None:
-        self.health.count(f"images_{side}")
+    def _on_image(self, side: str, msg: Any) -> None:
         stamp_ns = stamp_to_ns(msg.header.stamp)
+        self._stream.image(side, stamp_ns, msg.header.frame_id)
+        if not msg.header.frame_id and side not in self._warned_frame_ids:
+            self._warned_frame_ids.add(side)  # once per side: the outputs then have no frame either
+            self.get_logger().warning(
+                f"{side} images have an empty header.frame_id: the outputs carry it on, so TF cannot place "
+                "them (RViz, costmaps). Set the camera driver's frame id.")
         try:
             pair = self._pairer.push(side, stamp_ns, msg)
         except BadInput as exc:
@@ -148,6 +234,7 @@ class ProximitySegmentationNode(FrameNode):
             return
         if pair is None:
             return
+        self._stream.paired()
         left_ns, left, right = pair
         with self._info_lock:
             geometry, geometry_error = self._geometry, self._geometry_error
@@ -162,7 +249,7 @@ class ProximitySegmentationNode(FrameNode):
         self._finish(self._rejected(stamp_ns, frame_id, error))
 
     # -- work (worker thread) ------------------------------------------------------------------------------
-    def _process(self, left_msg: Image, right_msg: Image, geometry: StereoGeometry) -> None:
+    def _process(self, left_msg: Any, right_msg: Any, geometry: StereoGeometry) -> None:
         """Runs on the worker; frees the slot before publishing so the next pair can start at once."""
         stamp_ns, frame_id = stamp_to_ns(left_msg.header.stamp), left_msg.header.frame_id
         try:
@@ -173,13 +260,13 @@ class ProximitySegmentationNode(FrameNode):
         finally:
             self._slot.release()
         if outcome.status == "published":
-            self._mask_pub.publish(outcome.outputs["proximity/mask"])
-            if "proximity/disparity" in outcome.outputs:
-                self._disparity_pub.publish(outcome.outputs["proximity/disparity"])
-            self._range_pub.publish(outcome.outputs["proximity/range"])
+            publishers = self._output_publishers
+            for topic, message in outcome.outputs.items():
+                if topic in publishers:
+                    publishers[topic].publish(message)
         self._finish(outcome)
 
-    def _compute(self, left_msg: Image, right_msg: Image, geometry: StereoGeometry) -> FrameOutcome:
+    def _compute(self, left_msg: Any, right_msg: Any, geometry: StereoGeometry) -> FrameOutcome:
         stamp_ns, frame_id = stamp_to_ns(left_msg.header.stamp), left_msg.header.frame_id
         try:
             max_side = self.param("max_image_side")
@@ -198,10 +285,12 @@ class ProximitySegmentationNode(FrameNode):
             return self._no_pipeline(stamp_ns, frame_id)
         roi = [int(v) for v in self.param("roi")]
         alert_distance_m = float(self.param("alert_distance_m"))
+        floors = self._floor.mount_floors(pipeline.ground, float(self.param("mount_check_tolerance_m")))
         try:
             result = pipeline.process(
                 left, right, "rgb8", geometry.projection_left, geometry.projection_right,
                 list(self.param("planes_m")), alert_distance_m, roi=tuple(roi) if any(roi) else None,
+                floors=floors,
             )
         except ValueError as exc:  # geometry, planes or roi that do not fit these images: the input's fault
             return self._rejected(stamp_ns, frame_id, BadInput("invalid", str(exc)))
@@ -209,7 +298,29 @@ class ProximitySegmentationNode(FrameNode):
             self.health.problem("failed_inference", f"proximity inference failed: {exc}", ERROR)
             return FrameOutcome(self.get_name(), stamp_ns, frame_id, "failed", str(exc))
         outputs = self._outputs(left_msg, geometry, result, roi, alert_distance_m)
+        outputs.update(self._floor_outputs(left_msg, geometry, result, pipeline.ground))
         return FrameOutcome(self.get_name(), stamp_ns, frame_id, "published", outputs=outputs, result=result)
+
+    def _floor_outputs(self, left_msg: Any, geometry: StereoGeometry, result: Any,
+                       ground: Any) -> dict[str, Any]:
+        """proximity/points and proximity/occupancy, and this frame's mount evidence."""
+        from dla_perception.models.proximity_geometry import StereoGeometry as CoreStereoGeometry
+
+        core = CoreStereoGeometry.from_projections(geometry.projection_left, geometry.projection_right)
+        ok, problem = self._floor.observe_mount(result, core)
+        if ok:
+            self.health.clear_condition("mount")
+        else:
+            self.health.set_condition("mount", WARN, problem)
+        names = ("alert_distance_m", "points_plane_m", "points_stride", "occupancy_frame")
+        values = {name: self.param(name) for name in names}
+        frame_id = left_msg.header.frame_id
+        if ground is not None and self._grid is not None and not self._told_transform:
+            self._told_transform = True
+            footprint = occupancy_frame(values["occupancy_frame"], frame_id)
+            self.get_logger().info(f"proximity/occupancy is in {footprint}; connect it to TF with: "
+                                   f"{static_transform_command(ground, frame_id or 'camera', footprint)}")
+        return self._floor.messages(result, core, ground, values, self._grid, left_msg.header.stamp, frame_id)
 
     def _rejected(self, stamp_ns: int, frame_id: str, error: BadInput) -> FrameOutcome:
         self.health.problem(f"rejected_{error.kind}", str(error))
@@ -219,14 +330,14 @@ class ProximitySegmentationNode(FrameNode):
                  alert_distance_m: float) -> dict[str, Any]:
         stamp, frame_id = left_msg.header.stamp, left_msg.header.frame_id
         height, width = result.alert_mask.shape
-        mask = image_message(result.alert_mask, "mono8", stamp, frame_id)
-        outputs = {"proximity/mask": mask}
-        if self._disparity_pub.get_subscription_count() > 0:  # 1.2 MB a frame: built only for a reader
-            outputs["proximity/disparity"] = self._disparity(result, geometry, stamp, frame_id)
+        outputs = {"proximity/mask": image_message(result.alert_mask, "mono8", stamp, frame_id)}
+        disparity_pub = self._output_publishers.get("proximity/disparity")
+        if disparity_pub is not None and disparity_pub.get_subscription_count() > 0:  # 1.2 MB: for a reader
+            outputs["proximity/disparity"] = _disparity(result, geometry, stamp, frame_id)
 
         distance = Range()
         distance.header.stamp, distance.header.frame_id = stamp, frame_id
-        distance.radiation_type = Range.INFRARED  # the closest of the two kinds to a camera
+        distance.radiation_type = RADIATION_VISIBLE_PASSIVE
         x1, _, x2, _ = roi if any(roi) else (0, 0, width, height)
         distance.field_of_view = float(2.0 * math.atan2((min(x2, width) - max(x1, 0)) / 2.0, geometry.fx))
         planes_m = [float(v) for v in result.planes_m] + [alert_distance_m]
@@ -237,21 +348,21 @@ class ProximitySegmentationNode(FrameNode):
         outputs["proximity/range"] = distance
         return outputs
 
-    @staticmethod
-    def _disparity(result: Any, geometry: StereoGeometry, stamp: Any, frame_id: str) -> DisparityImage:
-        height, width = result.level_image.shape
-        disparity = DisparityImage()
-        disparity.header.stamp, disparity.header.frame_id = stamp, frame_id
-        level = np.asarray(result.level_image, dtype=np.float32)  # float32 already: no copy
-        disparity.image = image_message(level, "32FC1", stamp, frame_id)
-        disparity.f = float(geometry.fx)
-        disparity.t = float(geometry.baseline_m)
-        disparity.valid_window.width, disparity.valid_window.height = width, height
-        planes_px = [float(v) for v in result.planes_px]
-        disparity.min_disparity = min(planes_px) if planes_px else 0.0
-        disparity.max_disparity = max(planes_px) if planes_px else 0.0
-        disparity.delta_d = 0.0  # levels are the configured planes, not a uniform step
-        return disparity
+
+def _disparity(result: Any, geometry: StereoGeometry, stamp: Any, frame_id: str) -> DisparityImage:
+    height, width = result.level_image.shape
+    disparity = DisparityImage()
+    disparity.header.stamp, disparity.header.frame_id = stamp, frame_id
+    level = np.asarray(result.level_image, dtype=np.float32)  # float32 already: no copy
+    disparity.image = image_message(level, "32FC1", stamp, frame_id)
+    disparity.f = float(geometry.fx)
+    disparity.t = float(geometry.baseline_m)
+    disparity.valid_window.width, disparity.valid_window.height = width, height
+    planes_px = [float(v) for v in result.planes_px]
+    disparity.min_disparity = min(planes_px) if planes_px else 0.0
+    disparity.max_disparity = max(planes_px) if planes_px else 0.0
+    disparity.delta_d = 0.0  # levels are the configured planes, not a uniform step
+    return disparity
 
 
 def _describe_ground(ground: Any) -> str:

@@ -40,16 +40,10 @@ class GraphError(Exception):
 
 
 def package_file(relative: str) -> Path:
-    """A file installed under share/dla_perception, else the source tree's copy."""
-    try:
-        from ament_index_python.packages import get_package_share_directory
+    """A file installed under share/dla_perception (ament index, else this prefix), else the source tree's."""
+    from dla_perception.share import share_path
 
-        candidate = Path(get_package_share_directory("dla_perception")) / relative
-        if candidate.exists():
-            return candidate
-    except Exception:  # not installed as a ROS package: use the source tree
-        pass
-    return Path(__file__).resolve().parents[2] / relative
+    return share_path(relative)
 
 
 @dataclass

@@ -17,8 +17,18 @@ def decode_image(image: object, encoding: str | None = None) -> np.ndarray:
     """The pixels of a sensor_msgs/Image (rosbags or rclpy object); `encoding` converts, e.g. "rgb8".
 
     Without `encoding`, the stored layout is kept (32FC1 stays float32, mono8 uint8, bgr8 three channels).
+    A camera image to "rgb8" is decoded as the nodes decode it (dla_perception.models.image_decode: every
+    driver encoding, 16-bit scaled to 8, CompressedImage too).
     """
     from rosbags.image import message_to_cvimage
+
+    if encoding == "rgb8":
+        from dla_perception.models.image_decode import BadInput, decode_any
+
+        try:
+            return decode_any(image)
+        except BadInput as exc:
+            raise ImageError(str(exc)) from exc
 
     try:
         pixels = message_to_cvimage(image, encoding) if encoding else message_to_cvimage(image)

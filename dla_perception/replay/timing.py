@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from dla_perception.runtime.engine import Engine, TensorSpec, create_engine
+from dla_perception.runtime.backends import create_engine
+from dla_perception.runtime.engine import Engine, TensorSpec
 
 
 @dataclass(frozen=True)

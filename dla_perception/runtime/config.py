@@ -20,13 +20,14 @@ from dla_perception.runtime.errors import EnginesConfigError
 PRECISIONS = ("fp32", "fp16", "int8")
 POLICIES = ("pinned", "round_robin", "least_loaded")
 DEFAULT_CACHE_DIR = "~/.cache/dla_perception/engines"
+DEFAULT_PLANS_TO_KEEP = 3  # per model and core; older plans are pruned (runtime/plan_cache.py)
 # A model without `deadline_ms` gets DEADLINE_BUDGET_FACTOR x the latency budget of the core a request runs
 # on (far above a healthy p90, which is WARN above the budget and ERROR above twice it), or
 # DEFAULT_DEADLINE_MS on a core without a budget.
 DEADLINE_BUDGET_FACTOR = 4.0
 DEFAULT_DEADLINE_MS = 1000.0
 
-_TOP_LEVEL_KEYS = {"cache_dir", "latency_budget_ms", "models"}
+_TOP_LEVEL_KEYS = {"cache_dir", "latency_budget_ms", "models", "plans_to_keep"}
 _MODEL_KEYS = {
     "onnx",
     "cores",
@@ -77,6 +78,7 @@ class EnginesConfig:
     models: dict[str, ModelSpec] = field(default_factory=dict)
     cache_dir: Path = field(default_factory=lambda: Path(DEFAULT_CACHE_DIR).expanduser())
     latency_budget_ms: dict[str, float] = field(default_factory=dict)
+    plans_to_keep: int = DEFAULT_PLANS_TO_KEEP
 
     def deadline_ms(self, spec: ModelSpec, core: str) -> float:
         """The deadline of `spec`'s requests on `core`: the model's own, else from the core's budget.
@@ -155,6 +157,9 @@ def parse_engines_config(document: Any, *, base_dir: Path, source: str = "engine
 
     cache_dir = _resolve(document.get("cache_dir") or DEFAULT_CACHE_DIR, base_dir)
     budgets = _parse_budgets(document.get("latency_budget_ms") or {}, source)
+    keep = document.get("plans_to_keep", DEFAULT_PLANS_TO_KEEP)
+    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
+        raise EnginesConfigError(f"{source}: 'plans_to_keep' must be an integer >= 1, got {keep!r}")
 
     models_doc = document.get("models") or {}
     if not isinstance(models_doc, Mapping):
@@ -165,7 +170,7 @@ def parse_engines_config(document: Any, *, base_dir: Path, source: str = "engine
         if require_files and not spec.onnx.is_file():
             raise EnginesConfigError(f"{source}: model '{name}': ONNX file not found: {spec.onnx}")
         models[spec.name] = spec
-    return EnginesConfig(models=models, cache_dir=cache_dir, latency_budget_ms=budgets)
+    return EnginesConfig(models=models, cache_dir=cache_dir, latency_budget_ms=budgets, plans_to_keep=keep)
 
 
 def _parse_model(name: str, entry: Any, base_dir: Path, source: str) -> ModelSpec:

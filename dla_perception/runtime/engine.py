@@ -1,23 +1,17 @@
-"""What every engine offers the manager, and the factory that picks a backend for a core.
+"""What every engine offers the manager: `Engine` and `TensorSpec`.
 
 An engine is one model made runnable on one core; it runs one request at a time (the manager's worker
-thread guarantees that). Backends: onnxruntime (cpu everywhere; gpu/dla through its CUDA or TensorRT
-execution providers when installed) and native TensorRT 10 (gpu, dla0, dla1).
+thread guarantees that). The backends implement it; `runtime.backends.create_engine` picks one for a
+core. This module imports no backend, so the dependency goes one way: backends -> engine.
 """
 
 from __future__ import annotations
 
 import abc
-import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from dla_perception.runtime.errors import EngineError
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -71,41 +65,3 @@ def tensorrt_importable() -> bool:
     except Exception:
         return False
     return hasattr(tensorrt, "Builder")
-
-
-def create_engine(
-    spec: Any,
-    core: str,
-    *,
-    cache_dir: Path | None = None,
-) -> Engine:
-    """Make `spec` (a ModelSpec) runnable on `core`, or raise EngineError saying why not.
-
-    cpu -> onnxruntime. gpu/dla -> native TensorRT when it imports, otherwise onnxruntime's CUDA
-    (gpu) or TensorRT (gpu, dla) execution provider when the installed onnxruntime has it.
-    """
-    from dla_perception.runtime.onnxruntime_engine import OnnxRuntimeEngine, onnxruntime_providers
-
-    if core == "cpu":
-        return OnnxRuntimeEngine(spec.onnx, model=spec.name, core="cpu",
-                                 intra_op_threads=spec.intra_op_threads)
-    reasons = []
-    if tensorrt_importable():
-        from dla_perception.runtime.tensorrt_engine import TensorRTEngine
-
-        try:
-            return TensorRTEngine.from_spec(spec, core, cache_dir=cache_dir)
-        except EngineError as exc:
-            reasons.append(f"TensorRT: {exc}")
-    else:
-        reasons.append("TensorRT: python module 'tensorrt' not importable")
-    providers = onnxruntime_providers()
-    if "TensorrtExecutionProvider" in providers or (core == "gpu" and "CUDAExecutionProvider" in providers):
-        try:
-            return OnnxRuntimeEngine(spec.onnx, model=spec.name, core=core, precision=spec.precision,
-                                     cache_dir=cache_dir, calibration_cache=spec.calibration_cache)
-        except EngineError as exc:
-            reasons.append(f"onnxruntime: {exc}")
-    else:
-        reasons.append(f"onnxruntime: no CUDA/TensorRT execution provider (has {', '.join(providers)})")
-    raise EngineError(f"cannot run '{spec.name}' on {core}: " + "; ".join(reasons))

@@ -29,9 +29,10 @@ from typing import Any
 import numpy as np
 
 from dla_perception.runtime import reporting
+from dla_perception.runtime.backends import create_engine
 from dla_perception.runtime.config import EnginesConfig, ModelSpec, load_engines_config, validate_model_spec
 from dla_perception.runtime.dispatch import ModelEntry, choose_core
-from dla_perception.runtime.engine import Engine, TensorSpec, create_engine
+from dla_perception.runtime.engine import Engine, TensorSpec
 from dla_perception.runtime.errors import (
     DeadlineExceeded,
     EngineError,
@@ -65,7 +66,7 @@ class EngineManager:
     """Thread-safe owner of a process's engines; use as a context manager or call close().
 
     `engine_factory(spec, core)` builds an engine or raises EngineError (default: onnxruntime/TensorRT
-    via runtime.engine.create_engine); it exists so other backends can be plugged in.
+    via runtime.backends.create_engine); it exists so other backends can be plugged in.
     """
 
     def __init__(
@@ -91,8 +92,8 @@ class EngineManager:
         self.initial_backoff_s = initial_backoff_s
         self.max_backoff_s = max_backoff_s
         self.close_timeout_s = close_timeout_s
-        self._factory = engine_factory or (lambda spec, core: create_engine(spec, core,
-                                                                            cache_dir=config.cache_dir))
+        self._factory = engine_factory or (lambda spec, core: create_engine(
+            spec, core, cache_dir=config.cache_dir, plans_to_keep=config.plans_to_keep))
         self._lock = threading.RLock()
         self._failover_lock = threading.Lock()
         self._models: dict[str, ModelEntry] = {}

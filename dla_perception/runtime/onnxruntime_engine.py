@@ -10,6 +10,7 @@ import numpy as np
 
 from dla_perception.runtime.engine import Engine, TensorSpec
 from dla_perception.runtime.errors import EngineError
+from dla_perception.runtime.plan_cache import warn_once
 
 # onnxruntime's type strings -> numpy dtypes (the element types a perception model uses).
 _ORT_DTYPES = {
@@ -34,6 +35,24 @@ def onnxruntime_providers() -> list[str]:
     except ImportError:
         return []
     return list(onnxruntime.get_available_providers())
+
+
+ORT_ISSUE_DLA_CORE = "microsoft/onnxruntime#26680"
+
+
+def refused_core(core: str) -> str | None:
+    """Why onnxruntime's TensorRT EP must not serve `core` (None when it may).
+
+    The EP sets `trt_dla_core` on the builder config only, never on the runtime that deserialises its
+    engines, so every cached engine runs on DLA core 0 whatever was asked (microsoft/onnxruntime#26680,
+    JetPack 6.2 / TensorRT 10.3; the fix, onnxruntime PR 28364, is not released): a "dla1" engine would
+    compete with dla0 while the manager reported dla1.
+    """
+    if core == "dla1":
+        return (f"onnxruntime's TensorRT execution provider cannot target dla1: it never sets the runtime's "
+                f"DLA core, so its engines run on DLA core 0 ({ORT_ISSUE_DLA_CORE}); use the native TensorRT "
+                "backend (python3-libnvinfer) for dla1")
+    return None
 
 
 def default_intra_op_threads() -> int:
@@ -97,8 +116,13 @@ class OnnxRuntimeEngine(Engine):
         available = onnxruntime_providers()
         if core == "cpu":
             return ["CPUExecutionProvider"], "CPUExecutionProvider"
+        reason = refused_core(core)
+        if reason:
+            raise EngineError(reason)
+        # CUDA between TensorRT and CPU: nodes the TensorRT EP declines run on the GPU, not the CPU.
+        cuda = [("CUDAExecutionProvider", {})] if "CUDAExecutionProvider" in available else []
         if core == "gpu" and "TensorrtExecutionProvider" not in available:
-            return [("CUDAExecutionProvider", {}), "CPUExecutionProvider"], "CUDAExecutionProvider"
+            return [*cuda, "CPUExecutionProvider"], "CUDAExecutionProvider"
         options: dict[str, Any] = {
             "trt_fp16_enable": precision in ("fp16", "int8"),
             "trt_int8_enable": precision == "int8",
@@ -109,10 +133,15 @@ class OnnxRuntimeEngine(Engine):
             options.update(trt_int8_calibration_table_name=str(calibration_cache),
                            trt_int8_use_native_calibration_table=True)
         if cache_dir is not None:
-            path = Path(cache_dir) / "onnxruntime-trt" / core
-            path.mkdir(parents=True, exist_ok=True)
-            options.update(trt_engine_cache_enable=True, trt_engine_cache_path=str(path))
-        return [("TensorrtExecutionProvider", options), "CPUExecutionProvider"], "TensorrtExecutionProvider"
+            path = Path(cache_dir).expanduser() / "onnxruntime-trt" / core
+            try:
+                path.mkdir(parents=True, exist_ok=True)
+                options.update(trt_engine_cache_enable=True, trt_engine_cache_path=str(path))
+            except OSError as exc:  # a broken cache folder costs rebuilds, not the engine
+                warn_once(path, "ort-cache", "onnxruntime's TensorRT engine cache %s is not usable (%s): "
+                          "engines are rebuilt at every start", path, exc)
+        providers = [("TensorrtExecutionProvider", options), *cuda, "CPUExecutionProvider"]
+        return providers, "TensorrtExecutionProvider"
 
     @staticmethod
     def _spec(arg: Any) -> TensorSpec:

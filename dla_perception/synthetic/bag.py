@@ -5,12 +5,17 @@ Each frame becomes five messages that share one header stamp: both rectified ima
 models (ROS stereo convention: the right P[0, 3] = -fx * B) and the ground-truth disparity of the left image
 (32FC1, pixels, 0 = unknown). Topic names are the perception nodes' subscription names (relative, as in
 docs/design.md); pass `namespace` to write them under one (e.g. "/stereo").
+
+A bag rendered with a known camera mount says so on /tf_static (transient local, as robots latch it): the
+left camera frame's `<frame>_footprint` child, the floor point under the camera (the frame the node's
+proximity/occupancy uses), whose transform holds the mount's height and pitch.
 """
 
 from __future__ import annotations
 
 import shutil
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +37,24 @@ TOPICS: dict[str, str] = {
 STORAGES = ("sqlite3", "mcap")
 DEFAULT_START_NS = 1_700_000_000_000_000_000  # a fixed, plausible wall-clock start: bags are reproducible
 BAG_VERSION = 9  # the rosbag2 metadata version ROS 2 Jazzy writes
+TF_STATIC = "/tf_static"
+TF_TYPE = "tf2_msgs/msg/TFMessage"
+
+
+@dataclass(frozen=True)
+class CameraMount:
+    """Where the left camera sits above the flat floor: its optical centre's height and its pitch (positive
+    = looking down). DEFAULT_MOUNT is the one config/robot.yaml ships, so the demo's floor is no obstacle."""
+
+    height_m: float = 0.5
+    pitch_deg: float = 5.0
+
+    def scene_options(self) -> dict[str, float]:
+        """The synthetic.scene options that render from this mount."""
+        return {"camera_height_m": self.height_m, "pitch_deg": self.pitch_deg}
+
+
+DEFAULT_MOUNT = CameraMount()
 
 
 def typestore():
@@ -49,12 +72,13 @@ def topic_name(name: str, namespace: str = "") -> str:
 def write_stereo_bag(path: str | Path, frames: Iterable[StereoFrame], camera: StereoCamera,
                      storage: str = "sqlite3", rate_hz: float = 10.0, frame_id: str = "camera_left",
                      start_ns: int = DEFAULT_START_NS, namespace: str = "",
-                     right_frame_id: str | None = None) -> Path:
+                     right_frame_id: str | None = None, mount: CameraMount | None = None) -> Path:
     """Write frames to a new rosbag2 at `path` (a directory; it must not exist) and return the path.
 
     Frame i is stamped start_ns + i / rate_hz; all five messages of a frame carry that stamp in their
     header and as their log time. The right camera's frame id defaults to frame_id with "left" replaced
-    by "right" (or "<frame_id>_right").
+    by "right" (or "<frame_id>_right"). `mount`: the mount the frames were rendered from, written on
+    /tf_static before the first frame.
     """
     from rosbags.rosbag2 import StoragePlugin, Writer
 
@@ -76,6 +100,10 @@ def write_stereo_bag(path: str | Path, frames: Iterable[StereoFrame], camera: St
     try:
         connections = {name: writer.add_connection(topic_name(name, namespace), msgtype, typestore=store)
                        for name, msgtype in TOPICS.items()}
+        if mount is not None:
+            tf = writer.add_connection(TF_STATIC, TF_TYPE, typestore=store, offered_qos_profiles=[_latched()])
+            transforms = mount_message(store, mount, start_ns, frame_id)
+            writer.write(tf, start_ns, store.serialize_cdr(transforms, TF_TYPE))
         for count, frame in enumerate(frames):
             if frame.left.shape[:2] != (camera.height, camera.width):
                 raise ValueError(f"frame {frame.index} is {frame.left.shape[1]}x{frame.left.shape[0]}, "
@@ -95,6 +123,50 @@ def write_stereo_bag(path: str | Path, frames: Iterable[StereoFrame], camera: St
         shutil.rmtree(path, ignore_errors=True)  # no half-written bag left behind (also on Ctrl-C)
         raise
     return path
+
+
+def mount_message(store, mount: CameraMount, stamp_ns: int, frame_id: str):
+    """tf2_msgs/TFMessage: `frame_id` -> `<frame_id>_footprint`, the transform the node's docs ask for."""
+    import math
+
+    from dla_perception.models.freespace import footprint_transform
+    from dla_perception.models.proximity_geometry import GroundModel
+
+    types = store.types
+    ground = GroundModel(mount.height_m, math.radians(mount.pitch_deg), 0.0)
+    (x, y, z), (qx, qy, qz, qw) = footprint_transform(ground)
+    transform = types["geometry_msgs/msg/Transform"](
+        translation=types["geometry_msgs/msg/Vector3"](x=x, y=y, z=z),
+        rotation=types["geometry_msgs/msg/Quaternion"](x=qx, y=qy, z=qz, w=qw),
+    )
+    stamped = types["geometry_msgs/msg/TransformStamped"](
+        header=_header(store, stamp_ns, frame_id), child_frame_id=f"{frame_id}_footprint",
+        transform=transform)
+    return types[TF_TYPE](transforms=[stamped])
+
+
+def read_mount(path: str | Path) -> CameraMount | None:
+    """The mount a synthetic bag was rendered from (its /tf_static footprint transform), or None."""
+    import math
+
+    for _, _, _, message in read_messages(path, [TF_STATIC]):
+        for stamped in message.transforms:
+            if stamped.child_frame_id.endswith("_footprint"):
+                t = stamped.transform.translation
+                pitch_deg = math.degrees(math.atan2(t.z, t.y))
+                return CameraMount(round(math.hypot(t.y, t.z), 6), round(pitch_deg, 6))
+    return None
+
+
+def _latched():
+    """The QoS /tf_static is offered with (transient local), so `ros2 bag play` latches it too."""
+    from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
+
+    never = QosTime(sec=0, nsec=0)
+    return Qos(history=QosHistory.KEEP_LAST, depth=1, reliability=QosReliability.RELIABLE,
+               durability=QosDurability.TRANSIENT_LOCAL, deadline=never, lifespan=never,
+               liveliness=QosLiveliness.AUTOMATIC, liveliness_lease_duration=never,
+               avoid_ros_namespace_conventions=False)
 
 
 def _header(store, stamp_ns: int, frame_id: str):

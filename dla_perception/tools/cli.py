@@ -20,6 +20,7 @@ SUBCOMMANDS = (
     "dla_perception.tools.detect",
     "dla_perception.tools.dla_check",
     "dla_perception.tools.make_bag",
+    "dla_perception.tools.quantize",
     "dla_perception.tools.replay",
     "dla_perception.tools.demo",
 )

@@ -70,7 +70,7 @@ def demo_bag(cache_dir: Path, seed: int, frames: int, width: int, height: int) -
     The bag is written to a temporary folder and moved into place, so an interrupted run never leaves a
     half-written bag that a later run would reuse.
     """
-    from dla_perception.synthetic.bag import write_stereo_bag
+    from dla_perception.synthetic.bag import DEFAULT_MOUNT, write_stereo_bag
     from dla_perception.synthetic.camera import StereoCamera
     from dla_perception.synthetic.scene import generate_sequence
 
@@ -81,7 +81,9 @@ def demo_bag(cache_dir: Path, seed: int, frames: int, width: int, height: int) -
     camera = StereoCamera().scaled(width, height)
     with tempfile.TemporaryDirectory(dir=cache_dir, prefix=".making-") as scratch:
         target = Path(scratch) / "bag"
-        write_stereo_bag(target, generate_sequence(seed, frames, camera), camera, storage="sqlite3")
+        # Rendered from the mount config/robot.yaml ships, so the shipped ground handling removes its floor.
+        frames_iter = generate_sequence(seed, frames, camera, **DEFAULT_MOUNT.scene_options())
+        write_stereo_bag(target, frames_iter, camera, storage="sqlite3", mount=DEFAULT_MOUNT)
         if path.exists():
             shutil.rmtree(path)
         target.rename(path)

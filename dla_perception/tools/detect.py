@@ -40,14 +40,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def default_model() -> Path:
     """The shipped detector: from the installed share folder, else from the source checkout."""
-    candidates = []
-    try:
-        from ament_index_python.packages import get_package_share_directory
+    from dla_perception.share import share_directories
 
-        candidates.append(Path(get_package_share_directory("dla_perception")) / DEFAULT_MODEL)
-    except Exception:  # not installed as a ROS package: the source tree is the next best place
-        pass
-    candidates.append(Path(__file__).resolve().parents[2] / DEFAULT_MODEL)
+    candidates = [directory / DEFAULT_MODEL for directory in share_directories()]
     for candidate in candidates:
         if candidate.is_file():
             return candidate
