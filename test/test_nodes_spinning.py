@@ -11,7 +11,7 @@ from conftest import ros_domain_id
 
 rclpy = pytest.importorskip("rclpy")
 
-from std_msgs.msg import Int32  # noqa: E402
+from sensor_msgs.msg import Range  # noqa: E402 - a message type package.xml declares
 from test_nodes import wait_until  # noqa: E402
 
 DOMAIN_ID = ros_domain_id(7)
@@ -27,24 +27,24 @@ def test_each_node_has_its_own_thread_and_a_raising_callback_stops_the_spinner_v
     threads: dict[str, str] = {}
     heard = threading.Event()
 
-    def on_message(msg: Int32) -> None:
+    def on_message(msg: Range) -> None:
         threads["listener"] = threading.current_thread().name
-        if msg.data == 2:
+        if msg.range == 2.0:
             raise RuntimeError("a bug in a callback")
         heard.set()
 
-    publisher = talker.create_publisher(Int32, "/spin_test", 10)
-    listener.create_subscription(Int32, "/spin_test", on_message, 10)
+    publisher = talker.create_publisher(Range, "/spin_test", 10)
+    listener.create_subscription(Range, "/spin_test", on_message, 10)
     talker.create_timer(0.05, lambda: threads.setdefault("talker", threading.current_thread().name))
     spinner = IsolatedSpinner([talker, listener], context).start()
     try:
         wait_until(lambda: publisher.get_subscription_count() > 0)
-        publisher.publish(Int32(data=1))
+        publisher.publish(Range(range=1.0))
         wait_until(heard.is_set)
         wait_until(lambda: "talker" in threads)
         assert threads == {"talker": "spin talker", "listener": "spin listener"}
         assert spinner.alive and not spinner.errors
-        publisher.publish(Int32(data=2))
+        publisher.publish(Range(range=2.0))
         wait_until(lambda: not spinner.alive)
         assert [str(e) for e in spinner.errors] == ["a bug in a callback"]
     finally:
