@@ -118,8 +118,8 @@ def main() -> None:
     from dla_perception.nodes.messages import image_message, stamp_to_ns
     from dla_perception.nodes.proximity import ProximitySegmentationNode
     from dla_perception.nodes.spinning import IsolatedSpinner
+    from dla_perception.runtime.backends import create_engine
     from dla_perception.runtime.config import load_engines_config
-    from dla_perception.runtime.engine import create_engine
     from dla_perception.runtime.manager import EngineManager
 
     load_start = os.getloadavg()
