@@ -84,7 +84,9 @@ def main() -> int:
             msg.header.stamp, msg.header.frame_id = stamp, "camera_left" if side == "left" else "camera_right"
             images[side].publish(msg)
         sent += 1
-        wait_until = time.monotonic() + 3.0  # lock-step: the next pair once this one is answered (or lost)
+        # Lock-step: the next pair once this one is answered (or lost). Longer than Fast DDS's 3 s heartbeat,
+        # after which a reliable sample that lost a fragment is repaired: else it arrives after the next pair.
+        wait_until = time.monotonic() + 6.0
         while seconds not in answered and time.monotonic() < min(wait_until, deadline):
             rclpy.spin_once(node, timeout_sec=0.02)
     end = time.monotonic() + 1.0

@@ -165,7 +165,14 @@ def test_live_nodes_declare_exactly_the_table_and_subscribe_to_the_graph_topics(
             try:
                 name = node.get_name()
                 declared = set(node._parameters) - {"use_sim_time", "start_type_description_service"}
+                qos_overrides = {p for p in declared if p.startswith("qos_overrides.")}  # rclpy declares them
+                declared -= qos_overrides
                 assert declared == {spec.name for spec in NODE_PARAMETERS[name]}
+                for entity in [*node.subscriptions, *node.publishers]:  # every one accepts QoS overrides
+                    kind = "subscription" if entity in node.subscriptions else "publisher"
+                    if entity.topic_name in ("/rosout", "/parameter_events", "/clock"):  # rclpy's own
+                        continue
+                    assert f"qos_overrides.{entity.topic_name}.{kind}.reliability" in qos_overrides, entity
                 for parameter in declared:
                     descriptor = node.describe_parameter(parameter)
                     assert descriptor.description and descriptor.type != 0, (name, parameter)

@@ -26,7 +26,6 @@ from onnx import TensorProto, helper
 
 rclpy = pytest.importorskip("rclpy")
 
-from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import QoSProfile, qos_profile_sensor_data  # noqa: E402
 
@@ -213,6 +212,7 @@ class Graph:
 
     def __init__(self, tmp: Path) -> None:
         from dla_perception.nodes.container import build_container
+        from dla_perception.nodes.spinning import IsolatedSpinner
 
         self.engines = build_models(tmp)
         self.context = rclpy.Context()
@@ -226,21 +226,17 @@ class Graph:
             Parameter("min_blob_px", value=200),
         ]
         self.container = build_container(context=self.context, parameter_overrides=self.overrides)
-        self.executor = MultiThreadedExecutor(num_threads=4, context=self.context)
         self.tester = rclpy.create_node("tester", context=self.context)
         self.extra_nodes = []
-        for node in (*self.container.nodes, self.tester):
-            self.executor.add_node(node)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.thread.start()
+        # Each node on its own executor thread, as the executables run them.
+        self.spinner = IsolatedSpinner([*self.container.nodes, self.tester], self.context).start()
 
     def add(self, node):
         self.extra_nodes.append(node)
-        self.executor.add_node(node)
-        return node
+        return self.spinner.add(node)
 
     def close(self) -> None:
-        self.executor.shutdown(timeout_sec=5.0)
+        self.spinner.shutdown()
         for node in self.extra_nodes:
             node.destroy_node()
         self.container.destroy()

@@ -9,7 +9,6 @@ absent.
 from __future__ import annotations
 
 import contextlib
-import threading
 
 import numpy as np
 import pytest
@@ -18,7 +17,6 @@ from conftest import REPO_ROOT, ros_domain_id
 
 rclpy = pytest.importorskip("rclpy")
 
-from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from test_nodes import Outcomes, Received, wait_until  # noqa: E402
@@ -49,19 +47,17 @@ def _proximity_graph(engines, camera, namespace: str, planes_m: list[float], ale
     from sensor_msgs.msg import CameraInfo, Image, Range
 
     from dla_perception.nodes.proximity import ProximitySegmentationNode
+    from dla_perception.nodes.spinning import IsolatedSpinner
 
     prefix = f"/{namespace}" if namespace else ""
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=DOMAIN_ID)
-    executor = MultiThreadedExecutor(num_threads=3, context=context)
     node = ProximitySegmentationNode(context=context, namespace=namespace, parameter_overrides=[
         Parameter("engines_file", value=str(engines)), Parameter("planes_m", value=planes_m),
         Parameter("alert_distance_m", value=alert_distance_m)])
     tester = rclpy.create_node("synthetic_source", context=context)
+    spinner = IsolatedSpinner([node, tester], context).start()
     try:
-        for item in (node, tester):
-            executor.add_node(item)
-        threading.Thread(target=executor.spin, daemon=True).start()
         images = {side: tester.create_publisher(Image, f"{prefix}/{side}/image_rect", qos_profile_sensor_data)
                   for side in ("left", "right")}
         infos = {side: tester.create_publisher(CameraInfo, f"{prefix}/{side}/camera_info",
@@ -84,7 +80,7 @@ def _proximity_graph(engines, camera, namespace: str, planes_m: list[float], ale
         wait_until(send_info)
         yield node, images, masks, ranges, Outcomes(node)
     finally:
-        executor.shutdown(timeout_sec=5.0)
+        spinner.shutdown()
         node.destroy_node()
         tester.destroy_node()
         rclpy.shutdown(context=context)
@@ -150,6 +146,7 @@ def test_detection_node_finds_planted_objects_with_the_shipped_detector(tmp_path
 
     from dla_perception.nodes.detection import DetectionNode
     from dla_perception.nodes.messages import image_message
+    from dla_perception.nodes.spinning import IsolatedSpinner
     from dla_perception.synthetic.scene import PlantedObject, generate_frame
 
     planted = [PlantedObject("person", 3.0), PlantedObject("box", 2.0, lateral_m=-1.0)]
@@ -159,15 +156,12 @@ def test_detection_node_finds_planted_objects_with_the_shipped_detector(tmp_path
                                                                "cores": ["cpu"]}}}))
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=DOMAIN_ID)
-    executor = MultiThreadedExecutor(num_threads=3, context=context)
     node = DetectionNode(context=context, parameter_overrides=[
         Parameter("engines_file", value=str(engines)),
         Parameter("model", value=str(DETECTOR / "detector.yaml"))])
     tester = rclpy.create_node("synthetic_camera", context=context)
+    spinner = IsolatedSpinner([node, tester], context).start()
     try:
-        for item in (node, tester):
-            executor.add_node(item)
-        threading.Thread(target=executor.spin, daemon=True).start()
         publisher = tester.create_publisher(Image, "/image", qos_profile_sensor_data)
         overlays = Received(tester, Image, "/detections/image")
         wait_until(lambda: publisher.get_subscription_count() > 0)
@@ -189,7 +183,7 @@ def test_detection_node_finds_planted_objects_with_the_shipped_detector(tmp_path
         assert (overlay.width, overlay.height, overlay.encoding) == (640, 480, "rgb8")
         assert overlay.header.frame_id == "camera_left"
     finally:
-        executor.shutdown(timeout_sec=5.0)
+        spinner.shutdown()
         node.destroy_node()
         tester.destroy_node()
         rclpy.shutdown(context=context)

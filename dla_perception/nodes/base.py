@@ -15,8 +15,6 @@ from typing import Any
 
 import rclpy.logging
 from lifecycle_msgs.msg import State
-from rclpy.node import Node
-from rclpy.qos import QoSProfile
 
 from dla_perception.nodes.diagnostics import (
     ERROR,
@@ -29,6 +27,8 @@ from dla_perception.nodes.diagnostics import (
 from dla_perception.nodes.health import Health
 from dla_perception.nodes.lifecycle import ManagedNode
 from dla_perception.nodes.parameters import ParamSpec, declare_all, validate
+from dla_perception.nodes.qos import OUTPUT_DEPTH, describe, input_profile, output_profile, overriding_options
+from dla_perception.nodes.spinning import spin_node, spin_nodes  # noqa: F401 - the executables' main()
 from dla_perception.share import share_path
 
 PACKAGE = "dla_perception"
@@ -128,11 +128,69 @@ class PerceptionNode(ManagedNode):
         self._manager_problems: list[str] = []
         self._manager: Any = None
         self._report = _report_for(None)
-        self._diagnostics = self.create_publisher(
-            _diagnostic_array_type(), DIAGNOSTICS_TOPIC, QoSProfile(depth=10)
-        )
+        self._diagnostics = self.advertise_output(_diagnostic_array_type(), DIAGNOSTICS_TOPIC, depth=10,
+                                                  lifecycle=False)
         period = self.param("diagnostics_period_s")
         self._diagnostics_timer = self.create_timer(period, self.publish_diagnostics)
+
+    # -- topics (QoS: nodes/qos.py) ------------------------------------------------------------------------
+    def subscribe_input(self, msg_type: type, topic: str, callback: Callable[[Any], None]) -> Any:
+        """A camera-input subscription: the `input_qos` profile, the user's qos_overrides on top."""
+        from rclpy.event_handler import SubscriptionEventCallbacks
+
+        events = SubscriptionEventCallbacks(incompatible_qos=self._incompatible_qos("subscription", topic),
+                                            use_default_callbacks=False)
+        return self._create_with_overrides(
+            "subscription", topic, lambda: input_profile(self.param("input_qos")),
+            lambda qos, **kw: self.create_subscription(msg_type, topic, callback, qos, event_callbacks=events,
+                                                       **kw))
+
+    def advertise_output(self, msg_type: type, topic: str, depth: int = OUTPUT_DEPTH,
+                         lifecycle: bool = True) -> Any:
+        """An output publisher (a lifecycle one unless `lifecycle` is False): reliable, keep_last `depth`,
+        the user's qos_overrides on top."""
+        from rclpy.event_handler import PublisherEventCallbacks
+
+        events = PublisherEventCallbacks(incompatible_qos=self._incompatible_qos("publisher", topic),
+                                         use_default_callbacks=False)
+        create = self.create_lifecycle_publisher if lifecycle else self.create_publisher
+        return self._create_with_overrides(
+            "publisher", topic, lambda: output_profile(depth),
+            lambda qos, **kw: create(msg_type, topic, qos, event_callbacks=events, **kw))
+
+    def _create_with_overrides(self, kind: str, topic: str, profile: Callable[[], Any],
+                               create: Callable[..., Any]) -> Any:
+        """`create(profile)` accepting qos_overrides.<topic>.<kind>.*; an unreadable override (a typo such as
+        `reliability: sometimes`) is an ERROR condition and the default profile is used, never a crash."""
+        try:
+            entity = create(profile(), qos_overriding_options=overriding_options())
+        except Exception as exc:  # rclpy raises RuntimeError, InvalidQosOverridesError, parameter errors
+            default = profile()
+            self.health.set_condition(
+                f"qos:{kind}:{topic}", ERROR,
+                f"qos_overrides of {kind} {self.resolve_topic_name(topic)} refused ({exc}); using "
+                f"{describe(default)}")
+            entity = create(default)
+        self.get_logger().debug(f"{kind} {entity.topic_name}: {describe(entity.qos_profile)}")
+        return entity
+
+    def _incompatible_qos(self, kind: str, topic: str) -> Callable[[Any], None]:
+        """The middleware's "incompatible QoS" event as a counted, logged WARN: no data flows on that link.
+
+        Only this event is watched (rclpy's defaults add a type-mismatch handler per topic too): each one
+        is a waitable the executor re-checks on every wake-up, i.e. CPU on every message.
+        """
+
+        def report(event: Any) -> None:
+            from rclpy.qos import qos_policy_name_from_kind
+
+            policy = qos_policy_name_from_kind(event.last_policy_kind)
+            self.health.problem(
+                "rejected_incompatible_qos",
+                f"{kind} {self.resolve_topic_name(topic)}: a peer with incompatible QoS ({policy}) was "
+                "discovered, no messages flow between them; see input_qos and qos_overrides (docs/ros.md)")
+
+        return report
 
     # -- parameters ------------------------------------------------------------------------------------
     def param(self, name: str) -> Any:
@@ -279,50 +337,3 @@ def _diagnostic_array_type() -> type:
     from diagnostic_msgs.msg import DiagnosticArray
 
     return DiagnosticArray
-
-
-def spin_nodes(build: Callable[[], tuple[Sequence[Node], Callable[[], None]]],
-               args: Sequence[str] | None = None) -> int:
-    """main() body of the executables: build the nodes, spin them until SIGINT/SIGTERM, clean up.
-
-    `build()` returns (nodes, destroy). The signals are handled here rather than by rclpy, so that the
-    executor stops and the nodes are destroyed while the context is still valid: destroying publishers
-    after rclpy's own handler has shut the context down crashes now and then (ros2/rclpy#178, #253).
-    """
-    import signal
-
-    import rclpy
-    from rclpy.executors import MultiThreadedExecutor
-    from rclpy.signals import SignalHandlerOptions
-
-    stop = threading.Event()
-    for signal_number in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signal_number, lambda *_: stop.set())
-    rclpy.init(args=list(args) if args is not None else None, signal_handler_options=SignalHandlerOptions.NO)
-    executor = MultiThreadedExecutor()
-    destroy: Callable[[], None] | None = None
-    try:
-        nodes, destroy = build()
-        for node in nodes:
-            executor.add_node(node)
-        spinner = threading.Thread(target=executor.spin, name="executor", daemon=True)
-        spinner.start()
-        while not stop.wait(0.2) and spinner.is_alive():
-            pass
-        executor.shutdown(timeout_sec=5.0)
-        spinner.join(timeout=5.0)
-    finally:
-        if destroy is not None:
-            destroy()
-        rclpy.try_shutdown()
-    return 0
-
-
-def spin_node(node_factory: Callable[[], Node], args: Sequence[str] | None = None) -> int:
-    """spin_nodes for one node."""
-
-    def build() -> tuple[list[Node], Callable[[], None]]:
-        node = node_factory()
-        return [node], node.destroy_node
-
-    return spin_nodes(build, args)

@@ -13,7 +13,6 @@ from typing import Any
 
 import cv2
 import numpy as np
-from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
 from dla_perception.nodes.base import FrameOutcome, share_path, spin_node
@@ -70,12 +69,11 @@ class DetectionNode(FrameNode):
 
     # -- inputs and outputs (lifecycle: outputs at configure, inputs at activate) ----------------------------
     def _create_outputs(self) -> None:
-        outputs = QoSProfile(depth=5)
-        self._overlay_pub = self.create_lifecycle_publisher(Image, "detections/image", outputs)
+        self._overlay_pub = self.advertise_output(Image, "detections/image")
         if self._vision_msgs:
             from vision_msgs.msg import Detection2DArray
 
-            self._detections_pub = self.create_lifecycle_publisher(Detection2DArray, "detections", outputs)
+            self._detections_pub = self.advertise_output(Detection2DArray, "detections")
 
     def _destroy_outputs(self) -> None:
         for publisher in (self._overlay_pub, self._detections_pub):
@@ -85,7 +83,13 @@ class DetectionNode(FrameNode):
 
     def _create_inputs(self) -> list[Any]:
         image_type, topic = image_input(self, "image")
-        return [self.create_subscription(image_type, topic, self._on_image, qos_profile_sensor_data)]
+        return [self.subscribe_input(image_type, topic, self._on_image)]
+
+    def _blank_run(self, pipeline: Any) -> None:
+        size = pipeline.description.input
+        blank = np.zeros((size.height, size.width, 3), np.uint8)
+        image_to_rgb(image_message(blank, "rgb8"))
+        pipeline.detect(blank, "rgb8")
 
     # -- pipeline ---------------------------------------------------------------------------------------
     def _create_pipeline(self) -> Any:

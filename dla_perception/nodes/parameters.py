@@ -84,6 +84,9 @@ def ground_problem(camera_height_m: float, ground_clearance_m: float) -> str | N
     return None
 
 
+INPUT_QOS_CHOICES = ("sensor_data", "reliable", "system_default")
+
+
 def one_of(*choices: str) -> Validator:
     def check(value: str) -> str | None:
         return None if value in choices else f"must be one of {', '.join(choices)}, got {value!r}"
@@ -126,6 +129,12 @@ INPUTS = (
               validate=one_of(*IMAGE_TRANSPORTS), constraints="raw or compressed"),
     ParamSpec("expected_rate_hz", 0.0, "Input frames per second the camera should deliver; diagnostics "
               "WARN while the measured rate is below it. 0: no rate check.", float_range=(0.0, 1000.0)),
+    # QoS of the camera inputs (nodes/qos.py); per-topic qos_overrides.* apply on top.
+    ParamSpec("input_qos", "sensor_data", "QoS of the image and camera_info subscriptions: sensor_data "
+              "(best effort, depth 5, as camera drivers publish), reliable (depth 5: what a camera in "
+              "another process needs for large images over Fast DDS's defaults), system_default. "
+              "qos_overrides.<topic>.subscription.<policy> parameters override single policies on top of it.",
+              read_only=True, validate=one_of(*INPUT_QOS_CHOICES), constraints=" | ".join(INPUT_QOS_CHOICES)),
 )
 
 MAX_PLANES = 32

@@ -3,9 +3,10 @@
 The nodes are the real ones (dla_perception.nodes), configured exactly as on a robot: the robot config
 (ROS parameters file) is handed to rcl with `--params-file`, `use_sim_time` is on, and the detection
 node's `image` input is remapped to the left camera for stereo bags, as robot.launch.py does; `-p`
-overrides come after the file, as with `ros2 run`. The context gets its own DDS domain so a replay never
-hears, or disturbs, a live robot or another replay. The engine manager comes from the caller (an
-engine_cache entry, possibly used by earlier replays of the same process); the graph never closes it.
+overrides come after the file, as with `ros2 run`. The context gets its own DDS domain and discovers no
+other process (ROS_AUTOMATIC_DISCOVERY_RANGE=OFF for its participant), so a replay never hears, or
+disturbs, a live robot or another replay. The engine manager comes from the caller (an engine_cache entry,
+possibly used by earlier replays of the same process); the graph never closes it.
 
 DDS domain ids: Fast DDS and Cyclone DDS derive UDP ports from the id (7400 + 250 * id + ...). Ids 0-101
 and 215-232 keep every port of a domain out of Linux's ephemeral range (32768-60999, which other
@@ -66,9 +67,7 @@ class PerceptionGraph:
     def __init__(self, mode: str, engines: CachedEngines, robot_config: Path | None,
                  selection: Sequence[str] | None = None, domain_id: int | None = None,
                  parameters: Sequence[str] = ()) -> None:
-        import rclpy
-        from rclpy.context import Context
-        from rclpy.signals import SignalHandlerOptions
+        from dla_perception.nodes.spinning import isolated_context
 
         self.mode = mode
         self.selection = _checked_selection(mode, selection)
@@ -79,10 +78,9 @@ class PerceptionGraph:
         self.problems: list[str] = list(engines.problems)
         self.nodes: list[GraphNode] = []
         self.drops_before = _drops(self.manager)
-        self.context = Context()
         self.domain_id = domain_id if domain_id is not None else private_domain_id()
-        rclpy.init(context=self.context, domain_id=self.domain_id,
-                   signal_handler_options=SignalHandlerOptions.NO)
+        # Deaf to every other process: foreign frames or outputs would break lock-step (issue 15).
+        self.context = isolated_context(self.domain_id)
         engines.target.log = self.run_log
         try:
             self._start_nodes(robot_config)

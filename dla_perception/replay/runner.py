@@ -89,28 +89,56 @@ class ReplayResult:
 
 
 class _Inbox:
-    """Outputs and node outcomes as they arrive from executor threads; the main thread waits on it."""
+    """Outputs and node outcomes as they arrive from executor threads; the main thread waits on it.
+
+    Lock-step means every frame is processed exactly once: a node dropping a frame (busy with another),
+    answering a frame twice or answering one the replay never sent (a foreign publisher) breaks that, and
+    is kept in `violations` for the run to fail loudly on.
+    """
 
     def __init__(self) -> None:
         self.cond = threading.Condition()
         self.messages: dict[int, dict[str, Received]] = {}
         self.outcomes: dict[int, dict[str, Any]] = {}
+        self.violations: list[str] = []
+        self.played: set[int] = set()  # stamps of the frames sent so far
+        self._seen: set[tuple[str, int]] = set()
 
     def add_message(self, received: Received) -> None:
         with self.cond:
+            key = (received.topic, received.stamp_ns)
+            if received.stamp_ns not in self.played:
+                self.violations.append(f"{received.topic} answered a frame the replay never sent (stamp "
+                                       f"{received.stamp_ns} ns)")
+            elif key in self._seen:
+                self.violations.append(f"{received.topic} answered the frame stamped {received.stamp_ns} ns "
+                                       "twice")
+            self._seen.add(key)
             self.messages.setdefault(received.stamp_ns, {})[received.topic] = received
             self.cond.notify_all()
 
     def add_outcome(self, node_name: str, outcome: Any) -> None:
-        if getattr(outcome, "status", None) == "dropped":
-            return  # lock-step never sends a frame while one is in flight; a drop is retried by nobody
         with self.cond:
-            self.outcomes.setdefault(outcome.stamp_ns, {})[node_name] = (outcome, time.perf_counter())
+            if outcome.stamp_ns not in self.played:
+                self.violations.append(f"{node_name} processed a frame the replay never sent (stamp "
+                                       f"{outcome.stamp_ns} ns, {outcome.status})")
+            elif outcome.status == "dropped":
+                self.violations.append(f"{node_name} dropped the frame stamped {outcome.stamp_ns} ns "
+                                       f"({outcome.reason})")
+            else:
+                self.outcomes.setdefault(outcome.stamp_ns, {})[node_name] = (outcome, time.perf_counter())
             self.cond.notify_all()
 
     def pop(self, stamp_ns: int) -> tuple[dict[str, Received], dict[str, Any]]:
         with self.cond:
             return self.messages.pop(stamp_ns, {}), self.outcomes.pop(stamp_ns, {})
+
+
+def lock_step_error(violations: list[str]) -> str:
+    return ("lock-step broken, results are not trustworthy: " + "; ".join(violations[:3])
+            + (f" (+{len(violations) - 3} more)" if len(violations) > 3 else "")
+            + ". The replay sends a frame only once every node answered the previous one and its graph "
+            "hears no other process, so this is a bug: please report it with the bag")
 
 
 def replay(options: ReplayOptions) -> ReplayResult:
@@ -140,10 +168,10 @@ def replay(options: ReplayOptions) -> ReplayResult:
 
 def _run(bag: bagmod.InputBag, cache: EngineCache, options: ReplayOptions
          ) -> tuple[dict, list[FrameRecord], RunLog, list[Overlay]]:
-    from rclpy.executors import MultiThreadedExecutor
+    from dla_perception.nodes.spinning import IsolatedSpinner
 
     output_path = options.out / OUTPUT_BAG_NAME
-    graph = output = player = executor = spinner = None
+    graph = output = player = spinner = None
     records: list[FrameRecord] = []
     error: str | None = None
     started_wall = time.perf_counter()
@@ -157,11 +185,7 @@ def _run(bag: bagmod.InputBag, cache: EngineCache, options: ReplayOptions
             add_listener = getattr(graph_node.node, "add_frame_listener", None)
             if add_listener is not None:
                 add_listener(lambda outcome, name=graph_node.name: inbox.add_outcome(name, outcome))
-        executor = MultiThreadedExecutor(num_threads=4, context=graph.context)
-        for node in [*graph.rcl_nodes(), player.node]:
-            executor.add_node(node)
-        spinner = threading.Thread(target=executor.spin, name="replay executor", daemon=True)
-        spinner.start()
+        spinner = IsolatedSpinner([*graph.rcl_nodes(), player.node], graph.context).start()
         player.wait_for_connections(graph, DISCOVERY_TIMEOUT_S)
 
         scorer = Scorer(graph, bag.has_ground_truth)
@@ -178,6 +202,9 @@ def _run(bag: bagmod.InputBag, cache: EngineCache, options: ReplayOptions
                 player.flush()
                 records.append(record)
                 progress.update(1)
+                if inbox.violations:
+                    error = lock_step_error(inbox.violations)
+                    break
                 if record.end_to_end_ms is not None:
                     progress.set_postfix_str(f"{record.end_to_end_ms:.0f} ms/frame", refresh=False)
         except bagmod.BagError as exc:
@@ -190,14 +217,14 @@ def _run(bag: bagmod.InputBag, cache: EngineCache, options: ReplayOptions
             error = ("the bag has no complete frame: no left/right image pair with the same header stamp "
                      "and camera_info on both sides" if bag.mode == "stereo" else "the bag has no image")
         time.sleep(STRAGGLER_WAIT_S if records else 0)  # optional outputs (overlay images) still in flight
+        if inbox.violations and error is None:
+            error = lock_step_error(inbox.violations)
         wall_s = time.perf_counter() - started_wall
         metrics = build_metrics(bag, graph, records, scorer, wall_s, error, output_path)
         pictures = worst.overlays(sorted(scorer.planes_m), scorer.planes_px, scorer.alert_distance_m)
     finally:
-        if executor is not None:
-            executor.shutdown(timeout_sec=5.0)
         if spinner is not None:
-            spinner.join(timeout=5.0)
+            spinner.shutdown()
         if player is not None:
             player.flush()
             player.destroy()
@@ -217,10 +244,12 @@ def _progress_bar(total: int, enabled: bool) -> Any:
 
 def _replay_frame(frame: bagmod.Frame, graph: PerceptionGraph, player: BagPlayer, inbox: _Inbox,
                   scorer: Scorer, options: ReplayOptions, worst: WorstFrames) -> FrameRecord:
+    with inbox.cond:
+        inbox.played.add(frame.stamp_ns)
     started = player.play(frame)
     deadline = time.monotonic() + options.frame_timeout_s
     with inbox.cond:
-        inbox.cond.wait_for(lambda: _answered(frame.stamp_ns, graph, player, inbox),
+        inbox.cond.wait_for(lambda: inbox.violations or _answered(frame.stamp_ns, graph, player, inbox),
                             timeout=max(0.0, deadline - time.monotonic()))
     messages, outcomes = inbox.pop(frame.stamp_ns)
     record = FrameRecord(frame.index, frame.stamp_ns)
