@@ -32,9 +32,19 @@ def _config(tmp_path: Path, **kwargs) -> EnginesConfig:
 
 
 def _head_inputs(seed: int = 0) -> dict[str, np.ndarray]:
+    import onnx
+
     rng = np.random.default_rng(seed)
-    shape = (4, 24, 60, 80)
-    return {name: rng.random(shape).astype(np.float32) for name in ("left_features", "right_shifted")}
+    graph = onnx.load(str(HEAD)).graph
+    shapes = {i.name: tuple(d.dim_value for d in i.type.tensor_type.shape.dim) for i in graph.input}
+    return {name: rng.random(shape).astype(np.float32) for name, shape in shapes.items()}
+
+
+def _head_output_shape() -> tuple[int, ...]:
+    import onnx
+
+    (output,) = onnx.load(str(HEAD)).graph.output
+    return tuple(d.dim_value for d in output.type.tensor_type.shape.dim)
 
 
 def _until(condition, seconds: float = 10.0) -> bool:
@@ -59,7 +69,7 @@ def test_a_hung_dla_task_makes_its_core_stuck_the_other_core_answers_and_a_probe
         cudla.double_state["hang"] = {0: hang}  # DLA core 0 stops answering
         started = time.monotonic()
         outputs = manager.infer("head", _head_inputs(1))  # pinned: dla0 first
-        assert time.monotonic() - started < 2.0 and outputs["near_probability"].shape == (4, 1, 60, 80)
+        assert time.monotonic() - started < 2.0 and outputs["near_probability"].shape == _head_output_shape()
         assert ("stuck", "dla0") in events
         health = manager.health()["head"]
         assert health["state"] == "degraded" and "dla0" in health["stuck"]
@@ -83,7 +93,7 @@ def test_without_libcudla_the_manager_falls_back_to_tensorrt_loudly(trt, tmp_pat
         (fallback,) = placement["fallbacks"]
         assert fallback["requested"] == fallback["used"] == "dla0" and fallback["backend"] == "tensorrt"
         assert "cuDLA refused, TensorRT used" in fallback["reason"] and reason in fallback["reason"]
-        assert manager.infer("head", _head_inputs())["near_probability"].shape == (4, 1, 60, 80)
+        assert manager.infer("head", _head_inputs())["near_probability"].shape == _head_output_shape()
         statistics = manager.statistics()
     assert "backend cuDLA refused, falling back to TensorRT" in caplog.text
     assert statistics["engines"]["head@dla0"]["backend_fallback"] == fallback["reason"]
