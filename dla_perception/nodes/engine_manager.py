@@ -17,7 +17,7 @@ from std_srvs.srv import Trigger
 from dla_perception.nodes.base import PerceptionNode, open_engine_manager, share_path, spin_node
 from dla_perception.nodes.diagnostics import ERROR, WARN, Status
 from dla_perception.nodes.parameters import ENGINE_MANAGER
-from dla_perception.tools.doctor.power import PowerRails
+from dla_perception.runtime.power import PowerRails
 
 
 class EngineManagerNode(PerceptionNode):
