@@ -64,8 +64,9 @@ class CapturingEngine:
     def __init__(self, inner) -> None:
         self.inner = inner
         self.capture: list | None = None
-        for name in ("model", "core", "precision", "backend"):
-            setattr(self, name, getattr(inner, name))
+
+    def __getattr__(self, name: str):  # model, core, backend, backend_fallback...: the engine's own
+        return getattr(self.inner, name)
 
     def input_specs(self):
         return self.inner.input_specs()
@@ -77,6 +78,11 @@ class CapturingEngine:
         if self.capture is not None:
             self.capture.append((self.inner, {k: np.array(v) for k, v in inputs.items()}))
         return self.inner.run(inputs)
+
+    def run_until(self, inputs, until):  # the manager's worker bounds every run by its deadline
+        if self.capture is not None:
+            self.capture.append((self.inner, {k: np.array(v) for k, v in inputs.items()}))
+        return self.inner.run_until(inputs, until)
 
     def describe(self):
         return self.inner.describe()
