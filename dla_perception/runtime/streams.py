@@ -81,6 +81,7 @@ class StreamState:
         self.window_s = window_s
         self.explicit = explicit  # named by its caller (diagnostics show only those), not a model's default
         self.entry_model = settings.entry_model
+        self.frame_id = ""  # the camera's frame, when a node has told it (what diagnostics name as hardware)
         self._lock = threading.Lock()
         self._created = time.monotonic()
         self._tat = 0.0  # GCRA theoretical arrival time of the next conforming entry request
@@ -161,7 +162,8 @@ class StreamState:
         achieved = len(recent) / span
         floor = self.settings.min_rate_hz
         return {
-            "stream": self.name, **asdict(self.settings), "entry_model": self.entry_model or "",
+            "stream": self.name, "frame_id": self.frame_id, **asdict(self.settings),
+            "entry_model": self.entry_model or "",
             "achieved_rate_hz": achieved, "delivered": delivered, "failed": failed, "submitted": submitted,
             **{f"dropped_{kind}": counts[kind] for kind in DROP_KINDS},
             "latency_p50_ms": p50, "latency_p99_ms": p99, "cores": cores,
@@ -217,13 +219,16 @@ class StreamView:
         self._manager = manager
         self.stream = stream
         self.state: StreamState = manager.streams.get(stream)
+        self.unscheduled = False  # True: requests go unnamed (a warm-up run is no frame of the stream)
 
     def infer(self, model: str, inputs: Mapping[str, np.ndarray], timeout: float | None = None, *,
               deadline: float | None = None) -> dict[str, np.ndarray]:
-        return self._manager.infer(model, inputs, timeout, stream=self.stream, deadline=deadline)
+        stream = None if self.unscheduled else self.stream
+        return self._manager.infer(model, inputs, timeout, stream=stream, deadline=deadline)
 
     def submit(self, model: str, inputs: Mapping[str, np.ndarray], *, deadline: float | None = None) -> Any:
-        return self._manager.submit(model, inputs, stream=self.stream, deadline=deadline)
+        stream = None if self.unscheduled else self.stream
+        return self._manager.submit(model, inputs, stream=stream, deadline=deadline)
 
     def rate_allows(self) -> bool:
         """Would a new frame pass the rate cap now? Lets a node skip decoding a frame the cap would drop."""

@@ -102,6 +102,9 @@ class Worker:
         return self._closed
 
     def load(self) -> int:
+        """Runs ahead of a new request here: on a gated core every model's (least_loaded compares cores)."""
+        if self.gate is not None:
+            return len(self._queue) + self.gate.busy + self.gate.waiting()
         return len(self._queue) + (self._running is not None)
 
     def queue_depth(self) -> int:
