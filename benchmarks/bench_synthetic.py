@@ -125,7 +125,8 @@ def main() -> None:
     cv2.setNumThreads(args.threads)
     from dla_perception.synthetic.camera import StereoCamera
     from dla_perception.synthetic.scene import generate_frame, generate_sequence
-    from dla_perception.synthetic.textures import TEXTURE_VARIANTS, TILE_KINDS, texture_pool
+    from dla_perception.synthetic.texture_atlas import TEXTURE_VARIANTS, texture_pool
+    from dla_perception.synthetic.textures import TILE_KINDS
 
     results = {}
     comparison = None

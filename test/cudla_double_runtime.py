@@ -90,6 +90,12 @@ class _Stream:
             self.work.task_done()
 
 
+# The driver owns device and pinned memory until cudaFree/cudaFreeHost (or process exit), not the Python
+# module that handed it out: work still queued on a stream (a copy after a task that hung past its test)
+# writes into it after the test has dropped its double.
+_DRIVER_MEMORY: dict[int, np.ndarray] = {}
+
+
 def make_runtime(num_devices: int = 1) -> types.ModuleType:
     """A fresh `cuda.bindings.runtime` stand-in; its `double_state` records allocations, streams and ops."""
     module = types.ModuleType("cuda.bindings.runtime")
@@ -104,6 +110,7 @@ def make_runtime(num_devices: int = 1) -> types.ModuleType:
         memory = np.zeros(int(size) + 256, np.uint8)
         pointer = (memory.ctypes.data + 255) & ~255
         allocations[pointer] = (kind, memory[pointer - memory.ctypes.data:][:size])
+        _DRIVER_MEMORY[pointer] = memory
         return cudaError_t.cudaSuccess, pointer
 
     def owner(pointer: int, count: int) -> str | None:
@@ -136,6 +143,7 @@ def make_runtime(num_devices: int = 1) -> types.ModuleType:
         if entry is None or entry[0] != kind:
             return (cudaError_t.cudaErrorInvalidValue,)
         del allocations[int(pointer)]
+        _DRIVER_MEMORY.pop(int(pointer), None)
         state["freed"] += 1
         return (cudaError_t.cudaSuccess,)
 

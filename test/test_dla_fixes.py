@@ -9,7 +9,8 @@ from onnx import helper
 from test_dla_rules import X, make_model, weights
 
 from dla_perception.dla import analyze
-from dla_perception.dla.fixes import fix_model, split_overlapping, split_window
+from dla_perception.dla.fix_pooling import split_overlapping, split_window
+from dla_perception.dla.fixes import fix_model
 from dla_perception.dla.verify import compare
 
 

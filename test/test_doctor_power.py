@@ -6,7 +6,7 @@ import pytest
 from conftest import ros_domain_id
 from doctor_fixtures import recorded_system, scenario
 
-from dla_perception.tools.doctor.power import PowerRails, discover_rails, read_rails
+from dla_perception.runtime.power import LiveSysfs, PowerRails, discover_rails, read_rails
 from dla_perception.tools.doctor.system import System
 
 RAILS_AGX = {"VDD_GPU_SOC_w": "10.589", "VDD_CPU_CV_w": "3.200", "VIN_SYS_5V0_w": "5.039",
@@ -50,7 +50,7 @@ def test_a_reader_that_raises_never_reaches_the_node() -> None:
 
     healthy = scenario("agx_orin_jp6_maxn_root")
     rails = PowerRails(healthy)
-    rails._system = System(boom, healthy.run, healthy.list_dir, healthy.env)
+    rails._reader = System(boom, healthy.run, healthy.list_dir, healthy.env)
     assert rails.values() == {}
     assert PowerRails(System(boom, healthy.run, healthy.list_dir, {})).rails == []
 
@@ -75,3 +75,27 @@ def test_engine_manager_node_publishes_a_power_status(monkeypatch: pytest.Monkey
         rclpy.shutdown(context=context)
     power = statuses["engine_manager: power"]
     assert power.level == 0 and power.hardware_id == "ina3221" and power.values == RAILS_AGX
+
+
+def test_the_live_reader_reads_a_sysfs_tree(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """LiveSysfs, the node's reader off the doctor: files and folders on disk, absent ones as None / []."""
+    from dla_perception.runtime import power
+
+    hwmon = tmp_path / "ina3221" / "1-0040" / "hwmon" / "hwmon3"
+    hwmon.mkdir(parents=True)
+    (tmp_path / "ina3221" / "uevent").write_text("DRIVER=ina3221\n")
+    for name, text in {"in1_label": "VDD_GPU_SOC\n", "in1_input": "19136\n", "curr1_input": "553\n",
+                       "in2_label": "NC\n", "in3_label": "VDD_CPU_CV\n", "in3_input": "oops\n"}.items():
+        (hwmon / name).write_text(text)
+    reader = LiveSysfs()
+    assert reader.list_dir(str(tmp_path / "ina3221")) == ["1-0040", "uevent"]
+    absent = str(tmp_path / "absent")
+    assert reader.list_dir(absent) == [] and reader.read_file(absent) is None
+    assert reader.read_int(absent) is None
+    assert reader.read_file(str(hwmon)) is None  # a folder
+    assert reader.read_int(str(hwmon / "in1_input")) == 19136
+    assert reader.read_int(str(hwmon / "in3_input")) is None  # not a number
+    monkeypatch.setattr(power, "INA3221_DRIVER", str(tmp_path / "ina3221"))
+    rails = PowerRails(reader)
+    assert [r.name for r in rails.rails] == ["VDD_GPU_SOC", "VDD_CPU_CV"]
+    assert rails.values() == {"VDD_GPU_SOC_w": f"{19.136 * 0.553:.3f}"}

@@ -235,8 +235,15 @@ def test_points_and_occupancy_carry_stamp_and_frames(bench) -> None:
 
 
 def test_without_ground_handling_there_is_no_grid(bench) -> None:
+    from nav_msgs.msg import OccupancyGrid
+    from sensor_msgs.msg import PointCloud2
+
     node = bench.proximity("flat", Parameter("camera_height_m", value=0.0))
     camera = Camera(bench, node, {side: f"/flat/{side}/image_rect" for side in ("left", "right")})
+    Received(bench.tester, PointCloud2, "/flat/proximity/points")  # read: built only for a reader
+    Received(bench.tester, OccupancyGrid, "/flat/proximity/occupancy")
+    wait_until(lambda: node._occupancy_pub.get_subscription_count() > 0
+               and node._output_publishers["proximity/points"].get_subscription_count() > 0)
     outcomes = Outcomes(node)
     seconds = next(_seconds)
     camera.send(*raw_pair("rgb8", seconds))

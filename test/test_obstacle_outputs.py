@@ -106,6 +106,17 @@ def test_occupancy_marks_the_wall_and_the_floor_before_it() -> None:
                        FloorProjection(GEOMETRY, MOUNT, WIDTH, HEIGHT), spec)
 
 
+@pytest.mark.parametrize("wanted", [set(), {"proximity/points"}, {"proximity/occupancy"},
+                                    {"proximity/points", "proximity/occupancy"}])
+def test_only_the_outputs_someone_reads_are_built(wanted) -> None:
+    from dla_perception.nodes.proximity_outputs import FloorOutputs
+
+    values = {"alert_distance_m": 1.0, "points_plane_m": 4.0, "points_stride": 2, "occupancy_frame": ""}
+    spec = GridSpec(resolution_m=0.1, length_m=4.0, width_m=2.0)
+    built = FloorOutputs().messages(made_up_result(), GEOMETRY, MOUNT, values, spec, None, "camera", wanted)
+    assert set(built) == wanted
+
+
 def test_grid_spec_refuses_nonsense() -> None:
     for values in [(0.0, 4.0, 4.0), (0.05, -1.0, 4.0), (0.001, 100.0, 100.0)]:
         with pytest.raises(ValueError):

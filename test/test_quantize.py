@@ -200,3 +200,25 @@ def _iou(a, b) -> float:
     x1, y1, x2, y2 = max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])
     inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
     return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+@pytest.mark.parametrize(("machine", "flags", "saturate"), [
+    ("x86_64", "fpu avx2 fma", True),
+    ("x86_64", "fpu avx2 avx512f avx512_vnni", False),
+    ("x86_64", "fpu avx2 avx_vnni", False),
+    ("aarch64", "fp asimd asimddp", False),
+])
+def test_int8_q_dq_runs_unfused_only_where_the_fused_kernels_saturate(monkeypatch, tmp_path, machine, flags,
+                                                                     saturate):
+    import platform
+
+    from dla_perception.runtime import onnxruntime_engine
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
+    monkeypatch.setattr(onnxruntime_engine, "CPUINFO", cpuinfo)
+    monkeypatch.setattr(platform, "machine", lambda: machine)
+    assert onnxruntime_engine.int8_kernels_saturate() is saturate
+    int8 = onnxruntime_engine.OnnxRuntimeEngine(PROXIMITY / "head_int8.onnx", core="cpu")
+    fp32 = onnxruntime_engine.OnnxRuntimeEngine(PROXIMITY / "head.onnx", core="cpu")
+    assert int8.qdq_unfused is saturate and not fp32.qdq_unfused

@@ -11,9 +11,11 @@ import cv2
 import numpy as np
 import pytest
 
+from dla_perception.synthetic.arrays import Scratch, lookup
 from dla_perception.synthetic.camera import StereoCamera
 from dla_perception.synthetic.scene import generate_sequence
-from dla_perception.synthetic.textures import TILE_KINDS, Scratch, TextureAtlas, lookup, tile_mips
+from dla_perception.synthetic.texture_atlas import TextureAtlas, tile_mips
+from dla_perception.synthetic.textures import TILE_KINDS
 
 SMALL = StereoCamera().scaled(160, 120)
 REPO = Path(__file__).resolve().parents[1]
@@ -133,10 +135,10 @@ def test_freed_memory_stays_in_the_process_instead_of_page_faulting_back():
 
 def test_shading_below_the_open_sky_band_by_band_changes_nothing(monkeypatch):
     """A view with open sky may be shaded in bands of columns from their first non-sky row: same bytes."""
-    import dla_perception.synthetic.scene as scene
+    import dla_perception.synthetic.shading as shading
 
     def drive(worth_skipping: float):
-        monkeypatch.setattr(scene, "SKY_WORTH_SKIPPING", worth_skipping)
+        monkeypatch.setattr(shading, "SKY_WORTH_SKIPPING", worth_skipping)
         return list(generate_sequence(7, 2, SMALL, photometric=False))
 
     banded, whole = drive(0.0), drive(2.0)  # always in bands / never
@@ -150,7 +152,7 @@ def test_the_atlas_fourth_channel_is_the_grain_repeated_at_every_level():
     """The grain rides in the alpha channel (one read for colour and grain): GRAIN_FREQUENCY periods per
     tile side at every mip level, centred on the middle grey; it varies within a period at full resolution
     (smaller levels average it away)."""
-    from dla_perception.synthetic.textures import _PAD, GRAIN_FREQUENCY
+    from dla_perception.synthetic.texture_atlas import _PAD, GRAIN_FREQUENCY
 
     for level, image in enumerate(tile_mips("asphalt", 3, 64)):
         grain = image[_PAD:-_PAD, _PAD:-_PAD, 3].astype(np.int16)
@@ -168,7 +170,7 @@ def test_the_texture_pool_draws_each_variant_once_into_its_own_cell():
     never drawn twice (a second scene asking for it again reads the same cell)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from dla_perception.synthetic.textures import TEXTURE_VARIANTS, TexturePool
+    from dla_perception.synthetic.texture_atlas import TEXTURE_VARIANTS, TexturePool
 
     pool = TexturePool(32)
     requests = [("bricks", 2), ("paving", 0), ("bricks", 2), ("clouds", TEXTURE_VARIANTS - 1)] * 8
@@ -190,7 +192,8 @@ def test_the_texture_pool_draws_each_variant_once_into_its_own_cell():
 
 def test_the_box_slab_test_finds_the_first_face_each_ray_meets():
     """Against the plain way, ray by ray: every face plane, the nearest crossing inside its square."""
-    from dla_perception.synthetic.render import NEAR_M, _hit_unit_box
+    from dla_perception.synthetic.intersections import _hit_unit_box
+    from dla_perception.synthetic.scene_model import NEAR_M
 
     rng = np.random.default_rng(3)
     for origin in ([0.2, -3.0, 2.5], [-2.0, 0.5, -0.3], [1.5, 1.5, 1.5], [0.0, 0.0, -4.0]):

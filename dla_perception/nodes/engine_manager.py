@@ -18,7 +18,7 @@ from dla_perception.nodes.base import PerceptionNode, open_engine_manager, share
 from dla_perception.nodes.camera_streams import stream_statuses
 from dla_perception.nodes.diagnostics import ERROR, WARN, Status
 from dla_perception.nodes.parameters import ENGINE_MANAGER
-from dla_perception.tools.doctor.power import PowerRails
+from dla_perception.runtime.power import PowerRails
 
 
 class EngineManagerNode(PerceptionNode):

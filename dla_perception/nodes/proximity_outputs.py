@@ -69,15 +69,21 @@ class FloorOutputs:
             return self._projection
 
     def messages(self, result: Any, geometry: StereoGeometry, ground: GroundModel | None,
-                 values: dict[str, Any], grid: GridSpec | None, stamp: Any, frame_id: str) -> dict[str, Any]:
-        """proximity/points always; proximity/occupancy with a grid spec and a ground model (the floor)."""
+                 values: dict[str, Any], grid: GridSpec | None, stamp: Any, frame_id: str,
+                 wanted: set[str] | frozenset[str] = frozenset((POINTS, OCCUPANCY))) -> dict[str, Any]:
+        """proximity/points, and proximity/occupancy with a grid spec and a ground model (the floor), of
+        those in `wanted` (the topics someone reads)."""
         height, width = result.alert_mask.shape
         stride = int(values["points_stride"])
+        outputs: dict[str, Any] = {}
+        if not wanted & {POINTS, OCCUPANCY}:
+            return outputs
         projection = self.projection(geometry, ground, width, height, stride) if ground is not None else None
-        points = obstacle_points(result, geometry, alert_distance_m=float(values["alert_distance_m"]),
-                                 plane_m=float(values["points_plane_m"]), stride=stride, floor=projection)
-        outputs = {POINTS: point_cloud_message(points, stamp, frame_id)}
-        if projection is not None and grid is not None:
+        if POINTS in wanted:
+            points = obstacle_points(result, geometry, alert_distance_m=float(values["alert_distance_m"]),
+                                     plane_m=float(values["points_plane_m"]), stride=stride, floor=projection)
+            outputs[POINTS] = point_cloud_message(points, stamp, frame_id)
+        if OCCUPANCY in wanted and projection is not None and grid is not None:
             cells = occupancy_grid(result, depth_levels(result), projection, grid)
             frame = occupancy_frame(values["occupancy_frame"], frame_id)
             outputs[OCCUPANCY] = occupancy_grid_message(cells, grid.resolution_m, grid.origin, stamp, frame)

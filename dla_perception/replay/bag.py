@@ -19,6 +19,7 @@ from dla_perception.replay.images import ImageError, decode_image
 from dla_perception.replay.messages import typestore
 
 IMAGE = "sensor_msgs/msg/Image"
+COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
 CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
 
 LEFT_IMAGE = "left/image_rect"
@@ -30,6 +31,8 @@ MONO_IMAGE = "image"
 
 STEREO_TOPICS = {LEFT_IMAGE: IMAGE, RIGHT_IMAGE: IMAGE, LEFT_INFO: CAMERA_INFO, RIGHT_INFO: CAMERA_INFO}
 INPUT_TYPES = {**STEREO_TOPICS, GROUND_TRUTH: IMAGE, MONO_IMAGE: IMAGE}
+# Camera images may be recorded as image_transport's compressed plugin publishes them (`<topic>/compressed`).
+CAMERA_IMAGES = (LEFT_IMAGE, RIGHT_IMAGE, MONO_IMAGE)
 
 # How many stamps a stereo frame may wait for its partner image before it is given up as unpaired.
 PAIRING_WINDOW = 32
@@ -109,9 +112,30 @@ class InputBag:
         self.connections = {}  # node topic -> [connections]
         for connection in self._reader.connections:
             self.connections.setdefault(self._node_topic(connection.topic), []).append(connection)
+        self._fold_compressed()
         self.ground_truth_topic, self.ground_truth_detected = self._ground_truth(ground_truth)
         self.mode = "stereo" if LEFT_IMAGE in self.connections else "mono"
         self._check_topics()
+        self.image_transport = self._image_transport()
+
+    def _fold_compressed(self) -> None:
+        """`left/image_rect/compressed` (CompressedImage) stands for `left/image_rect` when the raw topic is
+        absent: the graph then subscribes it with `image_transport: compressed`."""
+        for topic in CAMERA_IMAGES:
+            compressed = topic + "/compressed"
+            if topic not in self.connections and compressed in self.connections:
+                self.connections[topic] = self.connections.pop(compressed)
+
+    def _image_transport(self) -> str:
+        """"compressed" when the camera images are CompressedImage, "raw" when Image; never a mix (the
+        nodes take one image_transport for both sides)."""
+        types = {topic: self.connections[topic][0].msgtype
+                 for topic in CAMERA_IMAGES if topic in self.connections}
+        if len(set(types.values())) > 1:
+            listed = ", ".join(f"{topic} ({msgtype})" for topic, msgtype in types.items())
+            raise BagError(f"bag {self.path} mixes raw and compressed camera images ({listed}); the nodes "
+                           "take one image_transport for both")
+        return "compressed" if COMPRESSED_IMAGE in types.values() else "raw"
 
     def _node_topic(self, bag_topic: str) -> str:
         name = bag_topic.strip("/")
@@ -162,8 +186,9 @@ class InputBag:
 
     def _check_topics(self) -> None:
         for topic, expected in INPUT_TYPES.items():
+            allowed = {expected, COMPRESSED_IMAGE} if topic in CAMERA_IMAGES else {expected}
             for connection in self.connections.get(topic, []):
-                if connection.msgtype != expected:
+                if connection.msgtype not in allowed:
                     raise BagError(
                         f"topic {connection.topic} has type {connection.msgtype}, the graph needs {expected}"
                         + self._remap_hint()

@@ -66,10 +66,11 @@ class PerceptionGraph:
 
     def __init__(self, mode: str, engines: CachedEngines, robot_config: Path | None,
                  selection: Sequence[str] | None = None, domain_id: int | None = None,
-                 parameters: Sequence[str] = ()) -> None:
+                 parameters: Sequence[str] = (), image_transport: str = "raw") -> None:
         from dla_perception.nodes.spinning import isolated_context
 
         self.mode = mode
+        self.image_transport = image_transport  # the bag's camera images: raw or compressed
         self.selection = _checked_selection(mode, selection)
         self.overrides = parse_parameters(parameters)
         self.run_log = RunLog()
@@ -98,6 +99,8 @@ class PerceptionGraph:
         for target, name, value in self.overrides:  # after the file, as `ros2 run ... -p` would be
             if target in (None, node_name):
                 arguments += ["-p", f"{name}:={value}"]
+        if node_name != "engine_manager":  # the bag's images decide, as the camera driver would
+            arguments += ["-p", f"image_transport:={self.image_transport}"]
         arguments += ["-p", "use_sim_time:=true"]  # last: the bag's clock always rules
         for source, target in remaps.items():
             arguments += ["-r", f"{source}:={target}"]

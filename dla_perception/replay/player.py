@@ -40,7 +40,7 @@ class BagPlayer:
         from rclpy.node import Node
         from rclpy.qos import QoSProfile, ReliabilityPolicy
         from rosgraph_msgs.msg import Clock
-        from sensor_msgs.msg import CameraInfo, Image
+        from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
         self.node = Node("replay", context=graph.context)
         self.output, self.inbox = output, inbox
@@ -58,7 +58,15 @@ class BagPlayer:
         self.clock = self.node.create_publisher(Clock, "/clock", reliable)
         inputs = bagmod.STEREO_TOPICS if bag.mode == "stereo" else {bagmod.MONO_IMAGE: bagmod.IMAGE}
         classes = {bagmod.IMAGE: Image, bagmod.CAMERA_INFO: CameraInfo}
-        self.inputs = {topic: self.node.create_publisher(classes[msgtype], topic, reliable)
+        # Where each input goes: compressed camera images on `<topic>/compressed`, as image_transport does.
+        self.published_as = {topic: topic for topic in inputs}
+        if bag.image_transport == "compressed":
+            for topic in bagmod.CAMERA_IMAGES:
+                if topic in inputs:
+                    inputs = {**inputs, topic: bagmod.COMPRESSED_IMAGE}
+                    self.published_as[topic] = topic + "/compressed"
+            classes[bagmod.COMPRESSED_IMAGE] = CompressedImage
+        self.inputs = {topic: self.node.create_publisher(classes[msgtype], self.published_as[topic], reliable)
                        for topic, msgtype in inputs.items()}
         self.required: dict[str, list[str]] = {}  # node name -> output topics it publishes and we wait for
         self.subscriptions = []
@@ -123,8 +131,8 @@ class BagPlayer:
         with self.write_lock:
             self.log_time_of_stamp[frame.stamp_ns] = frame.log_time_ns
             self.current_log_time_ns = frame.log_time_ns
-            self.to_write += [(m.topic, m.msgtype, m.log_time_ns, m.raw) for m in frame.messages.values()
-                              if m.topic in self.recorded_inputs]
+            self.to_write += [(self.published_as.get(m.topic, m.topic), m.msgtype, m.log_time_ns, m.raw)
+                              for m in frame.messages.values() if m.topic in self.recorded_inputs]
         sec, nanosec = divmod(frame.stamp_ns, 1_000_000_000)
         started = time.perf_counter()
         self.clock.publish(Clock(clock=Time(sec=sec, nanosec=nanosec)))

@@ -177,7 +177,7 @@ def _run(bag: bagmod.InputBag, cache: EngineCache, options: ReplayOptions
     started_wall = time.perf_counter()
     try:
         graph = PerceptionGraph(bag.mode, cache.get(options.engines), options.robot_config, options.nodes,
-                                options.domain_id, options.parameters)
+                                options.domain_id, options.parameters, bag.image_transport)
         output = OutputBag(output_path, bag.storage)
         inbox = _Inbox()
         player = BagPlayer(graph, bag, output, inbox, options.with_inputs)

@@ -38,6 +38,7 @@ def onnxruntime_providers() -> list[str]:
 
 
 ORT_ISSUE_DLA_CORE = "microsoft/onnxruntime#26680"
+CPUINFO = Path("/proc/cpuinfo")
 
 
 def refused_core(core: str) -> str | None:
@@ -53,6 +54,32 @@ def refused_core(core: str) -> str | None:
                 f"DLA core, so its engines run on DLA core 0 ({ORT_ISSUE_DLA_CORE}); use the native TensorRT "
                 "backend (python3-libnvinfer) for dla1")
     return None
+
+
+def int8_kernels_saturate() -> bool:
+    """True on an x86 CPU without VNNI, where onnxruntime's fused int8 Conv/MatMul kernels (u8s8 through
+    AVX2's vpmaddubsw) saturate their 16-bit intermediate sums and lose accuracy ("saturation issue",
+    onnxruntime's quantization docs). VNNI CPUs and aarch64 (Jetson's dot-product kernels) do not."""
+    import platform
+
+    if platform.machine().lower() not in ("x86_64", "amd64", "i686", "i386"):
+        return False
+    try:
+        flags = next((line for line in CPUINFO.read_text().splitlines()
+                      if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return not {"avx512_vnni", "avx_vnni", "amx_int8"} & set(flags)
+
+
+def has_qdq_nodes(onnx_path: Path) -> bool:
+    try:
+        import onnx
+
+        graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    except Exception:
+        return False
+    return any(node.op_type in ("QuantizeLinear", "DequantizeLinear") for node in graph.node)
 
 
 def default_intra_op_threads() -> int:
@@ -89,12 +116,21 @@ class OnnxRuntimeEngine(Engine):
         self.core = core
         self.onnx_path = Path(onnx_path)
         options = onnxruntime.SessionOptions()
+        self.qdq_unfused = False
         options.log_severity_level = 3
         options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
         options.inter_op_num_threads = 1
         self.intra_op_threads = intra_op_threads or default_intra_op_threads()
         options.intra_op_num_threads = self.intra_op_threads
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        if core == "cpu" and int8_kernels_saturate() and has_qdq_nodes(self.onnx_path):
+            # Run Q/DQ as written (DequantizeLinear -> float op -> QuantizeLinear): the int8 model's own
+            # numbers, as TensorRT computes them, instead of kernels that saturate on this CPU.
+            options.add_session_config_entry("session.disable_quant_qdq", "1")
+            self.qdq_unfused = True
+            warn_once(self.onnx_path, "int8-unfused", "%s: this x86 CPU has no VNNI, so onnxruntime's fused "
+                      "int8 kernels would saturate; its Q/DQ nodes run unfused (int8 numbers, float speed)",
+                      self.onnx_path.name)
         providers, wanted = self._providers(core, precision, cache_dir, calibration_cache)
         try:
             self._session = onnxruntime.InferenceSession(str(self.onnx_path), sess_options=options,

@@ -1,4 +1,5 @@
-"""The scene builders of the training families (families.py): flying solids, indoor halls, thin structures.
+"""The scene builders of the training families (families.py renders them): flying solids, indoor halls,
+thin structures.
 
 Each `build_<family>(rng, rig)` returns a PrimitiveScene for the rig's camera; all randomness comes from rng.
 """
@@ -9,7 +10,7 @@ import math
 
 import numpy as np
 
-from dla_perception.synthetic.families import (
+from dla_perception.synthetic.family_kit import (
     Rig,
     floor_shape,
     free_of_rig,
