@@ -167,8 +167,9 @@ def test_doctored_baseline_fails_naming_each_regression(
     doctored = json.loads((out / "metrics.json").read_text())
     doctored["proximity"]["iou"] = [1.0] * len(doctored["proximity"]["thresholds_m"])  # a perfect model
     engine = next(iter(doctored["engines"]))
-    figure = "cpu_ms" if engine.endswith("@cpu") else "latency_ms"  # what the gate reads (baseline.py)
-    doctored["engines"][engine][figure]["p50"] = 0.001
+    # what the gate reads (baseline.py): CPU time over the machine reference on cpu, wall time elsewhere
+    figure, statistic = ("cpu_over_reference", "p25") if engine.endswith("@cpu") else ("latency_ms", "p50")
+    doctored["engines"][engine][figure][statistic] = 0.001
     baseline = tmp_path / "doctored.json"
     baseline.write_text(json.dumps(doctored))
     capsys.readouterr()
@@ -176,13 +177,14 @@ def test_doctored_baseline_fails_naming_each_regression(
                    "--config", str(planes_config), "--accuracy-tolerance", "0")
     printed = capsys.readouterr().out
     assert code == 1
-    assert f"REGRESSION engines.{engine}.{figure}.p50" in printed
+    assert f"REGRESSION engines.{engine}.{figure}.{statistic}" in printed
     current = json.loads((tmp_path / "out" / "metrics.json").read_text())["proximity"]
     expected = {f"proximity.iou@{t:g}m" for t, v in zip(current["thresholds_m"], current["iou"], strict=True)
                 if v is None or v < 1.0}
     named = set(re.findall(r"REGRESSION (proximity\.iou@[\d.]+m)", printed))
     assert expected and named == expected
-    assert f"REGRESSION engines.{engine}.{figure}.p50" in (tmp_path / "out" / "report.html").read_text()
+    report = (tmp_path / "out" / "report.html").read_text()
+    assert f"REGRESSION engines.{engine}.{figure}.{statistic}" in report
 
 
 def test_bag_broken_half_way_leaves_readable_partial_results(

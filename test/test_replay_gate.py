@@ -1,9 +1,10 @@
 """The regression gate is right both ways: an unchanged version passes every rerun on a loaded machine;
 an accuracy drop of 0.02 and a twice-as-slow model fail every time.
 
-One small bag, replayed in one process with the engines cached (as a fleet worker does): a baseline, ten
-unchanged reruns while another process keeps a core busy, and three runs with the feature network
-computed twice per run (test/slow_model.py: real work, bit-identical outputs).
+One small bag, replayed in one process with the engines cached (as a fleet worker does): a baseline, then
+ten unchanged reruns and three runs with the feature network computed twice per run (test/slow_model.py:
+real work, bit-identical outputs), all while two burner processes keep both cores of the machine busy.
+CPU engines gate on their CPU time over the machine reference's (replay/reference.py).
 """
 
 from __future__ import annotations
@@ -17,10 +18,13 @@ import pytest
 from conftest import REPO_ROOT, ros_domain_id
 from slow_model import write_twice_as_slow
 
-from dla_perception.replay.baseline import Tolerances, compare
+from dla_perception.replay.baseline import Tolerances, compare, latency_comparisons
+from dla_perception.replay.summary import latency_table, summary_text
 
 RERUNS = 10
 SLOW_RUNS = 3
+BURNERS = 2  # one per core of the 2-core CI machine: every engine run competes for its core
+FEATURES_GATE = "engines.proximity_features@cpu.cpu_over_reference.p25"
 
 
 def _engines(folder: Path, features: Path) -> Path:
@@ -57,13 +61,14 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, list[dict], li
 
     try:
         baseline = run(normal, "baseline")
-        burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])  # a loaded machine
-        try:
+        burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(BURNERS)]
+        try:  # a loaded machine
             unchanged = [run(normal, f"rerun{k}") for k in range(RERUNS)]
+            slowed = [run(slow, f"slow{k}") for k in range(SLOW_RUNS)]
         finally:
-            burner.kill()
-            burner.wait()
-        slowed = [run(slow, f"slow{k}") for k in range(SLOW_RUNS)]
+            for burner in burners:
+                burner.kill()
+                burner.wait()
     finally:
         cache.close()
     return baseline, unchanged, slowed
@@ -73,7 +78,42 @@ def test_an_unchanged_version_passes_every_rerun(runs) -> None:
     baseline, unchanged, _ = runs
     for metrics in unchanged:
         assert metrics["proximity"]["iou"] == baseline["proximity"]["iou"]  # lock-step: deterministic
-        assert compare(metrics, baseline) == []
+        assert compare(metrics, baseline) == [], latency_table(latency_comparisons(metrics, baseline))
+
+
+def test_cpu_engines_are_gated_on_their_time_over_the_machine_reference(runs) -> None:
+    baseline, unchanged, _ = runs
+    reference = baseline["reference"]
+    # one reference run after each successful CPU engine run
+    assert reference["runs"] == sum(e["inferences"] for e in baseline["engines"].values())
+    assert 0 < reference["cpu_ms"]["p25"] <= reference["cpu_ms"]["p50"]
+    for engine in ("proximity_features@cpu", "proximity_head@cpu"):
+        stats = baseline["engines"][engine]
+        assert stats["cpu_over_reference"]["p25"] == pytest.approx(
+            stats["cpu_ms"]["p25"] / reference["cpu_ms"]["p25"], rel=1e-3)
+    rows = {c.metric: c for c in latency_comparisons(unchanged[0], baseline)}
+    assert rows[FEATURES_GATE].gated and not rows["engines.proximity_features@cpu.cpu_ms.p50"].gated
+    assert not rows["engines.proximity_features@cpu.latency_ms.p50"].gated
+    # the absolute margin is the ms margin at the baseline's reference speed
+    ratio = baseline["engines"]["proximity_features@cpu"]["cpu_over_reference"]["p25"]
+    assert rows[FEATURES_GATE].allowed == pytest.approx(
+        max(ratio * 1.5, ratio + 2.0 / reference["cpu_ms"]["p25"]))
+    text = summary_text(unchanged[0], [])
+    assert "machine reference:" in text and "proximity_features@cpu: CPU ms p25" in text
+
+
+def test_a_baseline_without_the_reference_gates_raw_cpu_time_and_says_so(runs) -> None:
+    baseline, unchanged, slowed = runs
+    old = copy.deepcopy(baseline)
+    del old["reference"]
+    for stats in old["engines"].values():
+        stats.pop("cpu_over_reference", None)
+    comparisons = latency_comparisons(unchanged[0], old)
+    gated = [c.metric for c in comparisons if c.gated]
+    assert gated == ["engines.proximity_features@cpu.cpu_ms.p50", "engines.proximity_head@cpu.cpu_ms.p50"]
+    assert "the baseline has no machine reference" in latency_table(comparisons)
+    slowed_old = [r.metric for r in compare(slowed[0], old)]
+    assert "engines.proximity_features@cpu.cpu_ms.p50" in slowed_old
 
 
 def test_an_accuracy_drop_of_two_hundredths_fails_every_time(runs) -> None:
@@ -95,5 +135,5 @@ def test_a_model_twice_as_slow_fails_every_time(runs) -> None:
     for metrics in slowed:
         assert metrics["proximity"]["iou"] == baseline["proximity"]["iou"]  # same outputs, twice the work
         names = [r.metric for r in compare(metrics, baseline)]
-        assert names == ["engines.proximity_features@cpu.cpu_ms.p50"], names
+        assert names == [FEATURES_GATE], latency_table(latency_comparisons(metrics, baseline))
         assert compare(metrics, baseline, Tolerances(gate_latency="off")) == []

@@ -5,11 +5,14 @@ any drop beyond a small tolerance is real. Latency is not (shared CI machines): 
 frames is one or two stalled frames, and an unchanged version failed its own baseline three times out of
 three on `end_to_end_ms.p99`. So latency gates, by default, on the median run time of each engine (model
 on core), which a stall or two does not move, and only when it rises both by a relative and by an
-absolute margin. On the `cpu` core the run time that is gated is the run's CPU time (its work: another
-process's load stretches the wall time of a CPU engine, measured here up to 2.8x on a busy two-core
-machine, but not its CPU time, within 0.9-1.2x); on DLA and GPU cores it is the wall time, which is
-the device's time and which CPU load barely moves. The wall-time median of a CPU engine is shown. The
-end-to-end tail and per-core p99s are always compared and shown, and gated only with
+absolute margin. On the `cpu` core what is gated is the engine's CPU time over the machine reference's
+(`cpu_over_reference.p25`, reference.py): a loaded or slower machine stretches a CPU engine's wall time
+(up to 2.8x measured on a busy two-core machine) and its CPU time too (10.5 -> 16.8 ms median of an
+unchanged run), and the reference, timed on the same thread right after each run, alike; a slower model
+moves the ratio alone. Its absolute margin is the ms margin at the baseline's reference speed. A
+baseline without the reference (an older metrics.json) gates the engine's CPU-time median as before,
+with a note saying so. On DLA and GPU cores the wall-time median is gated: device time, which CPU load
+barely moves. The end-to-end tail and per-core p99s are always compared and shown, and gated only with
 `gate_latency="tail"`. docs/replay.md gives the measured run-to-run spread behind the defaults.
 """
 
@@ -54,6 +57,7 @@ class LatencyComparison:
     current: float | None
     allowed: float
     gated: bool
+    note: str = ""  # why the figure is gated as it is, when that is not the default (old baseline)
 
     @property
     def worse(self) -> bool:
@@ -108,35 +112,62 @@ def compare_fleet(current: dict, baseline: dict, tolerances: Tolerances = Tolera
 
 def latency_comparisons(current: dict, baseline: dict, tolerances: Tolerances = Tolerances()
                         ) -> list[LatencyComparison]:
-    """Engine medians (gated unless gate_latency is off), then the tails (gated only with `tail`)."""
+    """Per engine its gated figure (cpu: CPU time over the reference; else the wall median; gated unless
+    gate_latency is off) and the others shown, then the tails (gated only with `tail`)."""
     median_gated = tolerances.gate_latency in ("median", "tail")
     tail_gated = tolerances.gate_latency == "tail"
-    pairs: list[tuple[str, float | None, float | None, bool]] = []
+    comparisons: list[LatencyComparison] = []
+
+    def add(name: str, before: float | None, after: float | None, gated: bool, slack: float | None = None,
+            note: str = "") -> None:
+        if before is None:
+            return
+        slack = tolerances.latency_slack_ms if slack is None else slack
+        allowed = max(before * (1.0 + tolerances.latency), before + slack)
+        comparisons.append(LatencyComparison(name, before, after, allowed, gated, note))
+
+    reference_ms = ((baseline.get("reference") or {}).get("cpu_ms") or {}).get("p25")
     for engine, stats in sorted((baseline.get("engines") or {}).items()):
         if not stats.get("inferences"):
             continue
         now = (current.get("engines") or {}).get(engine) or {}
-        on_cpu = engine.rpartition("@")[2] == "cpu" and (stats.get("cpu_ms") or {}).get("p50") is not None
-        for figure in ("cpu_ms", "latency_ms") if on_cpu else ("latency_ms",):
-            pairs.append((f"engines.{engine}.{figure}.p50", (stats.get(figure) or {}).get("p50"),
-                          (now.get(figure) or {}).get("p50") if now.get("inferences") else None,
-                          median_gated and (figure == "cpu_ms" or not on_cpu)))
-    pairs.append(("end_to_end_ms.p99", (baseline.get("end_to_end_ms") or {}).get("p99"),
-                  (current.get("end_to_end_ms") or {}).get("p99"), tail_gated))
+        ran = bool(now.get("inferences"))
+        prefix = f"engines.{engine}"
+
+        on_cpu = engine.rpartition("@")[2] == "cpu" and figure(stats, "cpu_ms") is not None
+        if not on_cpu:
+            add(f"{prefix}.latency_ms.p50", figure(stats, "latency_ms"),
+                figure(now, "latency_ms") if ran else None, median_gated)
+            continue
+        ratio = figure(stats, "cpu_over_reference", "p25")
+        current_ratio = figure(now, "cpu_over_reference", "p25")
+        normalised = ratio is not None and bool(reference_ms) and (current_ratio is not None or not ran)
+        note = ""
+        if not normalised:
+            note = ("the baseline has no machine reference (made before it existed): gated on raw CPU time, "
+                    "which machine load moves; regenerate the baseline" if ratio is None or not reference_ms
+                    else "this run has no machine reference: gated on raw CPU time, which machine load moves")
+        else:  # the absolute margin: the ms margin at the baseline machine's reference speed
+            add(f"{prefix}.cpu_over_reference.p25", ratio, current_ratio if ran else None, median_gated,
+                tolerances.latency_slack_ms / reference_ms)
+        add(f"{prefix}.cpu_ms.p50", figure(stats, "cpu_ms"), figure(now, "cpu_ms") if ran else None,
+            median_gated and not normalised, note=note)
+        add(f"{prefix}.latency_ms.p50", figure(stats, "latency_ms"),
+            figure(now, "latency_ms") if ran else None, False)
+    add("end_to_end_ms.p99", (baseline.get("end_to_end_ms") or {}).get("p99"),
+        (current.get("end_to_end_ms") or {}).get("p99"), tail_gated)
     for core, stats in sorted((baseline.get("cores") or {}).items()):
         if not stats.get("inferences"):
             continue
         now = (current.get("cores") or {}).get(core) or {}
-        pairs.append((f"cores.{core}.latency_ms.p99", (stats.get("latency_ms") or {}).get("p99"),
-                      (now.get("latency_ms") or {}).get("p99") if now.get("inferences") else None,
-                      tail_gated))
-    comparisons = []
-    for name, before, after, gated in pairs:
-        if before is None:
-            continue
-        allowed = max(before * (1.0 + tolerances.latency), before + tolerances.latency_slack_ms)
-        comparisons.append(LatencyComparison(name, before, after, allowed, gated))
+        add(f"cores.{core}.latency_ms.p99", (stats.get("latency_ms") or {}).get("p99"),
+            (now.get("latency_ms") or {}).get("p99") if now.get("inferences") else None, tail_gated)
     return comparisons
+
+
+def figure(metrics: dict, name: str, statistic: str = "p50") -> float | None:
+    """metrics[name][statistic], None where absent."""
+    return (metrics.get(name) or {}).get(statistic)
 
 
 def _coverage(current: dict, baseline: dict, tolerances: Tolerances) -> list[Regression]:

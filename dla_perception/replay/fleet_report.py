@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from dla_perception.replay.baseline import Tolerances, latency_comparisons
-from dla_perception.replay.summary import core_table, latency_table
+from dla_perception.replay.summary import core_table, latency_table, reference_lines
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
@@ -26,7 +26,7 @@ def fleet_summary_text(metrics: dict, baseline: dict | None, tolerances: Toleran
     if metrics.get("bags_without_ground_truth"):
         lines.append("no ground truth (accuracy not measured): "
                      + ", ".join(metrics["bags_without_ground_truth"]))
-    lines += ["", core_table(metrics)]
+    lines += ["", core_table(metrics), *reference_lines(metrics)]
     e2e = metrics.get("end_to_end_ms") or {}
     lines.append(f"\nend-to-end ms (every frame of every bag): p50 {_fmt(e2e.get('p50'), 1)}  "
                  f"p99 {_fmt(e2e.get('p99'), 1)}  max {_fmt(e2e.get('max'), 1)}")

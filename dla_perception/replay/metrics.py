@@ -128,3 +128,42 @@ def core_metrics(statistics: dict) -> dict[str, dict]:
             "engines": list(stats.get("engines", [])),
         }
     return cores
+
+
+
+def _quantile(values: Sequence[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values, dtype=np.float64), q))
+
+
+def add_reference(metrics: dict, samples: dict[str, dict[str, list[float]]]) -> None:
+    """The machine reference's figures (`reference`) and each cpu-core engine's `cpu_over_reference`.
+
+    `samples` as RunLog.samples() (engine_runs.json; pooled across bags for a fleet). Lower quartiles, of
+    the engine's CPU time and of every reference run of the replay: load only ever adds time, so the
+    lower quartile is the least disturbed level of each, and unlike the minimum it rests on a quarter of
+    the runs, not one lucky one. The reference is pooled over all engines' runs (the machine's state is
+    the same for all, and more runs make its quartile steadier). Nothing is added without reference runs
+    (no cpu-core engine ran, or results from before the reference existed).
+    """
+    from dla_perception.replay.reference import reference_description
+
+    reference_cpu = [ms for figures in samples.values() for ms in figures.get("reference_cpu_ms", [])]
+    reference_wall = [ms for figures in samples.values() for ms in figures.get("reference_ms", [])]
+    if not reference_cpu or not reference_wall:
+        return
+    reference_p25 = _quantile(reference_cpu, 25)
+    metrics["reference"] = {
+        **reference_description(),
+        "runs": len(reference_cpu),
+        "cpu_ms": {"p25": round(reference_p25, 3), "p50": round(_quantile(reference_cpu, 50), 3)},
+        "latency_ms": {"p25": round(_quantile(reference_wall, 25), 3),
+                       "p50": round(_quantile(reference_wall, 50), 3)},
+    }
+    for name, figures in samples.items():
+        engine = (metrics.get("engines") or {}).get(name)
+        if engine is None or not figures.get("reference_cpu_ms") or not figures.get("cpu_ms"):
+            continue
+        engine_p25 = _quantile(figures["cpu_ms"], 25)
+        engine.setdefault("cpu_ms", {})["p25"] = round(engine_p25, 3)
+        engine["cpu_over_reference"] = {"p25": round(engine_p25 / reference_p25, 4) if reference_p25 > 0
+                                        else None}

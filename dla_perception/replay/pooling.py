@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from dla_perception.replay.metrics import latency_summary, ratios_from_counts
+from dla_perception.replay.metrics import add_reference, latency_summary, ratios_from_counts
 
 PERCENTILES = ("p50", "p90", "p99", "max")
 
@@ -47,6 +47,7 @@ def pooled_metrics(outcomes: Sequence[BagOutcome], wall_s: float) -> dict:
         "end_to_end_ms": latency_summary(ms for o in done for ms in o.end_to_end_ms),
         "missing_outputs": _summed(o.metrics.get("missing_outputs") or {} for o in done),
     }
+    add_reference(metrics, _pooled_runs(done))  # the machine reference over every bag's runs
     proximity = _proximity(done)
     if proximity:
         metrics["proximity"] = proximity
@@ -82,6 +83,15 @@ def _engines(done: Sequence[BagOutcome]) -> dict:
             "errors": sum(e.get("errors", 0) for e in per_bag),
         }
     return engines
+
+
+def _pooled_runs(done: Sequence[BagOutcome]) -> dict[str, dict[str, list[float]]]:
+    pooled: dict[str, dict[str, list[float]]] = {}
+    for outcome in done:
+        for name, figures in outcome.engine_runs.items():
+            for figure, samples in figures.items():
+                pooled.setdefault(name, {}).setdefault(figure, []).extend(samples)
+    return pooled
 
 
 def _cores(done: Sequence[BagOutcome], wall_s: float) -> dict:

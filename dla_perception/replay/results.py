@@ -1,7 +1,8 @@
 """metrics.json of one replay (design.md's fields and more), from the frame records and the engine runs.
 
 Beside metrics.json: frames.jsonl (one line per frame) and engine_runs.json (every engine run's wall and
-CPU time, per model@core), which is what pooling many bags' latencies needs (percentiles do not add up).
+CPU time, and the machine reference's after it, per model@core), which is what pooling many bags'
+latencies needs (percentiles do not add up).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 
 from dla_perception.replay import bag as bagmod
 from dla_perception.replay.graph import PerceptionGraph
-from dla_perception.replay.metrics import latency_summary
+from dla_perception.replay.metrics import add_reference, latency_summary
 from dla_perception.replay.records import FrameRecord
 from dla_perception.replay.scoring import Scorer
 from dla_perception.replay.timing import RunLog
@@ -72,6 +73,7 @@ def build_metrics(bag: bagmod.InputBag, graph: PerceptionGraph, records: list[Fr
         "graph": {"nodes": [n.name for n in graph.nodes], "problems": graph.problems + scorer.problems,
                   "placements": graph.manager.placements() if graph.manager is not None else []},
     }
+    add_reference(metrics, graph.run_log.samples())  # the machine reference and engine/reference ratios
     if scorer.score is not None:
         metrics["proximity"] = scorer.score.as_dict()
         metrics["proximity"]["alert_distance_m"] = scorer.alert_distance_m
@@ -97,10 +99,4 @@ def write_results(out: Path, metrics: dict, records: list[FrameRecord], run_log:
     with (out / "frames.jsonl").open("w") as per_frame:  # one line per frame, for digging in
         for record in records:
             per_frame.write(json.dumps(dataclasses.asdict(record)) + "\n")
-    runs: dict[str, dict[str, list[float]]] = {}
-    for run in run_log.runs():
-        if run.ok:
-            samples = runs.setdefault(f"{run.model}@{run.core}", {"latency_ms": [], "cpu_ms": []})
-            samples["latency_ms"].append(round(run.latency_ms, 4))
-            samples["cpu_ms"].append(round(run.cpu_ms, 4))
-    (out / ENGINE_RUNS_FILE).write_text(json.dumps(dict(sorted(runs.items()))) + "\n")
+    (out / ENGINE_RUNS_FILE).write_text(json.dumps(run_log.samples()) + "\n")

@@ -9,6 +9,10 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
+def _ms2(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
 def _shorten(text: str, width: int = 100) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
@@ -42,7 +46,24 @@ def latency_table(comparisons: Sequence[object]) -> str:
         now = "missing" if c.current is None else f"{c.current:.2f}"
         verdict = ("REGRESSION" if c.worse else "ok") if c.gated else "(not gated)"
         lines.append(f"{c.metric:<{width}} {c.baseline:>9.2f} {now:>9} {c.allowed:>9.2f}  {verdict}")
-    return "\n".join(lines)
+    notes = dict.fromkeys(f"note: {c.metric}: {c.note}" for c in comparisons if getattr(c, "note", ""))
+    return "\n".join([*lines, *notes])
+
+
+def reference_lines(metrics: dict) -> list[str]:
+    """The machine reference's speed in this run and each CPU engine's time over it (what the gate reads)."""
+    reference = metrics.get("reference")
+    if not reference:
+        return []
+    cpu, wall = reference.get("cpu_ms") or {}, reference.get("latency_ms") or {}
+    lines = [f"machine reference: {reference.get('runs', 0)} runs, CPU ms p25 {_ms2(cpu.get('p25'))} "
+             f"p50 {_ms2(cpu.get('p50'))}, wall ms p25 {_ms2(wall.get('p25'))} p50 {_ms2(wall.get('p50'))}"]
+    for engine, stats in (metrics.get("engines") or {}).items():
+        ratio = (stats.get("cpu_over_reference") or {}).get("p25")
+        if ratio is not None:
+            lines.append(f"  {engine}: CPU ms p25 {_ms2((stats.get('cpu_ms') or {}).get('p25'))} = "
+                         f"{ratio:.3f} x reference (gated)")
+    return lines
 
 
 def core_table(metrics: dict) -> str:
@@ -80,6 +101,7 @@ def summary_text(metrics: dict, regressions: Sequence[object] | None = None) -> 
     lines.append(ground_truth_line(metrics))
     lines.append("")
     lines.append(core_table(metrics))
+    lines.extend(reference_lines(metrics))
     e2e = metrics.get("end_to_end_ms") or {}
     lines.append("")
     lines.append(f"end-to-end ms: p50 {_ms(e2e.get('p50'))}  p99 {_ms(e2e.get('p99'))}  "

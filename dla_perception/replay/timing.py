@@ -4,7 +4,9 @@ The engine manager's own statistics cover a rolling window (made for live diagno
 of its runs. The manager's `engine_factory` hook builds each engine through `RecordingEngine`, which
 delegates to the real engine and logs (core, model, latency) for every run into the RunLog that a
 `LogTarget` points at: a manager kept for several replays (engine_cache) logs each replay's runs into that
-replay's own RunLog.
+replay's own RunLog. During a replay each run of a `cpu`-core engine is followed, on the same worker
+thread, by one run of the machine reference workload (reference.py), logged with it: the gate divides the
+engine's time by the reference's to take the machine's load out.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from dla_perception.replay.reference import ReferencePool, ReferenceWorkload
 from dla_perception.runtime.backends import create_engine
 from dla_perception.runtime.engine import Engine, TensorSpec
 
@@ -27,6 +30,8 @@ class EngineRun:
     latency_ms: float
     ok: bool
     cpu_ms: float = 0.0  # process CPU time during the run: the work itself for a cpu-core engine
+    reference_ms: float | None = None  # wall time of the reference run right after it (cpu core only)
+    reference_cpu_ms: float | None = None  # ...and its process CPU time
 
 
 class RunLog:
@@ -48,6 +53,23 @@ class RunLog:
         with self._lock:
             return len(self._runs)
 
+    def samples(self) -> dict[str, dict[str, list[float]]]:
+        """model@core -> figure -> ms of every successful run: engine_runs.json, what pooling reads.
+
+        Figures: latency_ms, cpu_ms, and for cpu-core engines reference_ms and reference_cpu_ms.
+        """
+        samples: dict[str, dict[str, list[float]]] = {}
+        for run in self.runs():
+            if not run.ok:
+                continue
+            figures = samples.setdefault(f"{run.model}@{run.core}", {"latency_ms": [], "cpu_ms": []})
+            figures["latency_ms"].append(round(run.latency_ms, 4))
+            figures["cpu_ms"].append(round(run.cpu_ms, 4))
+            if run.reference_ms is not None and run.reference_cpu_ms is not None:
+                figures.setdefault("reference_ms", []).append(round(run.reference_ms, 4))
+                figures.setdefault("reference_cpu_ms", []).append(round(run.reference_cpu_ms, 4))
+        return dict(sorted(samples.items()))
+
     def by_core(self) -> dict[str, list[EngineRun]]:
         cores: dict[str, list[EngineRun]] = {}
         for run in self.runs():
@@ -65,9 +87,10 @@ class LogTarget:
 class RecordingEngine(Engine):
     """An engine that times each run of the engine it wraps and reports it to its target's RunLog."""
 
-    def __init__(self, inner: Engine, target: LogTarget) -> None:
+    def __init__(self, inner: Engine, target: LogTarget, reference: ReferenceWorkload | None = None) -> None:
         self.inner = inner
         self.target = target
+        self.reference = reference
         self.model, self.core = inner.model, inner.core
         self.precision, self.backend = inner.precision, inner.backend
 
@@ -85,10 +108,15 @@ class RecordingEngine(Engine):
             ok = True
             return outputs
         finally:
+            latency_ms = (time.perf_counter() - started) * 1e3
+            cpu_ms = (time.process_time() - cpu_started) * 1e3
             log = self.target.log
             if log is not None:
-                log.add(EngineRun(self.core, self.model, (time.perf_counter() - started) * 1e3, ok,
-                                  (time.process_time() - cpu_started) * 1e3))
+                # Only inside a replay, and right away: the reference meets the contention the run met.
+                reference_ms, reference_cpu_ms = (self.reference.time() if ok and self.reference is not None
+                                                  else (None, None))
+                log.add(EngineRun(self.core, self.model, latency_ms, ok, cpu_ms, reference_ms,
+                                  reference_cpu_ms))
 
     def describe(self) -> dict[str, Any]:
         return self.inner.describe()
@@ -97,10 +125,14 @@ class RecordingEngine(Engine):
         self.inner.close()
 
 
-def recording_factory(target: LogTarget, cache_dir: Any) -> Any:
-    """An EngineManager `engine_factory` building the usual engines, wrapped to record into `target`."""
+def recording_factory(target: LogTarget, cache_dir: Any, references: ReferencePool | None = None) -> Any:
+    """An EngineManager `engine_factory` building the usual engines, wrapped to record into `target`;
+    engines on the cpu core get a reference workload with their own intra-op thread count."""
+    references = references if references is not None else ReferencePool()
 
     def factory(spec: Any, core: str) -> Engine:
-        return RecordingEngine(create_engine(spec, core, cache_dir=cache_dir), target)
+        engine = create_engine(spec, core, cache_dir=cache_dir)
+        reference = references.get(getattr(engine, "intra_op_threads", None)) if core == "cpu" else None
+        return RecordingEngine(engine, target, reference)
 
     return factory

@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from dla_perception.runtime.power import LiveSysfs
+
 OK, INFO, WARN, ERROR = "ok", "info", "warn", "error"
 LEVELS = (OK, INFO, WARN, ERROR)
 NOT_A_JETSON = "not a Jetson"
@@ -90,14 +92,6 @@ def run_checks(system: System, checks: Iterable[tuple[str, Check]]) -> list[Find
 
 
 # -- this machine ---------------------------------------------------------------------------------------
-def _read_file(path: str) -> str | None:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            return handle.read()
-    except (OSError, ValueError):  # absent, a directory, permission denied (debugfs), EINVAL on some sysfs
-        return None
-
-
 def _run(argv: Sequence[str]) -> CommandResult | None:
     try:
         done = subprocess.run(list(argv), capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S,
@@ -108,13 +102,6 @@ def _run(argv: Sequence[str]) -> CommandResult | None:
         stdout = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else (exc.stdout or "")
         return CommandResult(124, stdout, f"timed out after {COMMAND_TIMEOUT_S:g} s")
     return CommandResult(done.returncode, done.stdout, done.stderr)
-
-
-def _list_dir(path: str) -> list[str]:
-    try:
-        return sorted(os.listdir(path))
-    except OSError:
-        return []
 
 
 def live_system(env: Mapping[str, str] | None = None) -> System:
@@ -130,7 +117,8 @@ def live_system(env: Mapping[str, str] | None = None) -> System:
             results[key] = _run(key)
         return results[key]
 
-    return System(_read_file, run_once, _list_dir, dict(os.environ if env is None else env))
+    files = LiveSysfs()  # the same file readers the engine manager node reads power rails with
+    return System(files.read_file, run_once, files.list_dir, dict(os.environ if env is None else env))
 
 
 # -- small helpers the checks share ----------------------------------------------------------------------
