@@ -1,12 +1,15 @@
 """`ros2 launch dla_perception robot.launch.py`: the perception graph on a robot.
 
-Starts perception_container (engine_manager, proximity_segmentation and detection sharing one engine
-manager) with config/robot.yaml and config/engines.yaml, or one process per node with container:=false.
+Starts perception_container (engine_manager, one proximity_segmentation per camera of `cameras`, and
+detection, sharing one engine manager) with config/robot.yaml and config/engines.yaml, or one process per
+node with container:=false.
 A thin translation of dla_perception.nodes.graph.launch_plan, which the tests check against the package;
 `ros2 launch dla_perception robot.launch.py --show-args` lists every argument with its description.
 
     ros2 launch dla_perception robot.launch.py namespace:=front left_image:=/zed/left/image_rect_color \\
         right_image:=/zed/right/image_rect_color use_sim_time:=true   # detection follows left_image
+    ros2 launch dla_perception robot.launch.py cameras:=front,rear,left,right \\
+        robot_config:=$(ros2 pkg prefix dla_perception)/share/dla_perception/config/four_cameras.yaml
 """
 
 # ruff sees the launch/ folder as first-party; these are the ROS launch packages.

@@ -16,6 +16,7 @@ import numpy as np
 from sensor_msgs.msg import Image
 
 from dla_perception.nodes.base import FrameOutcome, share_path, spin_node
+from dla_perception.nodes.camera_streams import CameraStream
 from dla_perception.nodes.diagnostics import ERROR, Status
 from dla_perception.nodes.frames import FrameNode
 from dla_perception.nodes.messages import (
@@ -49,8 +50,9 @@ class DetectionNode(FrameNode):
     PARAMETERS = DETECTION
     PIPELINE = "detection pipeline"
 
-    def __init__(self, *, manager: Any = None, **node_kwargs: Any) -> None:
+    def __init__(self, *, manager: Any = None, camera: str = "", **node_kwargs: Any) -> None:
         super().__init__("detection", manager, **node_kwargs)
+        self._camera_stream = CameraStream(self, camera, "detection")  # its requests' stream in the manager
         self._stream = StreamMonitor(("image",), expected_rate_hz=self.param("expected_rate_hz"))
         self._warned_frame_id = False
         self._overlay_pub: Any = None
@@ -89,7 +91,14 @@ class DetectionNode(FrameNode):
         size = pipeline.description.input
         blank = np.zeros((size.height, size.width, 3), np.uint8)
         image_to_rgb(image_message(blank, "rgb8"))
-        pipeline.detect(blank, "rgb8")
+        view = self._camera_stream.view
+        if view is not None:
+            view.unscheduled = True  # a warm-up is no frame of the camera's stream
+        try:
+            pipeline.detect(blank, "rgb8")
+        finally:
+            if view is not None:
+                view.unscheduled = False
 
     # -- pipeline ---------------------------------------------------------------------------------------
     def _create_pipeline(self) -> Any:
@@ -97,12 +106,15 @@ class DetectionNode(FrameNode):
 
         model = self.param("model") or str(share_path("models/detector/detector.yaml"))
         try:
-            return DetectionPipeline(Path(model), self.manager, model_name=self.param("engine_name") or None,
+            manager = self._camera_stream.bind(self.manager)
+            return DetectionPipeline(Path(model), manager, model_name=self.param("engine_name") or None,
                                      cores=tuple(self.param("cores")))
         except Exception as exc:
             raise RuntimeError(f"{model}: {exc}") from exc
 
     def _parameters_changed(self, values: dict[str, Any]) -> None:
+        if hasattr(self, "_camera_stream") and (problem := self._camera_stream.reconfigure(values)):
+            self.health.problem("rejected_parameter", f"stream settings: {problem}")
         if "expected_rate_hz" in values and hasattr(self, "_stream"):  # called during declaration too
             self._stream.expected_rate_hz = float(values["expected_rate_hz"])
 
@@ -118,7 +130,12 @@ class DetectionNode(FrameNode):
             self._warned_frame_id = True
             self.get_logger().warning("images have an empty header.frame_id: the detections carry it on, so "
                                       "TF cannot place them. Set the camera driver's frame id.")
-        if not self._slot.offer(lambda: self._process(msg)):
+        if not self._camera_stream.admit(msg.header.frame_id):
+            self.health.count("dropped_rate_cap")
+            self._finish(FrameOutcome(self.get_name(), stamp_to_ns(msg.header.stamp), msg.header.frame_id,
+                                      "dropped", "rate cap"))
+        elif not self._slot.offer(lambda: self._process(msg)):
+            self._camera_stream.dropped_busy()
             self._drop(stamp_to_ns(msg.header.stamp), msg.header.frame_id)
 
     def _process(self, msg: Any) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 from std_srvs.srv import Trigger
 
 from dla_perception.nodes.base import PerceptionNode, open_engine_manager, share_path, spin_node
+from dla_perception.nodes.camera_streams import stream_statuses
 from dla_perception.nodes.diagnostics import ERROR, WARN, Status
 from dla_perception.nodes.parameters import ENGINE_MANAGER
 from dla_perception.runtime.power import PowerRails
@@ -126,13 +127,16 @@ class EngineManagerNode(PerceptionNode):
 
     # -- diagnostics --------------------------------------------------------------------------------------
     def diagnostic_statuses(self) -> list[Status]:
-        """This node's status, one per core in use (or requested and absent), one per engine, power rails."""
+        """This node's status, one per core in use (or requested and absent), one per engine, one per camera
+        stream (`<node>: stream front/proximity`, WARN below its minimum rate), power rails."""
         statuses = [self.health.status(self.status_name(self.STATUS_TASK), self.hardware_id())]
         statuses[0].values["lifecycle_state"] = self.lifecycle_state()
         manager = self.manager
         if manager is not None and not manager.closed:
             statuses.extend(self._report.statuses(manager.statistics(), manager.placements(),
                                                   prefix=self.status_prefix()))
+            if hasattr(manager, "stream_statistics"):
+                statuses.extend(stream_statuses(manager.stream_statistics(), self.status_prefix()))
         if power := self._power.values():
             statuses.append(Status(self.status_name("power"), "ina3221", message="watts per rail",
                                    values=power))

@@ -71,6 +71,10 @@ ARGUMENTS = (
     LaunchArgument("left_camera_info", "left/camera_info", "Left camera_info topic."),
     LaunchArgument("right_camera_info", "right/camera_info", "Right camera_info topic."),
     LaunchArgument("image", "", "Detection input image topic; empty: the left image (left_image)."),
+    LaunchArgument("cameras", "", "Comma-separated camera names (e.g. front,rear,left,right): one "
+                   "proximity_segmentation per camera in <namespace>/<camera>, all on the container's one "
+                   "engine manager (needs container:=true; each camera's topics are its namespace's, so the "
+                   "topic arguments above must stay unset). Empty: one unnamed camera."),
 )
 
 # Topic (as the nodes name it) -> the launch argument it is remapped to; a remap is only given when the
@@ -148,6 +152,13 @@ def launch_plan(values: dict[str, str]) -> list[NodeLaunch]:
              "use_sim_time": _flag(resolved["use_sim_time"], "use_sim_time"),
              "lifecycle": _flag(resolved["lifecycle"], "lifecycle"),
              "image_transport": resolved["image_transport"]}
+    cameras = [name.strip() for name in resolved["cameras"].split(",") if name.strip()]
+    if cameras and not _flag(resolved["container"], "container"):
+        raise ValueError("launch argument cameras needs container:=true (one engine manager for all cameras)")
+    remapped = [name for _, name in REMAPS if resolved[name] != argument(name).default]
+    if cameras and remapped:
+        raise ValueError(f"launch argument cameras: each camera subscribes in its own namespace; remap "
+                         f"with a params file or per-camera drivers, not {', '.join(remapped)}")
     remappings = []
     for topic, name in REMAPS:
         target = resolved[name] or resolved.get(FALLBACKS.get(name, ""), "") or topic
@@ -157,6 +168,8 @@ def launch_plan(values: dict[str, str]) -> list[NodeLaunch]:
     for process in processes(_flag(resolved["container"], "container")):
         overrides = {parameter: typed[parameter] for parameter, (_, _, nodes) in ARGUMENT_PARAMETERS.items()
                      if set(nodes) & set(process.nodes)}
+        if cameras:  # read by the container from its engine_manager node (nodes/container.py)
+            overrides["cameras"] = cameras
         subscribed = {topic for node in process.nodes for topic in SUBSCRIPTIONS[node]}
         plan.append(NodeLaunch(
             executable=process.executable,

@@ -118,7 +118,17 @@ USE_FQN = ParamSpec(
     "diagnostic_updater's parameter of that name does; two graphs in two namespaces then stay apart.",
     read_only=True)
 
-ENGINE_MANAGER = (COMMON[0], COMMON[1], USE_FQN, LIFECYCLE)
+# perception_container's cameras (read from its engine_manager node: docs/ros.md, Several cameras).
+CAMERAS = (
+    ParamSpec("cameras", [""], "perception_container: one proximity_segmentation node per camera, in the "
+              "namespace <container namespace>/<camera> (topics <camera>/left/image_rect, ...), all on this "
+              "node's engine manager. [\"\"]: one unnamed camera on the container's own topics.",
+              read_only=True),
+    ParamSpec("detection_camera", "", "perception_container: the camera whose left image the detection node "
+              "processes (it runs in that camera's namespace). Empty: the first of `cameras`.",
+              read_only=True),
+)
+ENGINE_MANAGER = (COMMON[0], COMMON[1], USE_FQN, LIFECYCLE, *CAMERAS)
 
 IMAGE_TRANSPORTS = ("raw", "compressed")
 # What a node with camera inputs adds: how images arrive and the rate below which diagnostics warn.
@@ -137,6 +147,20 @@ INPUTS = (
               read_only=True, validate=one_of(*INPUT_QOS_CHOICES), constraints=" | ".join(INPUT_QOS_CHOICES)),
 )
 
+# How the engine manager schedules a node's requests against other cameras' (runtime/streams.py); dynamic.
+STREAM = (
+    ParamSpec("priority", 0, "Scheduling priority of this camera's requests in the shared engine manager: "
+              "higher runs first, equal ones oldest first.", int_range=(-100, 100)),
+    ParamSpec("max_rate_hz", 0.0, "Frames per second this camera takes at most; frames arriving earlier are "
+              "dropped before any work (dropped_rate_cap). 0: no cap.", float_range=(0.0, 1000.0)),
+    ParamSpec("min_rate_hz", 0.0, "While this camera gets fewer frames per second than this, its requests "
+              "run before every other camera's (starvation-free). 0: no minimum.",
+              float_range=(0.0, 1000.0)),
+    ParamSpec("stream_deadline_ms", 0.0, "Deadline of this camera's requests (ms after submission); a "
+              "request still waiting then is dropped unrun (dropped_stale). 0: the model's deadline.",
+              float_range=(0.0, 60000.0)),
+)
+
 MAX_PLANES = 32
 MIN_CAMERA_HEIGHT_M = 0.05
 GROUND_PARAMETERS = ("camera_height_m", "camera_pitch_deg", "ground_clearance_m")
@@ -145,6 +169,7 @@ PROXIMITY = (
     USE_FQN,
     LIFECYCLE,
     *INPUTS,
+    *STREAM,
     ParamSpec("planes_m", [0.75, 1.0, 1.5, 2.0, 3.0], "Distances (m) of the disparity planes to test; any "
               f"number up to {MAX_PLANES}.", validate=finite_positive_list(MAX_PLANES),
               constraints="finite, positive, distinct"),
@@ -192,6 +217,7 @@ DETECTION = (
     USE_FQN,
     LIFECYCLE,
     *INPUTS,
+    *STREAM,
     ParamSpec("model", "", "Detection model description (YAML, design.md format). Empty: the installed "
               "models/detector/detector.yaml.", read_only=True),
     ParamSpec("engine_name", "", "Engine manager model name; empty: the ONNX file's stem (`detector` "

@@ -23,6 +23,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2, Range
 from stereo_msgs.msg import DisparityImage
 
 from dla_perception.nodes.base import FrameOutcome, spin_node
+from dla_perception.nodes.camera_streams import CameraStream
 from dla_perception.nodes.diagnostics import ERROR, WARN, Status
 from dla_perception.nodes.frames import FrameNode
 from dla_perception.nodes.messages import (
@@ -53,8 +54,9 @@ class ProximitySegmentationNode(FrameNode):
     PARAMETERS = PROXIMITY
     PIPELINE = "proximity pipeline"
 
-    def __init__(self, *, manager: Any = None, **node_kwargs: Any) -> None:
+    def __init__(self, *, manager: Any = None, camera: str = "", **node_kwargs: Any) -> None:
         super().__init__("proximity_segmentation", manager, **node_kwargs)
+        self._camera_stream = CameraStream(self, camera, "proximity")  # its requests' stream in the manager
         self._ground = self._ground_model({})  # read and replaced under _manager_lock
         if self._ground is not None:
             self.get_logger().info(f"ground handling: {_describe_ground(self._ground)}")
@@ -112,10 +114,21 @@ class ProximitySegmentationNode(FrameNode):
     def _create_pipeline(self) -> Any:
         from dla_perception.models.proximity import ProximityPipeline
 
-        return ProximityPipeline(self.manager, self.param("features_model"), self.param("head_model"),
-                                 min_blob_px=self.param("min_blob_px"), ground=self._ground)
+        return ProximityPipeline(self._camera_stream.bind(self.manager), self.param("features_model"),
+                                 self.param("head_model"), min_blob_px=self.param("min_blob_px"),
+                                 ground=self._ground)
 
     def _blank_run(self, pipeline: Any) -> None:
+        view = self._camera_stream.view
+        if view is not None:
+            view.unscheduled = True  # a warm-up is no frame of the camera's stream
+        try:
+            self._blank_frame(pipeline)
+        finally:
+            if view is not None:
+                view.unscheduled = False
+
+    def _blank_frame(self, pipeline: Any) -> None:
         height, width = pipeline.net_height, pipeline.net_width
         blank = np.zeros((height, width, 3), np.uint8)
         left = np.array([[width, 0.0, width / 2, 0.0], [0.0, width, height / 2, 0.0], [0.0, 0.0, 1.0, 0.0]])
@@ -169,6 +182,8 @@ class ProximitySegmentationNode(FrameNode):
         return super()._on_set_parameters(parameters)
 
     def _parameters_changed(self, values: dict[str, Any]) -> None:
+        if hasattr(self, "_camera_stream") and (problem := self._camera_stream.reconfigure(values)):
+            self.health.problem("rejected_parameter", f"stream settings: {problem}")
         if "sync_slop_s" in values and hasattr(self, "_pairer"):  # called during declaration too
             self._pairer.slop_ns = int(values["sync_slop_s"] * 1e9)
         if "expected_rate_hz" in values and hasattr(self, "_stream"):
@@ -242,7 +257,11 @@ class ProximitySegmentationNode(FrameNode):
             error = geometry_error or BadInput("camera_info", "no camera_info received yet on both sides")
             self._reject(left_ns, left.header.frame_id, error)
             return
-        if not self._slot.offer(lambda: self._process(left, right, geometry)):
+        if not self._camera_stream.admit(left.header.frame_id):
+            self.health.count("dropped_rate_cap")
+            self._finish(FrameOutcome(self.get_name(), left_ns, left.header.frame_id, "dropped", "rate cap"))
+        elif not self._slot.offer(lambda: self._process(left, right, geometry)):
+            self._camera_stream.dropped_busy()
             self._drop(left_ns, left.header.frame_id)
 
     def _reject(self, stamp_ns: int, frame_id: str, error: BadInput) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from dla_perception.runtime.cores import CORE_NAMES
+from dla_perception.runtime.cores import CORE_NAMES, base_core, is_core_name
 from dla_perception.runtime.errors import EnginesConfigError
 
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -96,7 +96,7 @@ class EnginesConfig:
         """
         if spec.deadline_ms is not None:
             return float(spec.deadline_ms)
-        budget = self.latency_budget_ms.get(core)
+        budget = self.latency_budget_ms.get(core) or self.latency_budget_ms.get(base_core(core))
         return DEADLINE_BUDGET_FACTOR * budget if budget else DEFAULT_DEADLINE_MS
 
 
@@ -111,8 +111,8 @@ def validate_model_spec(spec: ModelSpec) -> None:
     if not spec.cores:
         fail("'cores' must list at least one of " + ", ".join(CORE_NAMES))
     for core in spec.cores:
-        if core not in CORE_NAMES:
-            fail(f"unknown core '{core}' (known: {', '.join(CORE_NAMES)})")
+        if not is_core_name(core):
+            fail(f"unknown core '{core}' (known: {', '.join(CORE_NAMES)}, cpu0, cpu1, ...)")
     if len(set(spec.cores)) != len(spec.cores):
         fail(f"'cores' lists a core twice: {list(spec.cores)}")
     if spec.precision not in PRECISIONS:
@@ -230,9 +230,9 @@ def _parse_budgets(budgets: Any, source: str) -> dict[str, float]:
         raise EnginesConfigError(f"{source}: 'latency_budget_ms' must map core names to milliseconds")
     parsed = {}
     for core, value in budgets.items():
-        if core not in CORE_NAMES:
+        if not is_core_name(core):
             raise EnginesConfigError(f"{source}: latency_budget_ms: unknown core '{core}' "
-                                     f"(known: {', '.join(CORE_NAMES)})")
+                                     f"(known: {', '.join(CORE_NAMES)}, cpu0, cpu1, ...)")
         try:
             parsed[core] = float(value)
         except (TypeError, ValueError):

@@ -11,10 +11,34 @@ import ctypes
 import importlib.metadata
 import importlib.util
 import os
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 
 CORE_NAMES = ("dla0", "dla1", "gpu", "cpu")
+# `cpu0`, `cpu1`, ...: CPU engine instances of one thread each that the manager treats as separate cores
+# (one run at a time each, like a DLA), so scheduling across two "DLAs" is testable on a CPU-only machine.
+# They are present wherever `cpu` is; config/engines.cpu_cores.yaml uses them.
+CPU_INSTANCE = re.compile(r"cpu(\d+)")
+
+
+def is_core_name(name: str) -> bool:
+    return name in CORE_NAMES or CPU_INSTANCE.fullmatch(name) is not None
+
+
+def base_core(core: str) -> str:
+    """The core kind that builds `core`'s engine: `cpu` for a cpuN instance, else the core itself."""
+    return "cpu" if CPU_INSTANCE.fullmatch(core) else core
+
+
+def present(core: str, available: tuple[str, ...] | list[str]) -> bool:
+    """Whether `core` can run here: discovered, or a cpuN instance on a machine with a cpu."""
+    return core in available or (base_core(core) != core and base_core(core) in available)
+
+
+def exclusive(core: str) -> bool:
+    """Cores that run one task at a time (a DLA, a cpuN instance): runs there are gated by priority."""
+    return core.startswith("dla") or base_core(core) != core
 
 
 @dataclass(frozen=True)

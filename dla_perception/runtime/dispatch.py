@@ -5,13 +5,14 @@ drops, and which request a core runs next.
   warm standbys for failover), `round_robin` alternates, `least_loaded` takes the fewest queued + running
   requests. Stuck cores never take requests; cores backing off after errors are skipped unless every
   healthy core is (then the one back first beats failing outright).
-- `admit`: queues are bounded and latest-wins: a full queue drops its OLDEST request by submission order,
-  counting the newcomer. A request retried from another core is older than what it finds queued, so it
-  is the one dropped rather than a newer frame (failover never breaks latest-wins).
-- `take_next`: the oldest waiting request runs next; one already older than its deadline is taken out
-  unrun (it goes to the deadline handling: a retry elsewhere or a stale drop), never run late.
-
-Streams with priorities and rates (issue 19) change these three functions, not the workers.
+- `StreamQueue.admit`: a worker's queue is bounded per stream and latest-wins: a stream's full queue drops
+  its OLDEST request by submission order, counting the newcomer, and never another stream's. A request
+  retried from another core is older than what it finds queued, so it is the one dropped rather than a
+  newer frame (failover never breaks latest-wins).
+- `StreamQueue.take_next`: across streams, `schedule_key` decides: a stream below its minimum rate first,
+  then higher priority, then the oldest request; one already older than its deadline is taken out unrun
+  (it goes to the deadline handling: a retry elsewhere or a stale drop), never run late.
+- Rate caps are charged at submission (runtime/streams.py), before a request is queued anywhere.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from __future__ import annotations
 import bisect
 import itertools
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -71,12 +72,18 @@ def choose_core(workers: Sequence[C], policy: str, counter: itertools.count, exc
     return pool[0]
 
 
-def admit(queue: deque[Request], request: Request, capacity: int) -> Request | None:
-    """Queue `request` (kept in submission order); return the request dropped for it, if any.
+def schedule_key(request: Request, now: float) -> tuple[int, int, int]:
+    """Lower runs first: a stream below its minimum rate, then higher priority, then the older request."""
+    state = request.stream_state
+    if state is None:
+        return (1, 0, request.seq)
+    return (0 if state.starving(now) else 1, -state.settings.priority, request.seq)
 
-    The dropped one is the oldest of the queue and the newcomer together, so it may be the newcomer
-    itself (a retried request older than everything waiting).
-    """
+
+def _admit(queue: deque[Request], request: Request, capacity: int) -> Request | None:
+    """Queue `request` in one stream's queue (kept in submission order); return the request dropped for
+    it, if any: the oldest of the queue and the newcomer together, so it may be the newcomer itself (a
+    retried request older than everything waiting)."""
     if queue and request.seq < queue[-1].seq:  # a retried or moved request: back in submission order
         if len(queue) >= capacity and request.seq < queue[0].seq:
             return request
@@ -88,20 +95,82 @@ def admit(queue: deque[Request], request: Request, capacity: int) -> Request | N
     return victim
 
 
-def take_next(queue: deque[Request], now: float) -> tuple[Request | None, list[Request]]:
-    """(the request to run now, the requests found past their deadline); resolved ones are discarded."""
-    expired = []
-    while queue:
-        request = queue.popleft()
-        if request.done:  # answered by another core or cancelled while it waited
-            continue
-        if now >= request.deadline:
-            expired.append(request)
-            continue
+class StreamQueue:
+    """One worker's waiting requests: per stream, at most `capacity` each, in submission order.
+
+    Not thread-safe: the worker holds its lock around every call. Taking the next request looks at the
+    head of each stream's queue only, so its cost grows with the number of streams, not of requests.
+    """
+
+    def __init__(self) -> None:
+        self._streams: dict[str, deque[Request]] = {}
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[Request]:
+        for queue in list(self._streams.values()):
+            yield from queue
+
+    def admit(self, request: Request, capacity: int) -> Request | None:
+        """Queue `request`; return the request of the same stream dropped for it (latest-wins), if any."""
+        queue = self._streams.get(request.stream)
+        if queue is None:
+            queue = self._streams[request.stream] = deque()
+        victim = _admit(queue, request, capacity)
+        self._count += victim is None
+        return victim
+
+    def take_next(self, now: float) -> tuple[Request | None, list[Request]]:
+        """(the request to run now, the requests found past their deadline); resolved ones are discarded.
+
+        The winner by schedule_key among the streams' oldest requests; one past its deadline is taken
+        out unrun (deadline handling: a retry elsewhere or a stale drop), never run late.
+        """
+        expired: list[Request] = []
+        best: deque[Request] | None = None
+        best_key: tuple[int, int, int] | None = None
+        for name, queue in list(self._streams.items()):
+            while queue and (queue[0].done or now >= queue[0].deadline):
+                request = queue.popleft()
+                self._count -= 1
+                if not request.done:
+                    expired.append(request)
+            if not queue:
+                del self._streams[name]
+                continue
+            key = schedule_key(queue[0], now)
+            if best_key is None or key < best_key:
+                best, best_key = queue, key
+        if best is None:
+            return None, expired
+        self._count -= 1
+        request = best.popleft()
+        if not best:
+            del self._streams[request.stream]
         return request, expired
-    return None, expired
 
+    def take_expired(self, now: float) -> list[Request]:
+        """Take out every request past its deadline (the watchdog's sweep); resolved ones are discarded."""
+        expired = []
+        for name, queue in list(self._streams.items()):
+            kept = deque(request for request in queue if not request.done and now < request.deadline)
+            expired.extend(request for request in queue if not request.done and now >= request.deadline)
+            self._count -= len(queue) - len(kept)
+            if kept:
+                self._streams[name] = kept
+            else:
+                del self._streams[name]
+        return expired
 
-def next_deadline(queue: deque[Request]) -> float:
-    """The earliest deadline among waiting requests (inf when none)."""
-    return min((request.deadline for request in queue if not request.done), default=float("inf"))
+    def drain(self) -> list[Request]:
+        """Everything waiting, oldest first; the queue is empty afterwards."""
+        waiting = sorted(self, key=lambda request: request.seq)
+        self._streams.clear()
+        self._count = 0
+        return waiting
+
+    def next_deadline(self) -> float:
+        """The earliest deadline among waiting requests (inf when none)."""
+        return min((request.deadline for request in self if not request.done), default=float("inf"))

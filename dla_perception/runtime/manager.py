@@ -2,7 +2,10 @@
 
 Placement (runtime/placement.py): each requested core resolves along a fallback chain to a core this
 machine has and can build on; requested cores landing on one core share one engine and worker.
-Scheduling (runtime/dispatch.py): the model's policy picks the core, queues are bounded and latest-wins.
+Scheduling (runtime/dispatch.py): the model's policy picks the core; each core's queue is bounded and
+latest-wins per stream (runtime/streams.py: camera and task, with a priority, a rate cap, a minimum rate and
+a deadline), and the next request is the best stream's; one-task-at-a-time cores (DLA, cpuN) are handed
+across models by the same order (runtime/streams_gate.py).
 Workers (runtime/worker.py) run the engines and keep each core's health; the watchdog
 (runtime/watchdog.py) acts on deadlines; reporting (runtime/reporting.py) turns all of it into statistics.
 
@@ -31,20 +34,23 @@ import numpy as np
 from dla_perception.runtime import reporting
 from dla_perception.runtime.backends import create_engine
 from dla_perception.runtime.config import EnginesConfig, ModelSpec, load_engines_config, validate_model_spec
+from dla_perception.runtime.cores import exclusive
 from dla_perception.runtime.dispatch import ModelEntry, choose_core
 from dla_perception.runtime.engine import Engine, TensorSpec
 from dla_perception.runtime.errors import (
     DeadlineExceeded,
     EngineError,
     EngineManagerClosed,
-    EngineStuck,
     InputValidationError,
     RequestDropped,
 )
-from dla_perception.runtime.placement import EngineFactory, fallback_chain, place
+from dla_perception.runtime.failover import Failover
+from dla_perception.runtime.placement import EngineFactory, cpu_instances, fallback_chain, place
 from dla_perception.runtime.requests import Answer, Request, validate_inputs
+from dla_perception.runtime.streams import RateCapped, StreamRegistry, StreamSettings
+from dla_perception.runtime.streams_gate import CoreGate
 from dla_perception.runtime.watchdog import Watchdog
-from dla_perception.runtime.worker import Due, Worker
+from dla_perception.runtime.worker import Worker
 
 __all__ = ["EngineFactory", "EngineManager", "HealthEvent", "fallback_chain", "validate_inputs"]
 
@@ -62,7 +68,7 @@ class HealthEvent:
     monotonic: float
 
 
-class EngineManager:
+class EngineManager(Failover):
     """Thread-safe owner of a process's engines; use as a context manager or call close().
 
     `engine_factory(spec, core)` builds an engine or raises EngineError (default: onnxruntime/TensorRT
@@ -92,8 +98,10 @@ class EngineManager:
         self.initial_backoff_s = initial_backoff_s
         self.max_backoff_s = max_backoff_s
         self.close_timeout_s = close_timeout_s
-        self._factory = engine_factory or (lambda spec, core: create_engine(
+        self._factory = engine_factory or cpu_instances(lambda spec, core: create_engine(
             spec, core, cache_dir=config.cache_dir, plans_to_keep=config.plans_to_keep))
+        self.streams = StreamRegistry(window_s)
+        self._gates: dict[str, CoreGate] = {}
         self._lock = threading.RLock()
         self._failover_lock = threading.Lock()
         self._models: dict[str, ModelEntry] = {}
@@ -159,8 +167,10 @@ class EngineManager:
                 if engine.input_specs() != reference.input_specs():
                     log.warning("model '%s': %s and %s report different inputs", spec.name,
                                 reference_core, core)
+            gates = {core: self._gates.setdefault(core, CoreGate(core))
+                     for core in engines if exclusive(core)}
             workers = [Worker(self, spec.name, core, engine, spec.queue_size,
-                              self.config.deadline_ms(spec, core) / 1e3, self.window_s)
+                              self.config.deadline_ms(spec, core) / 1e3, self.window_s, gates.get(core))
                        for core, engine in engines.items()]
             self._models[spec.name] = ModelEntry(spec, workers, fallbacks, reference.input_specs(),
                                                  reference.output_specs())
@@ -206,12 +216,20 @@ class EngineManager:
         entry = self._entry(model)
         validated = validate_inputs(model, entry.inputs, inputs)
         now = time.monotonic()
+        state = self.streams.get(stream or model, explicit=stream is not None)
         worker = choose_core(entry.workers, entry.spec.policy, entry.counter, (), now)
-        due = deadline if deadline is not None else now + (worker.deadline_s if worker else 0.0)
-        request = Request(model, validated, stream or model, due, now, future=future)
-        if worker is None:
+        if deadline is None:
+            stream_s = state.settings.deadline_ms and state.settings.deadline_ms / 1e3
+            deadline = now + (stream_s or (worker.deadline_s if worker else 0.0))
+        request = Request(model, validated, stream or model, deadline, now, future=future, stream_state=state)
+        if not state.admit(model, now):
+            request.fail(RateCapped(f"{request.label} dropped unrun: stream '{state.name}' is capped at "
+                                    f"{state.settings.max_rate_hz:g} Hz"))
+        elif worker is None:
+            state.record_failed()
             request.fail(self._no_core_error(entry, ()))
         elif request.deadline <= now:
+            state.record_drop("stale")
             worker.stats.record_stale()
             request.fail(DeadlineExceeded(f"{request.label} dropped unrun: already past its deadline "
                                           f"({(now - request.deadline) * 1e3:.0f} ms ago) when submitted"))
@@ -237,6 +255,7 @@ class EngineManager:
             accepted, victim = worker.put(request)
             if victim is not None:
                 worker.stats.record_drop()
+                victim.stream_state.record_drop("busy")
                 superseded = "a newer request was already waiting" if victim is request else \
                     "a newer request took its place"
                 victim.fail(RequestDropped(f"{victim.label} dropped from the full queue of "
@@ -252,90 +271,6 @@ class EngineManager:
             worker = choose_core(entry.workers, entry.spec.policy, entry.counter, exclude, time.monotonic())
         request.fail(self._no_core_error(entry, request.tried))
 
-    def _retry_target(self, request: Request) -> Worker | None:
-        entry = self._models.get(request.model)
-        if entry is None or request.retried or self._closed:
-            return None
-        return choose_core(entry.workers, entry.spec.policy, entry.counter, request.tried, time.monotonic())
-
-    def _claim(self, worker: Worker, request: Request) -> tuple[bool, Worker | None]:
-        """Take `request` from `worker`, once (an engine error and its deadline can race): (claimed, the
-        core to retry it on, already given the retry's deadline)."""
-        with self._failover_lock:
-            if request.done or worker.core in request.tried:
-                return False, None
-            request.tried.append(worker.core)
-            target = self._retry_target(request)
-            if target is not None:
-                request.retried = True
-                request.deadline = time.monotonic() + target.deadline_s
-            return True, target
-
-    def _no_core_error(self, entry: ModelEntry, tried: Sequence[str]) -> EngineError:
-        stuck = [worker for worker in entry.workers if worker.stuck]
-        if len(stuck) == len(entry.workers):
-            return EngineStuck(f"model '{entry.spec.name}': every core is stuck: " + ", ".join(
-                f"{w.core} since {reporting.wall_iso(w.stuck_since_wall)} "
-                f"(deadline {w.deadline_s * 1e3:.0f} ms)" for w in stuck))
-        return EngineError(f"model '{entry.spec.name}': no core left to run it (tried {list(tried)}, "
-                           f"stuck {[w.core for w in stuck]})")
-
-    # -- what the workers and the watchdog report (called without worker locks) ----------------------
-
-    def _request_failed(self, worker: Worker, request: Request, error: Exception) -> None:
-        """An engine raised: retry once on another core, else fail the future."""
-        claimed, target = self._claim(worker, request)
-        if not claimed:  # another core has it since its deadline
-            return
-        if target is not None:
-            log.warning("%s failed (%s); retrying on %s", worker.name, error, target.core)
-            self._dispatch(self._models[request.model], request, target)
-            return
-        failure = error if isinstance(error, EngineError) else EngineError(
-            f"'{request.model}' failed on {worker.core}: {error}")
-        if failure is not error:
-            failure.__cause__ = error
-        request.fail(failure)
-
-    def _deadline_passed(self, worker: Worker, request: Request, running: bool) -> None:
-        """`worker` held `request` (queued, or running when `running`) past its deadline."""
-        worker.stats.record_deadline_miss()
-        claimed, target = self._claim(worker, request)
-        if not claimed:
-            return
-        age_ms = (time.monotonic() - request.submitted) * 1e3
-        where = "running" if running else "waiting"
-        if target is not None:
-            log.warning("%s: '%s' request still %s at its deadline (%.0f ms after submission); "
-                        "retrying on %s", worker.name, request.model, where, age_ms, target.core)
-            self._dispatch(self._models[request.model], request, target)
-            return
-        if not running:
-            worker.stats.record_stale()
-        why = "it was retried once already" if request.retried else "no other core can take it"
-        verb = "still running on" if running else "dropped unrun from the queue of"
-        request.fail(DeadlineExceeded(f"{request.label} {verb} {worker.core} at its deadline, "
-                                      f"{age_ms:.0f} ms after submission; {why}"))
-
-    def _on_due(self, worker: Worker, due: Due) -> None:
-        if due.stuck:
-            detail = (f"no answer within its {worker.deadline_s * 1e3:.0f} ms deadline since "
-                      f"{reporting.wall_iso(worker.stuck_since_wall)}: out of rotation until a probe answers")
-            log.error("%s stuck: %s", worker.name, detail)
-            self._health_changed(worker, "stuck", detail)
-            entry = self._models.get(worker.model)
-            for request in due.displaced:  # never ran here: moved, not retried
-                if entry is not None and not self._closed:
-                    other = choose_core(entry.workers, entry.spec.policy, entry.counter,
-                                        [*request.tried, worker.core], time.monotonic())
-                    self._dispatch(entry, request, other)
-                else:
-                    request.fail(EngineManagerClosed(f"engine manager closed; '{request.model}' not run"))
-        if due.overdue is not None:
-            self._deadline_passed(worker, due.overdue, running=True)
-        for request in due.expired:
-            self._deadline_passed(worker, request, running=False)
-
     def _health_changed(self, worker: Worker, kind: str, detail: str) -> None:
         event = HealthEvent(kind, worker.model, worker.core, detail, time.monotonic())
         for listener in list(self._listeners):
@@ -347,6 +282,16 @@ class EngineManager:
     def add_health_listener(self, listener: Callable[[HealthEvent], None]) -> None:
         """Call `listener(event)` when a core becomes stuck or is restored (from a runtime thread)."""
         self._listeners.append(listener)
+
+    # -- streams ------------------------------------------------------------------------------------
+
+    def configure_stream(self, name: str, settings: StreamSettings | None = None) -> None:
+        """Declare a stream (camera and task) with its priority and rates; see runtime/streams.py."""
+        self.streams.configure(name, settings)
+
+    def stream_statistics(self) -> dict[str, dict[str, Any]]:
+        """Per named stream: rates, drops by cause, latency, cores used (docs/runtime.md, Streams)."""
+        return self.streams.summaries()
 
     # -- reporting ----------------------------------------------------------------------------------
 

@@ -4,8 +4,10 @@ has and can build an engine on. Requested cores that resolve to the same core sh
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 from dla_perception.runtime.config import ModelSpec
+from dla_perception.runtime.cores import base_core, present
 from dla_perception.runtime.engine import Engine
 
 EngineFactory = Callable[[ModelSpec, str], Engine]
@@ -26,7 +28,7 @@ def place(spec: ModelSpec, requested: str, available: Sequence[str], factory: En
     for core in fallback_chain(requested, spec.cores):
         if core in engines:
             return core, "; ".join(reasons) or f"shares the {core} engine"
-        if core not in available:
+        if not present(core, available):
             reasons.append(f"{core} not present on this machine")
             continue
         if core in failures:
@@ -40,3 +42,17 @@ def place(spec: ModelSpec, requested: str, available: Sequence[str], factory: En
             continue
         return core, "; ".join(reasons)
     return None, "; ".join(reasons)
+
+
+def cpu_instances(factory: EngineFactory) -> EngineFactory:
+    """`factory` that also builds cpuN cores: a `cpu` engine of one intra-op thread (unless the model sets
+    intra_op_threads), named after its instance."""
+
+    def build(spec: ModelSpec, core: str) -> Engine:
+        if base_core(core) == core:
+            return factory(spec, core)
+        engine = factory(replace(spec, intra_op_threads=spec.intra_op_threads or 1), base_core(core))
+        engine.core = core
+        return engine
+
+    return build

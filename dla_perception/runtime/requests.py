@@ -1,8 +1,9 @@
 """A request while the manager holds it, and the input checks every request passes before it is queued.
 
-A request carries its stream (camera and task; today the model's name unless the caller names one) and
-its deadline on the time.monotonic() clock. Its future resolves exactly once: the first answer or error
-wins and anything later (a hung core answering after the retry did) is discarded.
+A request carries its stream (camera and task, e.g. `front/proximity`; the model's name unless the caller
+names one) with that stream's scheduling state, and its deadline on the time.monotonic() clock. Its future
+resolves exactly once: the first answer or error wins and anything later (a hung core answering after the
+retry did) is discarded.
 """
 
 from __future__ import annotations
@@ -90,6 +91,7 @@ class Request:
     retried: bool = False  # one retry at most: the pipeline waits at most deadline + the retry's deadline
     started: bool = False
     probe: bool = False  # a watchdog probe of a stuck core, not a caller's request
+    stream_state: Any = None  # its runtime.streams.StreamState: priority, rate, counters (None: a probe)
 
     @property
     def label(self) -> str:

@@ -18,17 +18,17 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
 
-from dla_perception.runtime.dispatch import admit, next_deadline, take_next
+from dla_perception.runtime.dispatch import StreamQueue, schedule_key
 from dla_perception.runtime.engine import Engine
-from dla_perception.runtime.errors import TaskTimeout
+from dla_perception.runtime.errors import EngineManagerClosed, TaskTimeout
 from dla_perception.runtime.requests import Request
 from dla_perception.runtime.statistics import EngineStatistics
+from dla_perception.runtime.streams_gate import CoreGate
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ class Due:
 
 class Worker:
     def __init__(self, owner: WorkerOwner, model: str, core: str, engine: Engine, queue_size: int,
-                 deadline_s: float, window_s: float) -> None:
+                 deadline_s: float, window_s: float, gate: CoreGate | None = None) -> None:
         self.owner = owner
         self.model = model
         self.core = core
@@ -70,7 +70,8 @@ class Worker:
         self.queue_size = queue_size
         self.deadline_s = deadline_s
         self.stats = EngineStatistics(window_s)
-        self._queue: deque[Request] = deque()
+        self.gate = gate  # shared by every model's worker on a one-task-at-a-time core
+        self._queue = StreamQueue()
         self._cond = threading.Condition(threading.Lock())
         self._closed = False
         self._running: Request | None = None
@@ -101,6 +102,9 @@ class Worker:
         return self._closed
 
     def load(self) -> int:
+        """Runs ahead of a new request here: on a gated core every model's (least_loaded compares cores)."""
+        if self.gate is not None:
+            return len(self._queue) + self.gate.busy + self.gate.waiting()
         return len(self._queue) + (self._running is not None)
 
     def queue_depth(self) -> int:
@@ -115,7 +119,7 @@ class Worker:
         with self._cond:
             if self._closed or self.stuck_since is not None:
                 return False, None
-            victim = admit(self._queue, request, self.queue_size)
+            victim = self._queue.admit(request, self.queue_size)
             self._cond.notify()
         return True, victim
 
@@ -134,18 +138,32 @@ class Worker:
                             break
                         self._cond.wait(self._next_probe - now)
                         continue
-                    request, expired = take_next(self._queue, now)
+                    request, expired = self._queue.take_next(now)
                     if request is not None or expired:
                         break
                     self._cond.wait()
-                if request is not None:
+                if request is not None and (self.gate is None or request.probe):
                     self._running, self._run_started = request, now
-                    if not request.probe:
-                        self._last_inputs = request.inputs  # shapes for a probe, should this run hang
             for late in expired:  # outside the lock: the manager may queue them on another worker
                 self.owner._deadline_passed(self, late, running=False)
-            if request is not None:
+            if request is None:
+                continue
+            if self.gate is None or request.probe:
                 self._run(request)
+            elif not self.gate.acquire(schedule_key(request, time.monotonic()), request.deadline):
+                self.owner._deadline_passed(self, request, running=False)  # waited for the core too long
+            else:
+                try:
+                    with self._cond:  # visible to the watchdog only once it really runs
+                        closed = self._closed
+                        if not closed:
+                            self._running, self._run_started = request, time.monotonic()
+                    if closed:
+                        request.fail(EngineManagerClosed(f"engine manager closed; '{request.model}' not run"))
+                    else:
+                        self._run(request)
+                finally:
+                    self.gate.release()
 
     def _run(self, request: Request) -> None:
         if not request.probe and not request.start():
@@ -153,6 +171,11 @@ class Worker:
                 self._running = None
             return
         started = time.monotonic()
+        state = request.stream_state
+        if not request.probe:
+            self._last_inputs = request.inputs  # shapes for a probe, should this run hang
+            if state is not None:
+                state.started(request.model, started)
         error: Exception | None = None
         # An engine that can stop waiting (cuDLA) waits no longer than the watchdog would before calling
         # the core stuck, nor gives up on an answer that is still useful.
@@ -182,6 +205,8 @@ class Worker:
             self._note_success()
             if not request.answer(outputs):
                 self.stats.record_late()
+            elif state is not None:
+                state.record_delivered(request.model, self.core, request.submitted, finished)
 
     # -- health -------------------------------------------------------------------------------------
     def _note_success(self) -> None:
@@ -204,12 +229,7 @@ class Worker:
         with self._cond:
             if self._closed:
                 return due
-            kept: deque[Request] = deque()
-            for request in self._queue:
-                if request.done:
-                    continue
-                (due.expired if now >= request.deadline else kept).append(request)
-            self._queue = kept
+            due.expired = self._queue.take_expired(now)
             running = self._running
             if running is not None and not running.probe and not running.done:
                 if running is not self._overdue_reported:
@@ -225,7 +245,7 @@ class Worker:
                     due.displaced = self._become_stuck(self._run_started, now)
                 else:
                     due.next_check = min(due.next_check, stuck_at)
-            due.next_check = min(due.next_check, next_deadline(self._queue))
+            due.next_check = min(due.next_check, self._queue.next_deadline())
         return due
 
     def _become_stuck(self, run_started: float, now: float) -> list[Request]:
@@ -235,9 +255,7 @@ class Worker:
         self.times_stuck += 1
         self._probe_backoff_s = self.owner.initial_backoff_s
         self._next_probe = 0.0  # as soon as the hung run returns
-        displaced = list(self._queue)
-        self._queue.clear()
-        return displaced
+        return self._queue.drain()
 
     def _probe_request(self, now: float) -> Request:
         inputs = {name: np.zeros_like(array) for name, array in (self._last_inputs or {}).items()}
@@ -267,8 +285,7 @@ class Worker:
         """Refuse new requests and stop the thread after its current run; returns what was waiting."""
         with self._cond:
             self._closed = True
-            pending = list(self._queue)
-            self._queue.clear()
+            pending = self._queue.drain()
             self._cond.notify_all()
         return pending
 

@@ -23,6 +23,7 @@ SUBCOMMANDS = (
     "dla_perception.tools.quantize",
     "dla_perception.tools.replay",
     "dla_perception.tools.demo",
+    "dla_perception.tools.plan",
 )
 
 

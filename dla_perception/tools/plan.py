@@ -1,0 +1,132 @@
+"""`dla-perception plan`: will the configured cameras fit the cores, before the robot drives?
+
+Reads the cameras and their stream settings from a params file (config/four_cameras.yaml), the models'
+cores and policies from an engines file, and per-model, per-core latencies from a profile (JSON
+{model: {core: ms}}) or from `--measure` (each model timed on each of its cores here), then prints what
+runtime/capacity.py predicts: each core's utilisation, each stream's rate and latency, which streams
+degrade, and a placement meeting every target when one exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from dla_perception.runtime.capacity import ModelPlacement, StreamDemand, suggest
+
+DEFAULT_RATE_HZ = 15.0  # a camera without max_rate_hz is planned at a typical stereo camera's rate
+
+
+def _section(document: dict, node: str, camera: str = "") -> dict[str, Any]:
+    """A node's parameters as rcl applies them: the shared `/**/<node>` section, then the camera's own."""
+    values = dict((document.get(f"/**/{node}") or {}).get("ros__parameters", {}))
+    if camera:
+        values.update((document.get(f"/**/{camera}/{node}") or {}).get("ros__parameters", {}))
+    return values
+
+
+def streams_of(document: dict, head_batch: int, features: str, head: str,
+               detector: str) -> list[StreamDemand]:
+    manager = _section(document, "engine_manager")
+    cameras = list(manager.get("cameras", [""])) or [""]
+    streams = []
+    for camera in cameras:
+        values = _section(document, "proximity_segmentation", camera)
+        planes = values.get("planes_m", [0.75, 1.0, 1.5, 2.0, 3.0])
+        queries = len(set(planes) | {values.get("alert_distance_m", 1.0)})
+        if values.get("camera_height_m", 0.0) > 0:
+            # the ground, and the mount check's two floors
+            queries += 1 + (2 if values.get("mount_check_tolerance_m", 0.1) > 0 else 0)
+        streams.append(StreamDemand(f"{camera}/proximity" if camera else "proximity",
+                                    {features: 1, head: math.ceil(queries / head_batch)},
+                                    int(values.get("priority", 0)),
+                                    float(values.get("max_rate_hz") or DEFAULT_RATE_HZ),
+                                    float(values.get("min_rate_hz") or 0.0)))
+    detection = _section(document, "detection", manager.get("detection_camera") or cameras[0])
+    camera = manager.get("detection_camera") or cameras[0]
+    streams.append(StreamDemand(f"{camera}/detection" if camera else "detection", {detector: 1},
+                                int(detection.get("priority", 0)),
+                                float(detection.get("max_rate_hz") or DEFAULT_RATE_HZ),
+                                float(detection.get("min_rate_hz") or 0.0)))
+    return streams
+
+
+def measure(engines_file: Path, repeats: int = 20) -> dict[str, dict[str, float]]:
+    """Median latency (ms) of every model on every core it runs on here, one core at a time."""
+    from dla_perception.runtime.manager import EngineManager
+
+    profile: dict[str, dict[str, float]] = {}
+    with EngineManager.from_file(engines_file) as manager:
+        for placement in manager.placements():
+            model = placement["model"]
+            specs = manager.input_specs(model)
+            inputs = {s.name: np.random.default_rng(0).random([max(1, d) for d in s.shape]).astype(s.dtype)
+                      for s in specs}
+            for worker in manager._models[model].workers:
+                times = []
+                for index in range(repeats + 3):
+                    started = time.perf_counter()
+                    worker.engine.run(inputs)
+                    if index >= 3:
+                        times.append((time.perf_counter() - started) * 1e3)
+                profile.setdefault(model, {})[worker.core] = float(np.median(times))
+    return profile
+
+
+def run(args: argparse.Namespace) -> int:
+    from dla_perception.runtime.config import load_engines_config
+
+    document = yaml.safe_load(Path(args.config).read_text()) or {}
+    engines = load_engines_config(args.engines, require_files=False)
+    if args.measure:
+        profile = measure(Path(args.engines))
+        if args.write_profile:
+            Path(args.write_profile).write_text(json.dumps(profile, indent=2))
+    elif args.profile:
+        profile = json.loads(Path(args.profile).read_text())
+    else:
+        raise SystemExit("plan: give --profile latencies.json or --measure")
+    proximity = _section(document, "proximity_segmentation")
+    features = proximity.get("features_model", "proximity_features")
+    head = proximity.get("head_model", "proximity_head")
+    detector = _section(document, "detection").get("engine_name") or "detector"
+    streams = streams_of(document, args.head_batch, features, head, detector)
+    placement = {name: ModelPlacement(tuple(spec.cores), spec.policy) for name, spec in engines.models.items()
+                 if name in profile}
+    streams = [s for s in streams if all(model in placement for model in s.requests)]
+    result = suggest(streams, placement, profile)
+    if args.json:
+        print(json.dumps({"profile": profile, **result.as_dict()}, indent=2))
+        return 0
+    print("core utilisation: " + ", ".join(f"{core} {u:.0%}" for core, u in result.utilisation.items()))
+    for stream in streams:
+        mark = "DEGRADED" if stream.name in result.degraded else "ok"
+        print(f"  {stream.name:22s} {result.rates[stream.name]:5.1f} of {stream.max_rate_hz:g} Hz "
+              f"(min {stream.min_rate_hz:g}, priority {stream.priority}), "
+              f"~{result.latency_ms[stream.name]:.0f} ms  {mark}")
+    if result.suggestion:
+        print("meets every target: " + "; ".join(f"{m} on {','.join(p.cores)} ({p.policy})"
+                                                 for m, p in result.suggestion.items()))
+    for note in result.notes:
+        print(note)
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("plan", help="predict whether the configured cameras fit the cores",
+                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True, help="params file with cameras (config/four_cameras.yaml)")
+    parser.add_argument("--engines", required=True, help="engines file (config/engines.yaml)")
+    parser.add_argument("--profile", help="JSON {model: {core: latency_ms}}")
+    parser.add_argument("--measure", action="store_true", help="time every model on its cores here")
+    parser.add_argument("--write-profile", help="with --measure: save the profile here")
+    parser.add_argument("--head-batch", type=int, default=3, help="plane queries per head request")
+    parser.add_argument("--json", action="store_true", help="one JSON object")
+    parser.set_defaults(handler=run)
