@@ -48,11 +48,15 @@ class LiveSysfs:
 
     def read_int(self, path: str) -> int | None:
         """A sysfs number file (`5064\\n`) as an int; None when absent or not a number."""
-        text = self.read_file(path)
-        try:
-            return int(text.strip()) if text is not None else None
-        except ValueError:
-            return None
+        return parse_int(self.read_file(path))
+
+
+def parse_int(text: str | None) -> int | None:
+    """The number a sysfs/procfs file holds; None for an absent file or one that holds no number."""
+    try:
+        return int(text.strip()) if text is not None else None
+    except ValueError:
+        return None
 
 
 INA3221_DRIVER = "/sys/bus/i2c/drivers/ina3221"

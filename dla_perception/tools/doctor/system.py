@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from dla_perception.runtime.power import LiveSysfs
+from dla_perception.runtime.power import LiveSysfs, parse_int
 
 OK, INFO, WARN, ERROR = "ok", "info", "warn", "error"
 LEVELS = (OK, INFO, WARN, ERROR)
@@ -43,11 +43,7 @@ class System:
 
     def read_int(self, path: str) -> int | None:
         """A sysfs/procfs number file (`212992\\n`) as an int; None when absent or not a number."""
-        text = self.read_file(path)
-        try:
-            return int(text.strip()) if text is not None else None
-        except ValueError:
-            return None
+        return parse_int(self.read_file(path))
 
     def sysctl(self, name: str) -> int | None:
         """`net.core.rmem_max` read from /proc/sys/net/core/rmem_max (what `sysctl -n` prints)."""
