@@ -22,6 +22,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from dla_perception.runtime.cores import base_core
+
 DEFAULT_ACCURACY_TOLERANCE = 0.01  # absolute drop allowed in IoU, precision, recall, output coverage
 DEFAULT_LATENCY_TOLERANCE = 0.5  # relative rise allowed in a gated latency (+50 %)...
 DEFAULT_LATENCY_SLACK_MS = 2.0  # ...and absolute rise, in ms; both must be exceeded
@@ -134,7 +136,7 @@ def latency_comparisons(current: dict, baseline: dict, tolerances: Tolerances = 
         ran = bool(now.get("inferences"))
         prefix = f"engines.{engine}"
 
-        on_cpu = engine.rpartition("@")[2] == "cpu" and figure(stats, "cpu_ms") is not None
+        on_cpu = base_core(engine.rpartition("@")[2]) == "cpu" and figure(stats, "cpu_ms") is not None
         if not on_cpu:
             add(f"{prefix}.latency_ms.p50", figure(stats, "latency_ms"),
                 figure(now, "latency_ms") if ran else None, median_gated)

@@ -20,6 +20,7 @@ import numpy as np
 
 from dla_perception.replay.reference import ReferencePool, ReferenceWorkload
 from dla_perception.runtime.backends import create_engine
+from dla_perception.runtime.cores import base_core
 from dla_perception.runtime.engine import Engine, TensorSpec
 
 
@@ -127,12 +128,14 @@ class RecordingEngine(Engine):
 
 def recording_factory(target: LogTarget, cache_dir: Any, references: ReferencePool | None = None) -> Any:
     """An EngineManager `engine_factory` building the usual engines, wrapped to record into `target`;
-    engines on the cpu core get a reference workload with their own intra-op thread count."""
+    engines on the cpu core (and its cpuN instances) get a reference workload with their own intra-op
+    thread count."""
     references = references if references is not None else ReferencePool()
 
     def factory(spec: Any, core: str) -> Engine:
         engine = create_engine(spec, core, cache_dir=cache_dir)
-        reference = references.get(getattr(engine, "intra_op_threads", None)) if core == "cpu" else None
+        on_cpu = base_core(core) == "cpu"
+        reference = references.get(getattr(engine, "intra_op_threads", None)) if on_cpu else None
         return RecordingEngine(engine, target, reference)
 
     return factory
