@@ -39,7 +39,11 @@ def main() -> None:
     parser.add_argument("--executor", action="store_true",
                         help="also profile the node's executor thread over the whole run")
     parser.add_argument("--no-cprofile", action="store_true", help="phases only (no cProfile slow-down)")
+    parser.add_argument("--switch-interval-ms", type=float, default=0.0,
+                        help="an experiment: sys.setswitchinterval (the GIL hand-over period; 5 ms default)")
     args = parser.parse_args()
+    if args.switch_interval_ms > 0:
+        sys.setswitchinterval(args.switch_interval_ms / 1e3)
 
     import bench_nodes
     from rclpy.executors import Executor
@@ -72,11 +76,12 @@ def main() -> None:
 
     def timed(name: str, function):
         def wrapper(*call_args, **kwargs):
-            start = time.perf_counter_ns()
+            start, cpu = time.perf_counter_ns(), time.thread_time_ns()
             try:
                 return function(*call_args, **kwargs)
             finally:
                 phases[name].append((time.perf_counter_ns() - start) / 1e3)
+                phases[name + " (thread CPU)"].append((time.thread_time_ns() - cpu) / 1e3)
         return wrapper
 
     def on_image(self, side, msg):
@@ -193,12 +198,13 @@ def main() -> None:
             print(f"  {first + ' -> ' + second:40s} {np.median(values):9.0f} {np.percentile(values, 90):9.0f}"
                   f"  n={len(values)}", file=err)
     print("deliveries, microseconds from the pair's first publish (median / p90), node inputs and the "
-          "floor's:", file=err)
+          "floor's (interleaved):", file=err)
     for prefix in ("", "/floor"):
-        first = deliveries[f"{prefix}/left/image_rect"]["publish"]
+        first = deliveries[f"{prefix}/left/image_rect"]["publish"][-args.frames:]  # the interleaved ones
         for topic in (f"{prefix}/left/image_rect", f"{prefix}/right/image_rect"):
             for event in ("publish_end", "take", "take_end"):
-                values = [(b - a) / 1e3 for a, b in zip(first, deliveries[topic][event], strict=False)]
+                later = deliveries[topic][event][-args.frames:]
+                values = [(b - a) / 1e3 for a, b in zip(first, later, strict=False)]
                 if values:
                     print(f"  {topic + ' ' + event:40s} {np.median(values):9.0f} "
                           f"{np.percentile(values, 90):9.0f}  n={len(values)}", file=err)
