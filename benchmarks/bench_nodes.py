@@ -345,13 +345,18 @@ def cross_process_floor(scratch: Path, count: int, arrivals: dict[str, dict[int,
 
 
 def _processor() -> str:
+    """`model name`, with the CPU family and model (`AMD EPYC` alone does not tell Zen 4 from Zen 5)."""
+    fields: dict[str, str] = {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
     except OSError:
         pass
-    return platform.processor()
+    name = fields.get("model name") or platform.processor()
+    if "cpu family" in fields:
+        name += f" (family {fields['cpu family']} model {fields.get('model', '?')})"
+    return name
 
 
 if __name__ == "__main__":
