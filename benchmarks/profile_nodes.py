@@ -19,6 +19,7 @@ import cProfile
 import io
 import pstats
 import sys
+import threading
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -106,6 +107,9 @@ def main() -> None:
         finally:
             worker_state["inside"] = False
         marks[stamp]["worker_end"] = time.perf_counter_ns()
+        if "executor_cpu" in marks[stamp]:  # the executor's CPU for this pair: both images, the hand-off
+            phases["executor thread CPU, publish -> outcome"].append(
+                ((executor_cpu_ns() or 0) - marks[stamp]["executor_cpu"]) / 1e3)
         total = time.perf_counter_ns() - start
         phases["worker_total"].append(total / 1e3)
         phases["worker_outside_inference"].append((total - worker_state["pipeline_ns"]) / 1e3)
@@ -137,7 +141,9 @@ def main() -> None:
         if self.topic_name in traced:
             start = time.perf_counter_ns()
             if self.topic_name in traced[:2]:
-                marks[stamp_to_ns(msg.header.stamp)].setdefault("published", start)
+                mark = marks[stamp_to_ns(msg.header.stamp)]
+                mark.setdefault("published", start)
+                mark.setdefault("executor_cpu", executor_cpu_ns() or 0)
             deliveries[self.topic_name]["publish"].append(start)
             try:
                 return original_publish(self, msg)
@@ -163,8 +169,17 @@ def main() -> None:
     executor_profile = cProfile.Profile()
     original_spin = IsolatedSpinner._spin
 
+    executor_thread: dict[str, int] = {}
+
+    def executor_cpu_ns() -> int | None:
+        ident = executor_thread.get("ident")
+        return None if ident is None else time.clock_gettime_ns(time.pthread_getcpuclockid(ident))
+
     def spin(self, executor):  # the node's executor thread, whole (its waits included, as `wait`)
-        if args.executor and any(n.get_name() == "proximity_segmentation" for n in executor.get_nodes()):
+        mine = any(n.get_name() == "proximity_segmentation" for n in executor.get_nodes())
+        if mine:
+            executor_thread["ident"] = threading.get_ident()
+        if args.executor and mine:
             executor_profile.enable()
             try:
                 return original_spin(self, executor)
