@@ -111,9 +111,9 @@ class StereoGeometry:
     baseline_m: float
     width: int
     height: int
-    # The core's model of the same projections (models.proximity_geometry), made once per camera_info
-    # change instead of once per frame.
-    core: Any = field(default=None, compare=False, repr=False)
+    # The core's model of the same projections (models.proximity_geometry.StereoGeometry), made once per
+    # camera_info change instead of once per frame.
+    core: Any = field(compare=False, repr=False)
 
     def disparity_px(self, distance_m: float) -> float:
         return self.fx * self.baseline_m / distance_m

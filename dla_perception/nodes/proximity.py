@@ -324,10 +324,6 @@ class ProximitySegmentationNode(FrameNode):
                        ground: Any) -> dict[str, Any]:
         """proximity/points and proximity/occupancy, and this frame's mount evidence."""
         core = geometry.core
-        if core is None:  # a StereoGeometry made by hand (tests)
-            from dla_perception.models.proximity_geometry import StereoGeometry as CoreStereoGeometry
-
-            core = CoreStereoGeometry.from_projections(geometry.projection_left, geometry.projection_right)
         ok, problem = self._floor.observe_mount(result, core)
         if ok:
             self.health.clear_condition("mount")
