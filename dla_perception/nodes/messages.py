@@ -12,7 +12,7 @@ import importlib
 import math
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 import numpy as np
@@ -111,6 +111,9 @@ class StereoGeometry:
     baseline_m: float
     width: int
     height: int
+    # The core's model of the same projections (models.proximity_geometry.StereoGeometry), made once per
+    # camera_info change instead of once per frame.
+    core: Any = field(compare=False, repr=False)
 
     def disparity_px(self, distance_m: float) -> float:
         return self.fx * self.baseline_m / distance_m
@@ -147,7 +150,7 @@ def stereo_geometry(left_info: Any, right_info: Any) -> StereoGeometry:
     if len(sizes) != 1:
         raise BadInput("camera_info", f"left and right camera_info sizes differ: {sorted(sizes)}")
     width, height = sizes.pop()
-    return StereoGeometry(left, right, core.fx, core.baseline_m, width, height)
+    return StereoGeometry(left, right, core.fx, core.baseline_m, width, height, core)
 
 
 # --------------------------------------------------------------------------------------------- pairing

@@ -323,23 +323,24 @@ class ProximitySegmentationNode(FrameNode):
     def _floor_outputs(self, left_msg: Any, geometry: StereoGeometry, result: Any,
                        ground: Any) -> dict[str, Any]:
         """proximity/points and proximity/occupancy, and this frame's mount evidence."""
-        from dla_perception.models.proximity_geometry import StereoGeometry as CoreStereoGeometry
-
-        core = CoreStereoGeometry.from_projections(geometry.projection_left, geometry.projection_right)
+        core = geometry.core
         ok, problem = self._floor.observe_mount(result, core)
         if ok:
             self.health.clear_condition("mount")
         else:
             self.health.set_condition("mount", WARN, problem)
+        frame_id = left_msg.header.frame_id
+        tell_transform = ground is not None and self._grid is not None and not self._told_transform
+        wanted = {topic for topic in (POINTS, OCCUPANCY) if self._has_reader(topic)}
+        if not wanted and not tell_transform:
+            return {}  # nothing to build: no parameter read, no message
         names = ("alert_distance_m", "points_plane_m", "points_stride", "occupancy_frame")
         values = {name: self.param(name) for name in names}
-        frame_id = left_msg.header.frame_id
-        if ground is not None and self._grid is not None and not self._told_transform:
+        if tell_transform:
             self._told_transform = True
             footprint = occupancy_frame(values["occupancy_frame"], frame_id)
             self.get_logger().info(f"proximity/occupancy is in {footprint}; connect it to TF with: "
                                    f"{static_transform_command(ground, frame_id or 'camera', footprint)}")
-        wanted = {topic for topic in (POINTS, OCCUPANCY) if self._has_reader(topic)}
         return self._floor.messages(result, core, ground, values, self._grid, left_msg.header.stamp, frame_id,
                                     wanted)
 
