@@ -11,7 +11,9 @@ drops, and which request a core runs next.
   newer frame (failover never breaks latest-wins).
 - `StreamQueue.take_next`: across streams, `schedule_key` decides: a stream below its minimum rate first,
   then higher priority, then the oldest request; one already older than its deadline is taken out unrun
-  (it goes to the deadline handling: a retry elsewhere or a stale drop), never run late.
+  (it goes to the deadline handling: a retry elsewhere or a stale drop), never run late. On a gated core
+  (runtime/streams_gate.py) workers wait for the core with `peek_key` and take their request only once
+  granted, so the order across models is decided when the core is free.
 - Rate caps are charged at submission (runtime/streams.py), before a request is queued anywhere.
 """
 
@@ -150,6 +152,19 @@ class StreamQueue:
         if not best:
             del self._streams[request.stream]
         return request, expired
+
+    def peek_key(self, now: float) -> tuple[int, int, int] | None:
+        """The schedule_key take_next would run now, without taking anything (None: nothing runnable).
+
+        What a gated worker waits for the core with, asked again whenever the core is free."""
+        best = None
+        for queue in list(self._streams.values()):
+            for request in queue:
+                if not request.done and now < request.deadline:
+                    key = schedule_key(request, now)
+                    best = key if best is None or key < best else best
+                    break
+        return best
 
     def take_expired(self, now: float) -> list[Request]:
         """Take out every request past its deadline (the watchdog's sweep); resolved ones are discarded."""
