@@ -51,3 +51,40 @@ def test_cli_plans_the_four_camera_example_from_a_profile(tmp_path, capsys):
     assert set(printed["rates_hz"]) == {"front/proximity", "rear/proximity", "left/proximity",
                                         "right/proximity", "front/detection"}
     assert printed["rates_hz"]["front/proximity"] == 15.0
+
+
+def test_cli_plans_from_an_engine_managers_statistics(tmp_path, capsys):
+    """The latencies a running container or replay measured (EngineManager.statistics(), as JSON) are a
+    profile too: the median of each engine that answered; engines that never ran are left out."""
+    from conftest import REPO_ROOT
+    from faulty_engines import Engines, frame, two_core_config
+
+    from dla_perception.runtime.manager import EngineManager
+    from dla_perception.tools.plan import profile_from_statistics
+
+    engines = Engines()
+    with EngineManager(two_core_config(deadline_ms=5000.0, policy="round_robin"), ["dla0", "dla1"],
+                       engine_factory=engines.factory) as manager:
+        for value in range(6):
+            manager.infer("m", frame(value), stream="front")
+        statistics = json.loads(json.dumps(manager.statistics(), default=str))
+    profile = profile_from_statistics(statistics)
+    assert set(profile) == {"m"} and set(profile["m"]) == {"dla0", "dla1"}
+    assert all(ms > 0 for ms in profile["m"].values())
+    statistics["engines"]["proximity_head@dla0"] = {**statistics["engines"]["m@dla0"],
+                                                    "model": "proximity_head", "latency_p50_ms": 8.0}
+    statistics["engines"]["proximity_head@dla1"] = {**statistics["engines"]["m@dla1"],
+                                                    "model": "proximity_head", "core": "dla1",
+                                                    "latency_p50_ms": 8.0}
+    statistics["engines"]["proximity_features@gpu"] = {"model": "proximity_features", "core": "gpu",
+                                                       "inferences": 10, "latency_p50_ms": 3.0}
+    statistics["engines"]["detector@gpu"] = {"model": "detector", "core": "gpu", "inferences": 0,
+                                             "latency_p50_ms": 0.0}  # never ran: not profiled
+    path = tmp_path / "statistics.json"
+    path.write_text(json.dumps(statistics))
+    assert main(["plan", "--config", str(REPO_ROOT / "config/four_cameras.yaml"), "--engines",
+                 str(REPO_ROOT / "config/engines.yaml"), "--profile", str(path), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["profile"]["proximity_head"] == {"dla0": 8.0, "dla1": 8.0}
+    assert "detector" not in printed["profile"] and "front/detection" not in printed["rates_hz"]
+    assert printed["rates_hz"]["front/proximity"] == 15.0
