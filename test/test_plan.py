@@ -20,19 +20,35 @@ def test_streams_that_fit_get_their_targets_and_the_utilisation_adds_up():
 
 
 def test_overload_serves_minimums_then_priority():
-    streams = [StreamDemand("front", {"head": 1}, 10, 30.0),
-               StreamDemand("side", {"head": 1}, 0, 30.0, min_rate_hz=5.0)]
+    # frames_in_flight=0: sources that do not wait for their answers (the node's one-frame bound below)
+    streams = [StreamDemand("front", {"head": 1}, 10, 30.0, frames_in_flight=0),
+               StreamDemand("side", {"head": 1}, 0, 30.0, min_rate_hz=5.0, frames_in_flight=0)]
     result = plan(streams, BOTH, PROFILE, headroom=1.0)
     # two cores of 50 ms: 40 frames/s; front takes its 30, side its minimum 5 and then the 5 left
     assert abs(result.rates["front"] - 30.0) < 1e-9 and abs(result.rates["side"] - 10.0) < 1e-9
-    streams[0] = StreamDemand("front", {"head": 1}, 10, 60.0)
+    streams[0] = StreamDemand("front", {"head": 1}, 10, 60.0, frames_in_flight=0)
     result = plan(streams, BOTH, PROFILE, headroom=1.0)
     assert abs(result.rates["side"] - 5.0) < 1e-9 and abs(result.rates["front"] - 35.0) < 1e-9
     assert result.degraded == ["front", "side"]  # side at its minimum, below its 30 Hz
 
 
+def test_a_level_shares_the_cores_time_and_one_frame_in_flight_bounds_a_stream():
+    """The oldest request first within a priority level: a cheap stream gets its whole target while an
+    expensive one takes the rest (not both scaled down alike); a camera node's one frame in flight caps a
+    stream at one frame per frame latency however free the cores are."""
+    streams = [StreamDemand("side", {"head": 4}, 0, 30.0, frames_in_flight=0),
+               StreamDemand("detection", {"head": 1}, 0, 2.0, frames_in_flight=0)]
+    result = plan(streams, BOTH, PROFILE, headroom=1.0)
+    assert abs(result.rates["detection"] - 2.0) < 1e-9  # 0.1 s of the 2 s: under its equal share
+    assert abs(result.rates["side"] - 9.5) < 1e-9  # the other 1.9 s: 9.5 frames of 0.2 s
+    alone = plan([StreamDemand("front", {"head": 1}, 10, 30.0)], BOTH, PROFILE, headroom=1.0)
+    # r frames/s of 50 ms over two cores: u = 0.025 r; a frame takes 50 ms x (1 + u), so r (1 + 0.025 r) = 20
+    rate = alone.rates["front"]
+    assert abs(rate * (1 + 0.025 * rate) - 20.0) < 1e-3 and 14 < rate < 15
+
+
 def test_a_placement_meeting_the_targets_is_suggested():
-    streams = [StreamDemand("front", {"head": 2}, 10, 30.0)]  # 60 x 50 ms: more than two DLAs
+    streams = [StreamDemand("front", {"head": 2}, 10, 30.0, frames_in_flight=0)]  # 60 x 50 ms: > two DLAs
     result = suggest(streams, BOTH, PROFILE)
     assert result.degraded == ["front"] and result.suggestion is not None
     assert "gpu" in result.suggestion["head"].cores
