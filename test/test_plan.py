@@ -41,7 +41,8 @@ def test_a_level_shares_the_cores_time_and_one_frame_in_flight_bounds_a_stream()
     result = plan(streams, BOTH, PROFILE, headroom=1.0)
     assert abs(result.rates["detection"] - 2.0) < 1e-9  # 0.1 s of the 2 s: under its equal share
     assert abs(result.rates["side"] - 9.5) < 1e-9  # the other 1.9 s: 9.5 frames of 0.2 s
-    alone = plan([StreamDemand("front", {"head": 1}, 10, 30.0)], BOTH, PROFILE, headroom=1.0)
+    one = StreamDemand("front", {"head": 1}, 10, 30.0, frames_in_flight=1)
+    alone = plan([one], BOTH, PROFILE, headroom=1.0)
     # r frames/s of 50 ms over two cores: u = 0.025 r; a frame takes 50 ms x (1 + u), so r (1 + 0.025 r) = 20
     rate = alone.rates["front"]
     assert abs(rate * (1 + 0.025 * rate) - 20.0) < 1e-3 and 14 < rate < 15

@@ -30,7 +30,7 @@ class StreamDemand:
     priority: int = 0
     max_rate_hz: float = 15.0
     min_rate_hz: float = 0.0
-    frames_in_flight: int = 1  # a camera node's one frame (nodes/frames.py); 0: unbounded
+    frames_in_flight: int = 0  # 0: unbounded; a camera node has 1 (nodes/frames.py, tools/plan.py sets it)
 
 
 @dataclass(frozen=True)
