@@ -232,6 +232,36 @@ def test_a_request_waiting_for_the_core_yields_to_a_more_urgent_one_queued_after
         assert engines["head"]["dla0"].answered == [2, 1]
 
 
+def test_least_loaded_sends_a_request_where_the_least_would_run_before_it():
+    """Issue 19: a frame's second head request went behind its first on cpu0 while cpu1 only had side
+    cameras' work waiting (which the front's request overtakes): least_loaded counted everything waiting
+    (workers waiting for the core, whatever their priority), not what would run before the request."""
+    engines: dict[str, Engines] = {name: Engines() for name in ("m", "a", "b", "c")}
+    config = two_core_config(deadline_ms=5000.0, policy="least_loaded", queue_size=4, cores=("dla0", "dla1"))
+    for name in ("a", "b", "c"):
+        config.models[name] = ModelSpec(name, Path(f"{name}.onnx"), ("dla1",), precision="fp16")
+    with EngineManager(config, ["dla0", "dla1"], engine_factory=lambda spec, core: engines[spec.name].factory(
+            spec, core)) as manager:
+        manager.configure_stream("front", StreamSettings(priority=10))
+        gate = threading.Event()
+        engines["m"]["dla0"].hold(gate)
+        engines["a"]["dla1"].hold(gate)
+        futures = [manager.submit("m", frame(0), stream="side")]  # runs on dla0
+        wait_until(engines["m"]["dla0"].started.is_set)
+        futures.append(manager.submit("a", frame(1), stream="side"))  # runs on dla1
+        wait_until(engines["a"]["dla1"].started.is_set)
+        futures += [manager.submit(name, frame(value), stream="side") for name, value in (("b", 2), ("c", 3))]
+        wait_until(lambda: manager._gates["dla1"].waiting() == 2)  # two side requests wait for dla1
+        futures.append(manager.submit("m", frame(4), stream="front"))  # a tie: dla0, queued behind 0
+        assert manager._models["m"].workers[0].queue_depth() == 1
+        futures.append(manager.submit("m", frame(5), stream="front"))  # dla1: nothing of its rank waits
+        gate.set()
+        for future in futures:
+            future.result(5)
+        assert engines["m"]["dla0"].answered == [0, 4] and engines["m"]["dla1"].answered == [5]
+        assert manager.stream_statistics()["front"]["cores"] == {"dla0": 1, "dla1": 1}
+
+
 def test_two_models_on_one_exclusive_core_run_one_at_a_time():
     engines: dict[str, Engines] = {"m": Engines(), "head": Engines()}
     config = two_core_config(deadline_ms=5000.0, policy="pinned", cores=("dla0",))

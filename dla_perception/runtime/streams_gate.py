@@ -50,6 +50,7 @@ class CoreGate:
         self._busy = False
         self._waiting: list[_Waiter] = []
         self._granted: _Waiter | None = None
+        self.members: list[Any] = []  # the workers of every model on this core (Worker.ahead)
         self.waits = 0  # acquisitions that had to wait: a measure of contention
 
     def acquire(self, key_of: KeyOf, until: float) -> bool:
@@ -107,6 +108,11 @@ class CoreGate:
             if best is None or (key, waiter.ticket) < best:
                 best, self._granted = (key, waiter.ticket), waiter
         self._cond.notify_all()
+
+    def load(self, key: Any = None) -> int:
+        """What runs before a new request with `key` on this core: the running one and, over every
+        model's worker, the queued ones with a better key (all queued ones when None)."""
+        return self._busy + sum(member.ahead(key) for member in list(self.members))
 
     @property
     def busy(self) -> bool:

@@ -71,6 +71,8 @@ class Worker:
         self.deadline_s = deadline_s
         self.stats = EngineStatistics(window_s)
         self.gate = gate  # shared by every model's worker on a one-task-at-a-time core
+        if gate is not None:
+            gate.members.append(self)
         self._queue = StreamQueue()
         self._cond = threading.Condition(threading.Lock())
         self._closed = False
@@ -101,11 +103,17 @@ class Worker:
     def closed(self) -> bool:
         return self._closed
 
-    def load(self) -> int:
-        """Runs ahead of a new request here: on a gated core every model's (least_loaded compares cores)."""
+    def load(self, key: tuple[int, int, int] | None = None) -> int:
+        """Runs ahead of a new request here: on a gated core every model's (least_loaded compares cores).
+        With the new request's schedule `key`: only the running one and those queued with a better key."""
         if self.gate is not None:
-            return len(self._queue) + self.gate.busy + self.gate.waiting()
-        return len(self._queue) + (self._running is not None)
+            return self.gate.load(key)
+        return self.ahead(key) + (self._running is not None)
+
+    def ahead(self, key: tuple[int, int, int] | None) -> int:
+        """Queued requests that would run before one with `key` (all of them when None)."""
+        with self._cond:
+            return len(self._queue) if key is None else self._queue.ahead_of(key, time.monotonic())
 
     def queue_depth(self) -> int:
         return len(self._queue)
