@@ -37,13 +37,16 @@ ENGINES = REPO / "config" / "engines.cpu_cores.yaml"
 
 
 def cameras_for(rate_hz: float) -> dict[str, dict]:
-    """The set-up: the side cameras' cap is the drivers' rate, so the plan knows what they offer."""
+    """The set-up: the side cameras' cap is the drivers' rate, so the plan knows what they offer, and every
+    camera's expected_rate_hz is the drivers' rate (the plan counts a frame's latency in camera periods)."""
     from test_cameras import HEAVY_PLANES_M as HEAVY
 
-    return {"front": {"priority": 10, "max_rate_hz": 2.0},
-            "rear": {"priority": 5, "max_rate_hz": rate_hz, "min_rate_hz": 0.5, "planes_m": list(HEAVY)},
-            "left": {"priority": 0, "max_rate_hz": rate_hz, "min_rate_hz": 0.3, "planes_m": list(HEAVY)},
-            "right": {"priority": 0, "max_rate_hz": rate_hz, "min_rate_hz": 0.3, "planes_m": list(HEAVY)}}
+    every = {"expected_rate_hz": rate_hz}
+    side = {"max_rate_hz": rate_hz, "planes_m": list(HEAVY), **every}
+    return {"front": {"priority": 10, "max_rate_hz": 2.0, **every},
+            "rear": {"priority": 5, "min_rate_hz": 0.5, **side, "planes_m": list(HEAVY)},
+            "left": {"priority": 0, "min_rate_hz": 0.3, **side, "planes_m": list(HEAVY)},
+            "right": {"priority": 0, "min_rate_hz": 0.3, **side, "planes_m": list(HEAVY)}}
 
 
 def run_plan(params: Path, *extra: str) -> dict:

@@ -46,6 +46,9 @@ def test_a_level_shares_the_cores_time_and_one_frame_in_flight_bounds_a_stream()
     # r frames/s of 50 ms over two cores: u = 0.025 r; a frame takes 50 ms x (1 + u), so r (1 + 0.025 r) = 20
     rate = alone.rates["front"]
     assert abs(rate * (1 + 0.025 * rate) - 20.0) < 1e-3 and 14 < rate < 15
+    # a 6 Hz camera, frames of 3 x 50 ms (two cores) stretched past one 167 ms period: every second frame
+    camera = StreamDemand("rear", {"head": 6}, 5, 6.0, frames_in_flight=1, source_rate_hz=6.0)
+    assert plan([camera], BOTH, PROFILE, headroom=1.0).rates["rear"] == 3.0
 
 
 def test_a_placement_meeting_the_targets_is_suggested():

@@ -3,13 +3,13 @@
 Each stream costs, per frame, its models' requests (the proximity pipeline: one features request and
 ceil(queries / head batch) head requests); a model's requests spread over its cores (pinned: the first;
 round_robin: evenly; least_loaded: in proportion to each core's speed). With measured per-model, per-core
-latencies (a profile) that gives each core's busy time per second. Rates are granted as the scheduler
-grants them: every stream's min_rate_hz first, then by priority (highest first) up to max_rate_hz, the
-streams of one priority level sharing the cores' time equally (the oldest request first) until a core
-would go past `headroom`; no stream faster than its frames in flight allow (a camera node has one: one
-frame per frame latency). A frame's latency is its chain of requests (head requests of one frame run on
-all the model's cores at once), stretched by the busiest core's utilisation (the request it finds running,
-on average).
+latencies (a profile) that gives each core's busy time per second. Rates are granted as the scheduler grants
+them: every stream's min_rate_hz first, then by priority (highest first) up to max_rate_hz, the streams of one
+priority level sharing the cores' time equally (the oldest request first) until a core would go past
+`headroom`; no stream faster than its frames in flight allow (a camera node has one: one frame per frame
+latency, in whole camera periods when the camera's rate is known). A frame's latency is its chain of requests
+(head requests of one frame run on all the model's cores at once), stretched by the busiest core's utilisation
+(the request it finds running, on average).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ class StreamDemand:
     max_rate_hz: float = 15.0
     min_rate_hz: float = 0.0
     frames_in_flight: int = 0  # 0: unbounded; a camera node has 1 (nodes/frames.py, tools/plan.py sets it)
+    source_rate_hz: float = 0.0  # the camera's frame rate, when known (0: frames whenever the node is free)
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,18 @@ def frame_latency_ms(stream: StreamDemand, placement: Mapping[str, ModelPlacemen
     return total
 
 
+def in_flight_bound(stream: StreamDemand, latency_ms: float) -> float:
+    """The most frames/s `stream` runs with `frames_in_flight` frames of `latency_ms` each. With a camera
+    of `source_rate_hz`, a node that finishes a frame takes the next one to arrive: a frame of 1.2 camera
+    periods costs two (the one arriving meanwhile is dropped busy)."""
+    if not stream.frames_in_flight or latency_ms <= 0:
+        return math.inf
+    if stream.source_rate_hz > 0:
+        periods = max(1, math.ceil(latency_ms / 1e3 * stream.source_rate_hz / stream.frames_in_flight - 1e-9))
+        return stream.source_rate_hz / periods
+    return stream.frames_in_flight * 1e3 / latency_ms
+
+
 def _rates(streams: Sequence[StreamDemand], costs: Mapping[str, Mapping[str, float]], cores: list[str],
            headroom: float, ceiling: Mapping[str, float]) -> dict[str, float]:
     """Every stream's minimum first (scaled down together if even those do not fit), then each priority
@@ -151,8 +164,7 @@ def plan(streams: Sequence[StreamDemand], placement: Mapping[str, ModelPlacement
         utilisation = {core: sum(rates[n] * costs[n].get(core, 0.0) for n in rates) for core in cores}
         busiest = max(utilisation.values(), default=0.0)
         latency = {name: ms * (1.0 + min(busiest, 1.0)) for name, ms in chain.items()}
-        bound = {s.name: (s.frames_in_flight * 1e3 / latency[s.name]
-                          if s.frames_in_flight and latency[s.name] > 0 else math.inf) for s in streams}
+        bound = {s.name: in_flight_bound(s, latency[s.name]) for s in streams}
         if step:
             bound = {name: (ceiling[name] + value) / 2 if math.isfinite(value) else value
                      for name, value in bound.items()}

@@ -50,13 +50,15 @@ def streams_of(document: dict, head_batch: int, features: str, head: str,
                                     {features: 1, head: math.ceil(queries / head_batch)},
                                     int(values.get("priority", 0)),
                                     float(values.get("max_rate_hz") or DEFAULT_RATE_HZ),
-                                    float(values.get("min_rate_hz") or 0.0), frames_in_flight=1))
+                                    float(values.get("min_rate_hz") or 0.0), frames_in_flight=1,
+                                    source_rate_hz=float(values.get("expected_rate_hz") or 0.0)))
     detection = _section(document, "detection", manager.get("detection_camera") or cameras[0])
     camera = manager.get("detection_camera") or cameras[0]
     streams.append(StreamDemand(f"{camera}/detection" if camera else "detection", {detector: 1},
                                 int(detection.get("priority", 0)),
                                 float(detection.get("max_rate_hz") or DEFAULT_RATE_HZ),
-                                float(detection.get("min_rate_hz") or 0.0), frames_in_flight=1))
+                                float(detection.get("min_rate_hz") or 0.0), frames_in_flight=1,
+                                source_rate_hz=float(detection.get("expected_rate_hz") or 0.0)))
     return streams
 
 
