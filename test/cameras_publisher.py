@@ -58,12 +58,18 @@ def main() -> int:
                                data=rgb.tobytes())
     sent = dict.fromkeys(cameras, 0)
     period = 1.0 / args.rate_hz
+    # Each camera on its own phase of the period, as independent drivers are: publishing all of them back
+    # to back made DDS deliver every camera but the last one of the burst late, in bunches (issue 19).
+    phase = period / len(cameras)
     start = time.monotonic()
     index = 0
     while time.monotonic() - start < args.duration:
-        now_ns = time.time_ns()
-        stamp = Time(sec=now_ns // 1_000_000_000, nanosec=now_ns % 1_000_000_000)
-        for camera in cameras:
+        for number, camera in enumerate(cameras):
+            pause = start + index * period + number * phase - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+            now_ns = time.time_ns()
+            stamp = Time(sec=now_ns // 1_000_000_000, nanosec=now_ns % 1_000_000_000)
             for side in ("left", "right"):
                 info = camera_info(side, stamp, baseline=BASELINE, fx=FX * scale)
                 info.width, info.height = width, height
@@ -75,9 +81,6 @@ def main() -> int:
                 publishers[camera][(side, "image_rect")].publish(image)
             sent[camera] += 1
         index += 1
-        pause = start + index * period - time.monotonic()
-        if pause > 0:
-            time.sleep(pause)
     print(json.dumps({"sent": sent}), flush=True)
     node.destroy_node()
     rclpy.shutdown()

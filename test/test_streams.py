@@ -182,26 +182,84 @@ def test_minimum_rate_holds_against_a_flooding_high_priority_stream():
 
 def test_core_gate_grants_the_best_waiter_and_gives_up_at_the_deadline():
     gate = CoreGate("dla0")
-    assert gate.acquire((1, 0, 0), time.monotonic() + 1)
+    assert gate.acquire(lambda now: (1, 0, 0), time.monotonic() + 1)
     order: list[str] = []
+    keys = {"low": (1, 0, 5), "high": (1, -3, 9), "late": (0, 0, 1), "gone": (0, 0, 0)}
 
-    def waiter(name: str, key: tuple, until: float) -> None:
-        if gate.acquire(key, until):
+    def waiter(name: str, until: float) -> None:
+        if gate.acquire(lambda now: keys[name], until):
             order.append(name)
             gate.release()
         else:
             order.append(f"{name} timed out")
 
-    threads = [threading.Thread(target=waiter, args=("low", (1, 0, 5), time.monotonic() + 5)),
-               threading.Thread(target=waiter, args=("high", (1, -3, 9), time.monotonic() + 5)),
-               threading.Thread(target=waiter, args=("late", (0, 0, 1), time.monotonic() + 0.05))]
+    threads = [threading.Thread(target=waiter, args=("low", time.monotonic() + 5)),
+               threading.Thread(target=waiter, args=("high", time.monotonic() + 5)),
+               threading.Thread(target=waiter, args=("gone", time.monotonic() + 5)),
+               threading.Thread(target=waiter, args=("late", time.monotonic() + 0.05))]
     for thread in threads:
         thread.start()
-    wait_until(lambda: gate.waiting() == 2 and "late timed out" in order)
+    wait_until(lambda: gate.waiting() == 3 and "late timed out" in order)
+    keys["gone"] = None  # its queue ran empty while it waited: it leaves at the next election
+    keys["low"] = (1, -5, 5)  # a higher-priority request reached low's queue while it waited
     gate.release()
     for thread in threads:
         thread.join()
-    assert order == ["late timed out", "high", "low"]
+    assert order[0] == "late timed out" and "gone timed out" in order
+    assert [name for name in order if "timed out" not in name] == ["low", "high"]
+
+
+def test_a_request_waiting_for_the_core_yields_to_a_more_urgent_one_queued_after_it():
+    """Issue 19, defect (a): the head's worker used to take the side camera's request out of its queue and
+    wait for dla0 with it, so the front camera's head request, queued while dla0 was busy with another
+    model, ran after it. The core now goes to the best request at the moment it is free."""
+    engines: dict[str, Engines] = {"m": Engines(), "head": Engines()}
+    config = two_core_config(deadline_ms=5000.0, policy="pinned", cores=("dla0",))
+    config.models["head"] = ModelSpec("head", Path("h.onnx"), ("dla0",), precision="fp16")
+    with EngineManager(config, ["dla0"], engine_factory=lambda spec, core: engines[spec.name].factory(
+            spec, core)) as manager:
+        manager.configure_stream("front", StreamSettings(priority=5))
+        gate = threading.Event()
+        engines["m"]["dla0"].hold(gate)
+        running = manager.submit("m", frame(0), stream="side")
+        wait_until(engines["m"]["dla0"].started.is_set)
+        side = manager.submit("head", frame(1), stream="side")
+        wait_until(lambda: manager._gates["dla0"].waiting() == 1)  # head's worker waits for dla0
+        front = manager.submit("head", frame(2), stream="front")
+        gate.set()
+        for future in (running, front, side):
+            future.result(5)
+        assert engines["head"]["dla0"].answered == [2, 1]
+
+
+def test_least_loaded_sends_a_request_where_the_least_would_run_before_it():
+    """Issue 19: a frame's second head request went behind its first on cpu0 while cpu1 only had side
+    cameras' work waiting (which the front's request overtakes): least_loaded counted everything waiting
+    (workers waiting for the core, whatever their priority), not what would run before the request."""
+    engines: dict[str, Engines] = {name: Engines() for name in ("m", "a", "b", "c")}
+    config = two_core_config(deadline_ms=5000.0, policy="least_loaded", queue_size=4, cores=("dla0", "dla1"))
+    for name in ("a", "b", "c"):
+        config.models[name] = ModelSpec(name, Path(f"{name}.onnx"), ("dla1",), precision="fp16")
+    with EngineManager(config, ["dla0", "dla1"], engine_factory=lambda spec, core: engines[spec.name].factory(
+            spec, core)) as manager:
+        manager.configure_stream("front", StreamSettings(priority=10))
+        gate = threading.Event()
+        engines["m"]["dla0"].hold(gate)
+        engines["a"]["dla1"].hold(gate)
+        futures = [manager.submit("m", frame(0), stream="side")]  # runs on dla0
+        wait_until(engines["m"]["dla0"].started.is_set)
+        futures.append(manager.submit("a", frame(1), stream="side"))  # runs on dla1
+        wait_until(engines["a"]["dla1"].started.is_set)
+        futures += [manager.submit(name, frame(value), stream="side") for name, value in (("b", 2), ("c", 3))]
+        wait_until(lambda: manager._gates["dla1"].waiting() == 2)  # two side requests wait for dla1
+        futures.append(manager.submit("m", frame(4), stream="front"))  # a tie: dla0, queued behind 0
+        assert manager._models["m"].workers[0].queue_depth() == 1
+        futures.append(manager.submit("m", frame(5), stream="front"))  # dla1: nothing of its rank waits
+        gate.set()
+        for future in futures:
+            future.result(5)
+        assert engines["m"]["dla0"].answered == [0, 4] and engines["m"]["dla1"].answered == [5]
+        assert manager.stream_statistics()["front"]["cores"] == {"dla0": 1, "dla1": 1}
 
 
 def test_two_models_on_one_exclusive_core_run_one_at_a_time():

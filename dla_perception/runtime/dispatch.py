@@ -11,7 +11,9 @@ drops, and which request a core runs next.
   newer frame (failover never breaks latest-wins).
 - `StreamQueue.take_next`: across streams, `schedule_key` decides: a stream below its minimum rate first,
   then higher priority, then the oldest request; one already older than its deadline is taken out unrun
-  (it goes to the deadline handling: a retry elsewhere or a stale drop), never run late.
+  (it goes to the deadline handling: a retry elsewhere or a stale drop), never run late. On a gated core
+  (runtime/streams_gate.py) workers wait for the core with `peek_key` and take their request only once
+  granted, so the order across models is decided when the core is free.
 - Rate caps are charged at submission (runtime/streams.py), before a request is queued anywhere.
 """
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import sys
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -36,10 +39,11 @@ class Candidate(Protocol):
     @property
     def stuck(self) -> bool: ...
 
-    def load(self) -> int: ...
+    def load(self, key: tuple[int, int, int] | None = None) -> int: ...
 
 
 C = TypeVar("C", bound=Candidate)
+NEWEST = sys.maxsize  # the seq of a request not submitted yet: behind every queued one of its priority
 
 
 @dataclass
@@ -55,8 +59,13 @@ class ModelEntry:
 
 
 def choose_core(workers: Sequence[C], policy: str, counter: itertools.count, exclude: Sequence[str],
-                now: float) -> C | None:
-    """The worker that takes the next request, or None when every core is excluded or stuck."""
+                now: float, stream: Any = None) -> C | None:
+    """The worker that takes the next request, or None when every core is excluded or stuck.
+
+    least_loaded with the request's `stream` (its StreamState) counts what would run *before* it on each
+    core (the running request and the queued ones with a better schedule_key), not everything queued: a
+    front-camera request goes to the core whose queue holds only side-camera work, not behind its own
+    frame's other head request (issue 19: a frame's two head requests often ran one after the other)."""
     candidates = [worker for worker in workers if worker.core not in exclude and not worker.stuck]
     if not candidates:
         return None
@@ -68,16 +77,21 @@ def choose_core(workers: Sequence[C], policy: str, counter: itertools.count, exc
     if policy == "round_robin":
         return pool[next(counter) % len(pool)]
     if policy == "least_loaded":
-        return min(pool, key=lambda worker: worker.load())
+        key = None if stream is None else stream_key(stream, NEWEST, now)
+        return min(pool, key=lambda worker: worker.load(key))
     return pool[0]
+
+
+def stream_key(state: Any, seq: int, now: float) -> tuple[int, int, int]:
+    """schedule_key of a request `seq` of the stream `state` (None: a stream with default settings)."""
+    if state is None:
+        return (1, 0, seq)
+    return (0 if state.starving(now) else 1, -state.settings.priority, seq)
 
 
 def schedule_key(request: Request, now: float) -> tuple[int, int, int]:
     """Lower runs first: a stream below its minimum rate, then higher priority, then the older request."""
-    state = request.stream_state
-    if state is None:
-        return (1, 0, request.seq)
-    return (0 if state.starving(now) else 1, -state.settings.priority, request.seq)
+    return stream_key(request.stream_state, request.seq, now)
 
 
 def _admit(queue: deque[Request], request: Request, capacity: int) -> Request | None:
@@ -151,6 +165,19 @@ class StreamQueue:
             del self._streams[request.stream]
         return request, expired
 
+    def peek_key(self, now: float) -> tuple[int, int, int] | None:
+        """The schedule_key take_next would run now, without taking anything (None: nothing runnable).
+
+        What a gated worker waits for the core with, asked again whenever the core is free."""
+        best = None
+        for queue in list(self._streams.values()):
+            for request in queue:
+                if not request.done and now < request.deadline:
+                    key = schedule_key(request, now)
+                    best = key if best is None or key < best else best
+                    break
+        return best
+
     def take_expired(self, now: float) -> list[Request]:
         """Take out every request past its deadline (the watchdog's sweep); resolved ones are discarded."""
         expired = []
@@ -170,6 +197,20 @@ class StreamQueue:
         self._streams.clear()
         self._count = 0
         return waiting
+
+    def ahead_of(self, key: tuple[int, int, int], now: float) -> int:
+        """How many waiting requests would run before one with `key` (per stream: its key prefix decides
+        for all of them, the seq within an equal prefix)."""
+        count = 0
+        for queue in list(self._streams.values()):
+            if not queue:
+                continue
+            prefix = schedule_key(queue[0], now)[:2]
+            if prefix < key[:2]:
+                count += len(queue)
+            elif prefix == key[:2]:
+                count += sum(request.seq < key[2] for request in queue)
+        return count
 
     def next_deadline(self) -> float:
         """The earliest deadline among waiting requests (inf when none)."""

@@ -217,7 +217,7 @@ class EngineManager(Failover):
         validated = validate_inputs(model, entry.inputs, inputs)
         now = time.monotonic()
         state = self.streams.get(stream or model, explicit=stream is not None)
-        worker = choose_core(entry.workers, entry.spec.policy, entry.counter, (), now)
+        worker = choose_core(entry.workers, entry.spec.policy, entry.counter, (), now, stream=state)
         if deadline is None:
             stream_s = state.settings.deadline_ms and state.settings.deadline_ms / 1e3
             deadline = now + (stream_s or (worker.deadline_s if worker else 0.0))

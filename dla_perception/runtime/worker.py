@@ -23,9 +23,9 @@ from typing import Protocol
 
 import numpy as np
 
-from dla_perception.runtime.dispatch import StreamQueue, schedule_key
+from dla_perception.runtime.dispatch import StreamQueue
 from dla_perception.runtime.engine import Engine
-from dla_perception.runtime.errors import EngineManagerClosed, TaskTimeout
+from dla_perception.runtime.errors import TaskTimeout
 from dla_perception.runtime.requests import Request
 from dla_perception.runtime.statistics import EngineStatistics
 from dla_perception.runtime.streams_gate import CoreGate
@@ -71,6 +71,8 @@ class Worker:
         self.deadline_s = deadline_s
         self.stats = EngineStatistics(window_s)
         self.gate = gate  # shared by every model's worker on a one-task-at-a-time core
+        if gate is not None:
+            gate.members.append(self)
         self._queue = StreamQueue()
         self._cond = threading.Condition(threading.Lock())
         self._closed = False
@@ -101,11 +103,17 @@ class Worker:
     def closed(self) -> bool:
         return self._closed
 
-    def load(self) -> int:
-        """Runs ahead of a new request here: on a gated core every model's (least_loaded compares cores)."""
+    def load(self, key: tuple[int, int, int] | None = None) -> int:
+        """Runs ahead of a new request here: on a gated core every model's (least_loaded compares cores).
+        With the new request's schedule `key`: only the running one and those queued with a better key."""
         if self.gate is not None:
-            return len(self._queue) + self.gate.busy + self.gate.waiting()
-        return len(self._queue) + (self._running is not None)
+            return self.gate.load(key)
+        return self.ahead(key) + (self._running is not None)
+
+    def ahead(self, key: tuple[int, int, int] | None) -> int:
+        """Queued requests that would run before one with `key` (all of them when None)."""
+        with self._cond:
+            return len(self._queue) if key is None else self._queue.ahead_of(key, time.monotonic())
 
     def queue_depth(self) -> int:
         return len(self._queue)
@@ -121,12 +129,15 @@ class Worker:
                 return False, None
             victim = self._queue.admit(request, self.queue_size)
             self._cond.notify()
+        if self.gate is not None:  # after our lock (lock order): the core may be free for this request
+            self.gate.poke()
         return True, victim
 
     # -- the thread ---------------------------------------------------------------------------------
     def _loop(self) -> None:
         while True:
             expired: list[Request] = []
+            gated = False
             with self._cond:
                 while True:
                     if self._closed:
@@ -138,32 +149,52 @@ class Worker:
                             break
                         self._cond.wait(self._next_probe - now)
                         continue
-                    request, expired = self._queue.take_next(now)
-                    if request is not None or expired:
-                        break
+                    if self.gate is not None:  # wait for the core first, take the request once granted
+                        request, expired = None, self._queue.take_expired(now)
+                        gated = len(self._queue) > 0
+                        if gated or expired:
+                            break
+                    else:
+                        request, expired = self._queue.take_next(now)
+                        if request is not None or expired:
+                            break
                     self._cond.wait()
-                if request is not None and (self.gate is None or request.probe):
+                if request is not None:
                     self._running, self._run_started = request, now
             for late in expired:  # outside the lock: the manager may queue them on another worker
                 self.owner._deadline_passed(self, late, running=False)
-            if request is None:
-                continue
-            if self.gate is None or request.probe:
+            if gated:
+                self._gated_turn()
+            elif request is not None:
                 self._run(request)
-            elif not self.gate.acquire(schedule_key(request, time.monotonic()), request.deadline):
-                self.owner._deadline_passed(self, request, running=False)  # waited for the core too long
-            else:
-                try:
-                    with self._cond:  # visible to the watchdog only once it really runs
-                        closed = self._closed
-                        if not closed:
-                            self._running, self._run_started = request, time.monotonic()
-                    if closed:
-                        request.fail(EngineManagerClosed(f"engine manager closed; '{request.model}' not run"))
-                    else:
-                        self._run(request)
-                finally:
-                    self.gate.release()
+
+    def _gated_turn(self) -> None:
+        """Wait for the core with this worker's best queued request, then run the best one at that moment."""
+        with self._cond:
+            until = min(self._queue.next_deadline(), time.monotonic() + self.deadline_s)
+        if not self.gate.acquire(self._peek_key, until):
+            return  # timed out (the loop takes the late requests out) or nothing left to run
+        try:
+            with self._cond:
+                if self._closed:
+                    return
+                now = time.monotonic()
+                request, expired = self._queue.take_next(now)
+                if request is not None:  # visible to the watchdog only once it really runs
+                    self._running, self._run_started = request, now
+            for late in expired:
+                self.owner._deadline_passed(self, late, running=False)
+            if request is not None:
+                self._run(request)
+        finally:
+            self.gate.release()
+
+    def _peek_key(self, now: float) -> tuple[int, int, int] | None:
+        """The gate's question (asked under the gate's lock): the key of what this worker would run now."""
+        with self._cond:
+            if self._closed or self.stuck_since is not None:
+                return None
+            return self._queue.peek_key(now)
 
     def _run(self, request: Request) -> None:
         if not request.probe and not request.start():

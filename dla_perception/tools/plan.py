@@ -2,7 +2,9 @@
 
 Reads the cameras and their stream settings from a params file (config/four_cameras.yaml), the models'
 cores and policies from an engines file, and per-model, per-core latencies from a profile (JSON
-{model: {core: ms}}) or from `--measure` (each model timed on each of its cores here), then prints what
+{model: {core: ms}}, or an engine manager's statistics JSON, EngineManager.statistics(): the median
+latency of each engine that ran, as measured under the load of a running container or replay) or from
+`--measure` (each model timed alone on each of its cores here), then prints what
 runtime/capacity.py predicts: each core's utilisation, each stream's rate and latency, which streams
 degrade, and a placement meeting every target when one exists.
 """
@@ -48,13 +50,15 @@ def streams_of(document: dict, head_batch: int, features: str, head: str,
                                     {features: 1, head: math.ceil(queries / head_batch)},
                                     int(values.get("priority", 0)),
                                     float(values.get("max_rate_hz") or DEFAULT_RATE_HZ),
-                                    float(values.get("min_rate_hz") or 0.0)))
+                                    float(values.get("min_rate_hz") or 0.0), frames_in_flight=1,
+                                    source_rate_hz=float(values.get("expected_rate_hz") or 0.0)))
     detection = _section(document, "detection", manager.get("detection_camera") or cameras[0])
     camera = manager.get("detection_camera") or cameras[0]
     streams.append(StreamDemand(f"{camera}/detection" if camera else "detection", {detector: 1},
                                 int(detection.get("priority", 0)),
                                 float(detection.get("max_rate_hz") or DEFAULT_RATE_HZ),
-                                float(detection.get("min_rate_hz") or 0.0)))
+                                float(detection.get("min_rate_hz") or 0.0), frames_in_flight=1,
+                                source_rate_hz=float(detection.get("expected_rate_hz") or 0.0)))
     return streams
 
 
@@ -80,6 +84,29 @@ def measure(engines_file: Path, repeats: int = 20) -> dict[str, dict[str, float]
     return profile
 
 
+def profile_from_statistics(statistics: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """{model: {core: latency_p50_ms}} of the engines that answered, from EngineManager.statistics()."""
+    profile: dict[str, dict[str, float]] = {}
+    for name, engine in statistics.get("engines", {}).items():
+        model, core = engine.get("model"), engine.get("core")
+        if model is None or core is None:
+            model, _, core = name.rpartition("@")
+        if engine.get("inferences", 0) > 0 and engine.get("latency_p50_ms", 0.0) > 0:
+            profile.setdefault(model, {})[core] = float(engine["latency_p50_ms"])
+    return profile
+
+
+def load_profile(path: Path) -> dict[str, dict[str, float]]:
+    """A profile file: {model: {core: ms}} as --write-profile saves it, or a manager's statistics JSON."""
+    document = json.loads(Path(path).read_text())
+    if isinstance(document.get("engines"), dict) and isinstance(document.get("cores"), dict):
+        profile = profile_from_statistics(document)
+        if not profile:
+            raise SystemExit(f"plan: {path}: no engine in these statistics has answered a request")
+        return profile
+    return {model: {core: float(ms) for core, ms in cores.items()} for model, cores in document.items()}
+
+
 def run(args: argparse.Namespace) -> int:
     from dla_perception.runtime.config import load_engines_config
 
@@ -90,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
         if args.write_profile:
             Path(args.write_profile).write_text(json.dumps(profile, indent=2))
     elif args.profile:
-        profile = json.loads(Path(args.profile).read_text())
+        profile = load_profile(Path(args.profile))
     else:
         raise SystemExit("plan: give --profile latencies.json or --measure")
     proximity = _section(document, "proximity_segmentation")
@@ -124,7 +151,8 @@ def register(subparsers: Any) -> None:
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True, help="params file with cameras (config/four_cameras.yaml)")
     parser.add_argument("--engines", required=True, help="engines file (config/engines.yaml)")
-    parser.add_argument("--profile", help="JSON {model: {core: latency_ms}}")
+    parser.add_argument("--profile", help="JSON {model: {core: latency_ms}}, or an engine manager's "
+                        "statistics JSON (EngineManager.statistics(), e.g. benchmarks/bench_plan.py's)")
     parser.add_argument("--measure", action="store_true", help="time every model on its cores here")
     parser.add_argument("--write-profile", help="with --measure: save the profile here")
     parser.add_argument("--head-batch", type=int, default=3, help="plane queries per head request")
