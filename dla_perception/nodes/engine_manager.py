@@ -1,5 +1,9 @@
 """engine_manager: owns the process's EngineManager, publishes /diagnostics, offers ~/reload and ~/describe.
 
+With `statistics_file` set it also keeps the manager's statistics in that file (rewritten whole, atomically,
+every diagnostics period and at shutdown): the latencies a running robot measured, for `dla-perception plan
+--profile`.
+
 In the perception container the other nodes share this node's manager and follow it across reloads
 (`add_manager_listener`). A reload that fails keeps the running manager, so a typo in the engines file
 never takes perception down.
@@ -8,8 +12,10 @@ never takes perception down.
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from std_srvs.srv import Trigger
@@ -48,6 +54,7 @@ class EngineManagerNode(PerceptionNode):
 
     def _cleanup(self) -> None:
         had = self.manager is not None
+        self.write_statistics()
         super()._cleanup()
         if had:
             self._notify(None)
@@ -124,6 +131,34 @@ class EngineManagerNode(PerceptionNode):
         except Exception as exc:
             response.success, response.message = False, f"describe failed: {exc!r}"
         return response
+
+    # -- statistics file -------------------------------------------------------------------------------
+    def write_statistics(self) -> Path | None:
+        """The manager's statistics (and its streams') into `statistics_file`; None when not configured."""
+        target, manager = self.param("statistics_file"), self.manager
+        if not target or manager is None or manager.closed:
+            return None
+        path = Path(target).expanduser()
+        partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+        try:
+            document = {"engines_file": self.engines_file, **manager.statistics()}
+            if hasattr(manager, "stream_statistics"):
+                document["streams"] = manager.stream_statistics()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial.write_text(json.dumps(document, indent=1, default=str))
+            os.replace(partial, path)  # a reader never sees half a file
+        except Exception as exc:  # a full disk or a closing manager must not take the node down
+            self.health.problem("statistics_file_errors", f"could not write {path}: {exc!r}", WARN)
+            return None
+        return path
+
+    def publish_diagnostics(self) -> None:
+        super().publish_diagnostics()
+        self.write_statistics()
+
+    def destroy_node(self) -> None:
+        self.write_statistics()
+        super().destroy_node()
 
     # -- diagnostics --------------------------------------------------------------------------------------
     def diagnostic_statuses(self) -> list[Status]:

@@ -128,7 +128,11 @@ CAMERAS = (
               "processes (it runs in that camera's namespace). Empty: the first of `cameras`.",
               read_only=True),
 )
-ENGINE_MANAGER = (COMMON[0], COMMON[1], USE_FQN, LIFECYCLE, *CAMERAS)
+STATISTICS_FILE = ParamSpec(
+    "statistics_file", "", "Write the engine manager's statistics (per-model, per-core latency percentiles "
+    "under this run's load, per-stream rates) as JSON to this path every diagnostics period and at shutdown: "
+    "the latency profile `dla-perception plan --profile` reads. Empty: not written.", read_only=True)
+ENGINE_MANAGER = (COMMON[0], COMMON[1], USE_FQN, LIFECYCLE, *CAMERAS, STATISTICS_FILE)
 
 IMAGE_TRANSPORTS = ("raw", "compressed")
 # What a node with camera inputs adds: how images arrive and the rate below which diagnostics warn.

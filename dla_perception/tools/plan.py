@@ -2,9 +2,9 @@
 
 Reads the cameras and their stream settings from a params file (config/four_cameras.yaml), the models'
 cores and policies from an engines file, and per-model, per-core latencies from a profile (JSON
-{model: {core: ms}}, or an engine manager's statistics JSON, EngineManager.statistics(): the median
-latency of each engine that ran, as measured under the load of a running container or replay) or from
-`--measure` (each model timed alone on each of its cores here), then prints what
+{model: {core: ms}}; the engine_manager node's `statistics_file`, the median latency of each engine under a
+running container's load; a replay's engine_runs.json, every engine run of a replay) or from `--measure`
+(each model timed alone on each of its cores here), then prints what
 runtime/capacity.py predicts: each core's utilisation, each stream's rate and latency, which streams
 degrade, and a placement meeting every target when one exists.
 """
@@ -96,15 +96,38 @@ def profile_from_statistics(statistics: dict[str, Any]) -> dict[str, dict[str, f
     return profile
 
 
+def profile_from_engine_runs(runs: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """{model: {core: median ms}} from a replay's engine_runs.json (model@core -> latency_ms samples)."""
+    profile: dict[str, dict[str, float]] = {}
+    for name, figures in runs.items():
+        model, _, core = name.rpartition("@")
+        samples = figures.get("latency_ms") if isinstance(figures, dict) else None
+        if model and core and samples:
+            profile.setdefault(model, {})[core] = float(np.median(samples))
+    return profile
+
+
 def load_profile(path: Path) -> dict[str, dict[str, float]]:
-    """A profile file: {model: {core: ms}} as --write-profile saves it, or a manager's statistics JSON."""
-    document = json.loads(Path(path).read_text())
+    """Latencies per model and core from: a profile file ({model: {core: ms}}, as --write-profile saves it),
+    an engine manager's statistics (the engine_manager node's `statistics_file`), a replay's
+    engine_runs.json, or a replay's output folder (its engine_runs.json)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "engine_runs.json"
+    if not path.is_file():
+        raise SystemExit(f"plan: no profile at {path}")
+    document = json.loads(path.read_text())
     if isinstance(document.get("engines"), dict) and isinstance(document.get("cores"), dict):
         profile = profile_from_statistics(document)
-        if not profile:
-            raise SystemExit(f"plan: {path}: no engine in these statistics has answered a request")
-        return profile
-    return {model: {core: float(ms) for core, ms in cores.items()} for model, cores in document.items()}
+        source = "these statistics has answered a request"
+    elif document and all("@" in name for name in document):
+        profile = profile_from_engine_runs(document)
+        source = "this replay's engine runs succeeded"
+    else:
+        return {model: {core: float(ms) for core, ms in cores.items()} for model, cores in document.items()}
+    if not profile:
+        raise SystemExit(f"plan: {path}: no engine in {source}")
+    return profile
 
 
 def run(args: argparse.Namespace) -> int:
@@ -151,8 +174,9 @@ def register(subparsers: Any) -> None:
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True, help="params file with cameras (config/four_cameras.yaml)")
     parser.add_argument("--engines", required=True, help="engines file (config/engines.yaml)")
-    parser.add_argument("--profile", help="JSON {model: {core: latency_ms}}, or an engine manager's "
-                        "statistics JSON (EngineManager.statistics(), e.g. benchmarks/bench_plan.py's)")
+    parser.add_argument("--profile", help="measured latencies: JSON {model: {core: latency_ms}}, the "
+                        "engine_manager node's statistics_file, a replay's engine_runs.json or its output "
+                        "folder")
     parser.add_argument("--measure", action="store_true", help="time every model on its cores here")
     parser.add_argument("--write-profile", help="with --measure: save the profile here")
     parser.add_argument("--head-batch", type=int, default=3, help="plane queries per head request")
