@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_proximity.py [--frames 20] [--threads 1] [--repeats 3]
         [--models models/proximity models/proximity/v1] [--planes 0.75 1 1.5 2 3] [--alert 1.0]
+        [--ground [--mount-check-every N]]
 
 Every model given runs on the same 640x480 held-out street frames in the same run, interleaved frame by frame
 (the order alternates), so load from other jobs hits them alike: `models[dir]` holds the median wall time of
@@ -12,12 +13,16 @@ default to config/robot.yaml's (five planes, 0.75-3 m, alert 1 m among them). `r
 each model over the last one given (by default: v2 over v1). Near-mask IoU per plane on those frames is
 given too (`iou_synthetic`), and OpenCV SGBM (3-way, 5x5, 128 disparities: the synthetic camera's range
 down to 0.5 m) on the same frames. The accuracy figures that matter are training/proximity/suite.py's.
+`--ground`: config/robot.yaml's ground handling too (camera 0.5 m up, 5 deg down, clearance 0.1 m: one more
+head query per frame), and with `--mount-check-every N` the mount check's two floor queries on every N-th
+frame (1: every frame; 10: the node's default mount_check_period_s of 1 s at 10 Hz).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import sys
@@ -46,8 +51,14 @@ def main() -> None:
     parser.add_argument("--models", type=Path, nargs="+", default=list(DEFAULT_MODELS))
     parser.add_argument("--planes", type=float, nargs="+", default=list(PLANES_M))
     parser.add_argument("--alert", type=float, default=ALERT_M)
+    parser.add_argument("--ground", action="store_true", help="robot.yaml's ground handling (0.5 m, 5 deg)")
+    parser.add_argument("--mount-check-every", type=int, default=0,
+                        help="with --ground: the mount check's floors on every N-th frame (0: never)")
     args = parser.parse_args()
 
+    from dla_perception.models.mount_check import MountCheck
+    from dla_perception.models.proximity import ProximityPipeline
+    from dla_perception.models.proximity_geometry import GroundModel
     from dla_perception.synthetic.camera import StereoCamera
     from dla_perception.synthetic.scene import generate_frame
 
@@ -58,6 +69,14 @@ def main() -> None:
     planes_px = camera.disparity_px(np.array(planes))
     names = [str(m) for m in args.models]
     opened = [open_pipeline(m, threads=args.threads) for m in args.models]
+    ground = GroundModel(0.5, math.radians(5.0), clearance_m=0.1) if args.ground else None
+    if ground is not None:
+        opened = [(manager, ProximityPipeline(manager, ground=ground)) for manager, _ in opened]
+    mount_floors = MountCheck(ground, 0.1).floors() if ground is not None else ()
+
+    def floors(index: int) -> tuple:
+        every = args.mount_check_every
+        return mount_floors if every > 0 and index % every == 0 else ()
     wall = {n: [] for n in names}
     cpu = dict.fromkeys(names, 0.0)
     iou = {n: IoU(len(planes)) for n in names}
@@ -73,7 +92,8 @@ def main() -> None:
                 for name, (_, pipeline) in order[:: 1 if (k + repeat) % 2 == 0 else -1]:
                     cpu_started, started = time.process_time(), time.perf_counter()
                     result = pipeline.process(
-                        frame.left, frame.right, "rgb8", p_left, p_right, planes, args.alert
+                        frame.left, frame.right, "rgb8", p_left, p_right, planes, args.alert,
+                        floors=floors(repeat * len(frames) + k),
                     )
                     wall[name].append(time.perf_counter() - started)
                     cpu[name] += time.process_time() - cpu_started
@@ -117,6 +137,8 @@ def main() -> None:
         "sgbm_iou_synthetic": [round(v, 4) for v in sgbm_iou.values()],
         "planes_m": planes,
         "alert_distance_m": args.alert,
+        "ground": None if ground is None else {"camera_height_m": 0.5, "pitch_deg": 5.0, "clearance_m": 0.1},
+        "mount_check_every": args.mount_check_every if ground is not None else 0,
         "synthetic_frames": args.frames,
         "repeats": args.repeats,
         "image_size": [camera.width, camera.height],

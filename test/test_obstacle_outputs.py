@@ -148,6 +148,28 @@ def test_mount_monitor_needs_a_few_frames_and_names_the_direction() -> None:
     assert "nearer than configured" in monitor.verdict()[1]
 
 
+def test_the_mount_check_looks_at_one_frame_per_period_and_keeps_its_verdict_between() -> None:
+    from dla_perception.nodes.proximity_outputs import FloorOutputs
+
+    outputs = FloorOutputs()
+    second = 1_000_000_000
+    checked = [t for t in range(0, 25 * second // 10, second // 10)  # 10 Hz for 2.5 s
+               if outputs.mount_floors(MOUNT, 0.1, t, period_s=1.0)]
+    assert checked == [0, 10 * second // 10, 20 * second // 10]
+    assert outputs.mount_floors(MOUNT, 0.1, 5 * second, period_s=0.0)  # 0: every frame
+    assert outputs.mount_floors(MOUNT, 0.1, 5 * second, period_s=0.0)
+    assert outputs.mount_floors(MOUNT, 0.1, 0, period_s=1.0)  # stamps went back (a bag again): at once
+    assert not outputs.mount_floors(None, 0.1, 9 * second, period_s=1.0)  # ground handling off
+    # A wrong mount stays reported on the frames in between, which carry no floor evidence.
+    beyond = SimpleNamespace(floor_masks=np.zeros((2, HEIGHT, WIDTH), bool))
+    unchecked = SimpleNamespace(floor_masks=None)
+    outputs.mount_floors(MOUNT, 0.1, 0, period_s=1.0)
+    for _ in range(6):
+        ok, message = outputs.observe_mount(beyond, GEOMETRY)
+    assert not ok and "farther than configured" in message
+    assert outputs.observe_mount(unchecked, GEOMETRY) == (ok, message)
+
+
 # -- the shipped networks on a synthetic street ---------------------------------------------------------
 BOX_M = 1.8
 PLANES_M = [1.0, 1.5, 2.0, 3.0]

@@ -112,7 +112,7 @@ class MountMonitor:
         if medians is None or medians.floor >= self.min_floor_share:
             return True, ""
         share = (f"less than {self.min_floor_share:.0%} of the floor ahead is where the camera mount puts it "
-                 f"(median over the last {self._recent.maxlen} frames)")
+                 f"(median over the last {self._recent.maxlen} checked frames)")
         if medians.beyond >= medians.above:
             return False, (f"{share}: the floor is farther than configured; is the camera higher, or pitched "
                            "less down, than camera_height_m/camera_pitch_deg say?")

@@ -304,7 +304,8 @@ class ProximitySegmentationNode(FrameNode):
             return self._no_pipeline(stamp_ns, frame_id)
         roi = [int(v) for v in self.param("roi")]
         alert_distance_m = float(self.param("alert_distance_m"))
-        floors = self._floor.mount_floors(pipeline.ground, float(self.param("mount_check_tolerance_m")))
+        floors = self._floor.mount_floors(pipeline.ground, float(self.param("mount_check_tolerance_m")),
+                                          stamp_ns, float(self.param("mount_check_period_s")))
         try:
             result = pipeline.process(
                 left, right, "rgb8", geometry.projection_left, geometry.projection_right,

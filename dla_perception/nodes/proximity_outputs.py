@@ -40,24 +40,35 @@ class FloorOutputs:
         self._lock = threading.Lock()
         self._projection: FloorProjection | None = None
         self._check: MountCheck | None = None
+        self._last_checked_ns: int | None = None
         self.monitor = MountMonitor()
 
-    def mount_floors(self, ground: GroundModel | None, tolerance_m: float) -> tuple[GroundModel, ...]:
-        """The extra floors the pipeline must answer for the mount check (none when it is off)."""
+    def mount_floors(self, ground: GroundModel | None, tolerance_m: float, stamp_ns: int = 0,
+                     period_s: float = 0.0) -> tuple[GroundModel, ...]:
+        """The extra floors the pipeline must answer for the mount check on this frame: none when it is off
+        or when the last checked frame is less than `period_s` of stamps ago (a stamp going backwards, a bag
+        played again, checks at once)."""
         with self._lock:
             check = MountCheck(ground, tolerance_m) if ground is not None and tolerance_m > 0 else None
             if check != self._check:  # another mount or tolerance: earlier evidence is about the old one
                 self.monitor.reset()
-                self._check = check
-            return check.floors() if check is not None else ()
+                self._check, self._last_checked_ns = check, None
+            if check is None:
+                return ()
+            last = self._last_checked_ns
+            if last is not None and 0 <= stamp_ns - last < period_s * 1e9:
+                return ()
+            self._last_checked_ns = stamp_ns
+            return check.floors()
 
     def observe_mount(self, result: Any, geometry: StereoGeometry) -> tuple[bool, str]:
-        """Add this frame's floor evidence; (ok, message) of the recent frames."""
+        """Add this frame's floor evidence, if it was checked; (ok, message) of the recent checked frames."""
         with self._lock:
             check = self._check
-        if check is None or result.floor_masks is None:
+        if check is None:
             return True, ""
-        self.monitor.add(check.evidence(result.floor_masks, geometry))
+        if result.floor_masks is not None:
+            self.monitor.add(check.evidence(result.floor_masks, geometry))
         return self.monitor.verdict()
 
     def projection(self, geometry: StereoGeometry, ground: GroundModel, width: int, height: int,

@@ -44,8 +44,9 @@ def streams_of(document: dict, head_batch: int, features: str, head: str,
         planes = values.get("planes_m", [0.75, 1.0, 1.5, 2.0, 3.0])
         queries = len(set(planes) | {values.get("alert_distance_m", 1.0)})
         if values.get("camera_height_m", 0.0) > 0:
-            # the ground, and the mount check's two floors
-            queries += 1 + (2 if values.get("mount_check_tolerance_m", 0.1) > 0 else 0)
+            queries += 1  # the ground
+            if values.get("mount_check_tolerance_m", 0.1) > 0 and not values.get("mount_check_period_s", 1.0):
+                queries += 2  # the mount check's two floors on every frame (by default on one frame a second)
         streams.append(StreamDemand(f"{camera}/proximity" if camera else "proximity",
                                     {features: 1, head: math.ceil(queries / head_batch)},
                                     int(values.get("priority", 0)),
