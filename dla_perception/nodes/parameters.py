@@ -200,9 +200,9 @@ PROXIMITY = (
     ParamSpec("mount_check_tolerance_m", 0.1, "With ground handling on, diagnostics WARN when the floor the "
               "network sees is not where the mount puts it, within this many metres of camera height (two "
               "more head queries on a checked frame). 0: no check.", float_range=(0.0, 1.0)),
-    ParamSpec("mount_check_period_s", 1.0, "The mount check looks at one frame per this many seconds of frame "
-              "stamps (a mount rarely changes; its two head queries then cost a fraction of the frames). 0: "
-              "every frame.", float_range=(0.0, 60.0)),
+    ParamSpec("mount_check_period_s", 1.0, "The mount check looks at one frame per this many seconds of "
+              "frame stamps (a mount rarely changes; its two head queries then cost a fraction of the "
+              "frames). 0: every frame.", float_range=(0.0, 60.0)),
     ParamSpec("points_plane_m", 0.0, "proximity/points holds the obstacle pixels of the alert mask (0), or "
               "those whose depth level is at or nearer than this distance (m), floor excluded.",
               float_range=(0.0, 100.0)),
