@@ -10,7 +10,12 @@
 4. `plan --profile` is run again on the latencies the container's engine manager measured under that load
    (EngineManager.statistics(), written with --write-statistics: the profile a running robot gives).
 
-Reports, per stream, predicted (both profiles) vs achieved Hz and the relative error; goal within 15 %.
+5. The nodes' own CPU time per frame (outside inference) is measured in the container by wrapping their
+   per-frame work; runtime/capacity.py takes it as each stream's host_ms (shared with the cpuN engines'
+   CPUs). `plan_alone`/`plan_in_container` use it; `..._no_host` are the CLI's plans without it.
+
+Reports, per stream, predicted (both profiles) vs achieved Hz and the relative error; goal within 15 %;
+also each stream's median frame wall time, time blocked on the manager, and the plan's frame latency.
 
     .venv/bin/python benchmarks/bench_plan.py [--rate-hz 6] [--seconds 16]
 """
@@ -56,6 +61,75 @@ def run_plan(params: Path, *extra: str) -> dict:
     return json.loads(out.getvalue())
 
 
+def time_frames() -> tuple[dict[str, list[tuple[float, float, float]]], dict[str, bool]]:
+    """Wrap the nodes' per-frame work (`_compute`: the slot is held for it) to record, per stream, each
+    frame's wall time, its worker thread's CPU time (the node's own work: inference runs on the manager's
+    threads, a blocked wait takes no CPU) and the time it was blocked on the manager (infer, a future's
+    result). Bench-only wrappers: the nodes and the manager are not changed."""
+    from dla_perception.nodes.detection import DetectionNode
+    from dla_perception.nodes.proximity import ProximitySegmentationNode
+    from dla_perception.runtime.streams import StreamView
+
+    frames: dict[str, list[tuple[float, float, float]]] = {}
+    recording = {"on": False}
+    blocked = threading.local()
+
+    def waited(function):
+        def wrapper(*call_args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return function(*call_args, **kwargs)
+            finally:
+                blocked.s = getattr(blocked, "s", 0.0) + time.perf_counter() - started
+        return wrapper
+
+    original_infer, original_submit = StreamView.infer, StreamView.submit
+    StreamView.infer = waited(original_infer)
+
+    def submit(self, *call_args, **kwargs):
+        future = original_submit(self, *call_args, **kwargs)
+        future.result = waited(future.result)
+        return future
+
+    StreamView.submit = submit
+    for node_class in (ProximitySegmentationNode, DetectionNode):
+        original = node_class._compute
+
+        def compute(self, *call_args, _original=original):
+            wall, cpu, before = time.perf_counter(), time.thread_time(), getattr(blocked, "s", 0.0)
+            try:
+                return _original(self, *call_args)
+            finally:
+                if recording["on"]:
+                    frames.setdefault(self._camera_stream.name, []).append(
+                        ((time.perf_counter() - wall) * 1e3, (time.thread_time() - cpu) * 1e3,
+                         (getattr(blocked, "s", 0.0) - before) * 1e3))
+
+        node_class._compute = compute
+    return frames, recording
+
+
+def plan_with_host(params: Path, profile: dict[str, dict[str, float]], host_ms: dict[str, float]) -> dict:
+    """What `plan` predicts from `profile` when each stream's host_ms is its frames' median node CPU time
+    measured in the container (tools/plan.py does not read a host time yet: this calls capacity itself)."""
+    import dataclasses
+
+    import yaml
+
+    from dla_perception.runtime.capacity import ModelPlacement, plan
+    from dla_perception.runtime.config import load_engines_config
+    from dla_perception.tools.plan import streams_of
+
+    document = yaml.safe_load(params.read_text()) or {}
+    engines = load_engines_config(ENGINES, require_files=False)
+    placement = {name: ModelPlacement(tuple(spec.cores), spec.policy) for name, spec in engines.models.items()
+                 if name in profile}
+    streams = [dataclasses.replace(s, host_ms=host_ms.get(s.name, 0.0))
+               for s in streams_of(document, 3, "proximity_features", "proximity_head", "detector")
+               if all(model in placement for model in s.requests)]
+    return {"profile": profile, **plan(streams, placement, profile).as_dict()}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -74,6 +148,7 @@ def main() -> int:
     measured = run_plan(params, "--measure")  # before the container: each model alone on its cores
 
     # detection on the front camera's left image, as config/four_cameras.yaml runs it (a launch remaps it)
+    frames, recording = time_frames()
     graph = tc.Cameras(params, list(cameras), ros_args=("-r", "/front/image:=/front/left/image_rect"))
     try:
         manager = graph.container.engine_manager.manager
@@ -85,19 +160,28 @@ def main() -> int:
         driver = threading.Thread(target=drive)
         driver.start()
         time.sleep(tc.WARM_UP_S)
+        recording["on"] = True
         first = {name: s["delivered"] for name, s in manager.stream_statistics().items()}
         opened = time.monotonic()
         driver.join()
         closed = time.monotonic()
+        recording["on"] = False
         last = {name: s["delivered"] for name, s in manager.stream_statistics().items()}
         achieved = {name: (last[name] - first.get(name, 0)) / (closed - opened) for name in last}
         outputs = {f"{camera}/proximity": graph.rate(camera, opened, closed) for camera in cameras}
         sent = driven["sent"]
         statistics = folder / "statistics.json"
         statistics.write_text(json.dumps(manager.statistics(), default=str))
+        streams = manager.stream_statistics()
     finally:
         graph.close()
     in_situ = run_plan(params, "--profile", str(statistics))
+    def p50(index: int) -> dict[str, float]:
+        return {name: sorted(t[index] for t in times)[len(times) // 2] for name, times in frames.items()}
+
+    median = p50(1)
+    with_host = plan_with_host(params, in_situ["profile"], median)
+    alone_host = plan_with_host(params, measured["profile"], median)
     load = os.getloadavg()
 
     def table(predicted: dict) -> dict:
@@ -108,15 +192,23 @@ def main() -> int:
             rows[stream] = {"predicted_hz": rate, "achieved_hz": got, "error": error}
         return rows
 
-    alone, loaded = table(measured), table(in_situ)
+    alone, loaded = table(alone_host), table(with_host)
+    alone_cli, loaded_cli = table(measured), table(in_situ)
     result = {
         "cameras": cameras, "rate_hz": args.rate_hz, "sent": sent, "window_s": closed - opened,
         "range_outputs_hz": outputs,
         "profile_alone_ms": measured["profile"], "profile_in_container_ms": in_situ["profile"],
         "plan_alone": alone, "plan_in_container": loaded,
+        "plan_alone_no_host": alone_cli, "plan_in_container_no_host": loaded_cli,
+        "node_cpu_ms_p50": median, "latency_plan_ms": with_host["latency_ms"],
+        "frame_wall_ms_p50": p50(0), "frame_blocked_on_manager_ms_p50": p50(2),
         "utilisation_alone": measured["utilisation"], "utilisation_in_container": in_situ["utilisation"],
         "max_error_alone": max(row["error"] for row in alone.values()),
         "max_error_in_container": max(row["error"] for row in loaded.values()),
+        "max_error_alone_no_host": max(row["error"] for row in alone_cli.values()),
+        "max_error_in_container_no_host": max(row["error"] for row in loaded_cli.values()),
+        "stream_latency_ms": {name: {key: s.get(key) for key in ("latency_p50_ms", "latency_p99_ms")}
+                              for name, s in streams.items()},
         "error_goal": 0.15, "load_average": load,
     }
     print(json.dumps(result))

@@ -7,15 +7,36 @@ latencies (a profile) that gives each core's busy time per second. Rates are gra
 them: every stream's min_rate_hz first, then by priority (highest first) up to max_rate_hz, the streams of one
 priority level sharing the cores' time equally (the oldest request first) until a core would go past
 `headroom`; no stream faster than its frames in flight allow (a camera node has one: one frame per frame
-latency, in whole camera periods when the camera's rate is known). A frame's latency is its chain of requests
-(head requests of one frame run on all the model's cores at once), stretched by the busiest core's utilisation
-(the request it finds running, on average).
+latency, in camera periods when the camera's rate is known).
+
+A frame's latency: its models in turn; a node keeps one request per core in flight (models/proximity.py),
+so a model's k requests on n cores go in ceil(k / n) rounds, a round ends with its last request, and every
+request queues anew on its core. A request of priority p waits, on core c (non-preemptive priorities, as
+in Cobham's formula, but with at most one request per node and core queued: no M/D/1 build-up),
+
+    W(c) = (R(c) + Q(c)) / (1 - U_>p(c))
+
+for the rest of the request it finds running (R: the other streams' requests per ms x service^2 / 2), the
+work queued ahead (Q, by Little's law each other stream's requests per ms x their wait x their service:
+all of a higher priority's, half of its own level's, the older ones) and the higher-priority work that
+arrives meanwhile (U_>p: its utilisation of c) and goes first. The lowest priority waits longest. A wait
+is 0 with probability U(c) (the others' utilisation) and exponential beyond, so a frame's waits add up to an
+Erlang mixture; with a camera of period T, a node that finishes a frame takes the next one to arrive, so
+the rate is 1 / (T E[ceil(latency / T)]): frames of 1.2 periods cost two, and frames that take two periods
+or three by turns give a rate in between.
+
+The node's own work (`host_ms`: CPU time per frame outside inference) adds to a frame's chain, slowed by
+the CPUs it shares: engines of `cpu`/`cpuN` cores run on the same CPUs as the nodes (a DLA or GPU does
+not), so a frame's host work gets, on average, cpus / (1 + the mean number of other busy threads) of a
+CPU (processor sharing; never more than one): the CPU cores' utilisation plus the other streams' host work.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +53,7 @@ class StreamDemand:
     min_rate_hz: float = 0.0
     frames_in_flight: int = 0  # 0: unbounded; a camera node has 1 (nodes/frames.py, tools/plan.py sets it)
     source_rate_hz: float = 0.0  # the camera's frame rate, when known (0: frames whenever the node is free)
+    host_ms: float = 0.0  # the node's own CPU time per frame outside inference (conversion, numpy), if known
 
 
 @dataclass(frozen=True)
@@ -85,26 +107,99 @@ def frame_cost(stream: StreamDemand, placement: Mapping[str, ModelPlacement],
     return cost
 
 
+def frame_rounds(stream: StreamDemand, placement: Mapping[str, ModelPlacement],
+                 profile: Mapping[str, Mapping[str, float]]) -> list[tuple[str, tuple[str, ...], int]]:
+    """One frame's chain, model by model: (model, the cores its requests use, rounds of one request per
+    core; requests of one round run on all those cores at once)."""
+    chain = []
+    for model, count in stream.requests.items():
+        used = tuple(shares(placement[model], profile[model]))
+        chain.append((model, used, math.ceil(count / len(used))))
+    return chain
+
+
 def frame_latency_ms(stream: StreamDemand, placement: Mapping[str, ModelPlacement],
                      profile: Mapping[str, Mapping[str, float]]) -> float:
-    """One frame's chain: each model's requests in turn, spread over its cores at once."""
+    """One frame's chain on idle cores: each model's rounds in turn, each as long as its slowest core."""
+    return sum(rounds * max(profile[model][core] for core in used)
+               for model, used, rounds in frame_rounds(stream, placement, profile))
+
+
+def priority_waits(streams: Sequence[StreamDemand], rates: Mapping[str, float],
+                   placement: Mapping[str, ModelPlacement], profile: Mapping[str, Mapping[str, float]],
+                   ) -> dict[tuple[str, str], tuple[float, float]]:
+    """{(stream, core): (mean wait ms of one of its requests there, probability the core is busy)}:
+
+        W_s(c) = (R_s(c) + Q_s(c)) / (1 - U_>p(c))
+
+    R_s: the rest of the request running (the other streams' u x service / 2); Q_s: the work queued ahead,
+    by Little's law each other stream's requests per ms x their wait x their service there (all of a higher
+    priority's, half of its own level's: those older); U_>p: higher-priority work arriving meanwhile."""
+    load: dict[str, list[tuple[StreamDemand, float, float]]] = {}  # core -> (stream, per ms, service ms)
+    for s in streams:
+        for model, count in s.requests.items():
+            latencies = profile[model]
+            for core, share in shares(placement[model], latencies).items():
+                load.setdefault(core, []).append((s, rates[s.name] * count * share / 1e3, latencies[core]))
+    waits = {(s.name, core): 0.0 for s in streams for core in load}
+    for _ in range(50):  # the waits of one level depend on each other: a fixed point
+        for core, requests in load.items():
+            for s in streams:
+                residual = sum(per_ms * ms * ms / 2 for other, per_ms, ms in requests if other is not s)
+                queued = sum(per_ms * waits[(other.name, core)] * ms * (1.0 if other.priority > s.priority
+                                                                        else 0.5)
+                             for other, per_ms, ms in requests
+                             if other is not s and other.priority >= s.priority)
+                higher = sum(per_ms * ms for other, per_ms, ms in requests if other.priority > s.priority)
+                waits[(s.name, core)] = (residual + queued) / max(1.0 - min(higher, 1.0), 1e-3)
+    busy = {(s.name, core): min(1.0, sum(per_ms * ms for other, per_ms, ms in requests if other is not s))
+            for core, requests in load.items() for s in streams}
+    return {key: (wait, busy[key]) for key, wait in waits.items()}
+
+
+def round_wait(wait_ms: float, busy: float, parallel: int) -> tuple[float, float]:
+    """(mean, probability > 0) of the longest of `parallel` requests' waits (a round ends with its last):
+    each 0 with probability 1 - busy, else exponential of mean wait_ms / busy."""
+    if parallel <= 1 or busy <= 0:
+        return wait_ms, busy
+    mean = wait_ms / busy * sum(math.comb(parallel, i) * (-1) ** (i + 1) * busy ** i / i
+                                for i in range(1, parallel + 1))
+    return mean, 1.0 - (1.0 - busy) ** parallel
+
+
+def wait_beyond(x_ms: float, terms: int, mean_ms: float, busy: float) -> float:
+    """P(the sum of `terms` waits > x): each 0 with probability 1 - busy, else exponential (mean
+    mean_ms / busy); given j non-zero, their sum is Erlang(j)."""
+    if x_ms < 0:
+        return 1.0
+    if terms == 0 or busy <= 0 or mean_ms <= 0:
+        return 0.0
+    rate = busy / mean_ms
     total = 0.0
-    for model, count in stream.requests.items():
-        latencies = profile[model]
-        used = shares(placement[model], latencies)
-        slowest = max(latencies[core] for core in used)
-        total += math.ceil(count / len(used)) * slowest
+    for j in range(1, terms + 1):
+        erlang = math.exp(-rate * x_ms) * sum((rate * x_ms) ** i / math.factorial(i) for i in range(j))
+        total += math.comb(terms, j) * busy ** j * (1 - busy) ** (terms - j) * erlang
     return total
 
 
-def in_flight_bound(stream: StreamDemand, latency_ms: float) -> float:
-    """The most frames/s `stream` runs with `frames_in_flight` frames of `latency_ms` each. With a camera
-    of `source_rate_hz`, a node that finishes a frame takes the next one to arrive: a frame of 1.2 camera
-    periods costs two (the one arriving meanwhile is dropped busy)."""
+def in_flight_bound(stream: StreamDemand, latency_ms: float, terms: int = 0, wait_ms: float = 0.0,
+                    busy: float = 0.0) -> float:
+    """The most frames/s `stream` runs with `frames_in_flight` frames of `latency_ms` each (the idle
+    chain plus `terms` waits of `wait_ms` in all, each non-zero with probability `busy`). With a camera
+    of `source_rate_hz`, a node that finishes a frame takes the next one to arrive: E[ceil(latency / T)]
+    periods a frame (T: `frames_in_flight` camera periods)."""
     if not stream.frames_in_flight or latency_ms <= 0:
         return math.inf
     if stream.source_rate_hz > 0:
-        periods = max(1, math.ceil(latency_ms / 1e3 * stream.source_rate_hz / stream.frames_in_flight - 1e-9))
+        period_ms = 1e3 * stream.frames_in_flight / stream.source_rate_hz
+        chain = latency_ms - wait_ms
+        mean_each = wait_ms / terms if terms else 0.0
+        periods, k = 1.0, 1
+        while k < 1000:  # E[ceil(L / T)] = sum over k >= 0 of P(L > k T)
+            beyond = wait_beyond(k * period_ms - chain, terms, mean_each, busy)
+            if beyond < 1e-6:
+                break
+            periods, k = periods + beyond, k + 1
         return stream.source_rate_hz / periods
     return stream.frames_in_flight * 1e3 / latency_ms
 
@@ -149,22 +244,49 @@ def _rates(streams: Sequence[StreamDemand], costs: Mapping[str, Mapping[str, flo
     return rates
 
 
+def is_cpu_core(core: str) -> bool:
+    """Cores whose engines run on the host's CPUs (config/engines.cpu_cores.yaml's cpu0, cpu1)."""
+    return re.fullmatch(r"cpu\d*", core) is not None
+
+
+def host_stretch(stream: StreamDemand, streams: Sequence[StreamDemand], rates: Mapping[str, float],
+                 utilisation: Mapping[str, float], cpus: int) -> float:
+    """How much longer than its CPU time a frame's host work takes: processor sharing of `cpus` with the
+    CPU cores' engines and the other streams' host work (module docstring)."""
+    others = sum(u for core, u in utilisation.items() if is_cpu_core(core))
+    others += sum(rates[s.name] * s.host_ms / 1e3 for s in streams if s.name != stream.name)
+    return max(1.0, (1.0 + others) / max(cpus, 1))
+
+
 def plan(streams: Sequence[StreamDemand], placement: Mapping[str, ModelPlacement],
-         profile: Mapping[str, Mapping[str, float]], headroom: float = 0.95) -> Plan:
+         profile: Mapping[str, Mapping[str, float]], headroom: float = 0.95,
+         cpus: int | None = None) -> Plan:
     """Rates, utilisation and latency of `streams` on `placement`, granted as the scheduler grants them.
 
     A camera node has one frame in flight, so a stream also runs no faster than one frame per frame
-    latency (`frames_in_flight`), that latency growing with the utilisation the rates give."""
+    latency (`frames_in_flight`), that latency growing with the waits the rates give (module docstring).
+    `cpus`: the host's CPUs the nodes' own work shares (default: this machine's)."""
+    cpus = cpus or os.cpu_count() or 1
     costs = {s.name: frame_cost(s, placement, profile) for s in streams}
     cores = sorted({core for cost in costs.values() for core in cost})
-    chain = {s.name: frame_latency_ms(s, placement, profile) for s in streams}
-    ceiling = dict.fromkeys(chain, math.inf)
-    for step in range(40):  # the ceiling depends on the utilisation it leads to: a damped fixed point
+    chains = {s.name: frame_rounds(s, placement, profile) for s in streams}
+    idle = {s.name: frame_latency_ms(s, placement, profile) for s in streams}
+    ceiling = dict.fromkeys(idle, math.inf)
+    for step in range(60):  # the ceiling depends on the waits it leads to: a damped fixed point
         rates = _rates(streams, costs, cores, headroom, ceiling)
         utilisation = {core: sum(rates[n] * costs[n].get(core, 0.0) for n in rates) for core in cores}
-        busiest = max(utilisation.values(), default=0.0)
-        latency = {name: ms * (1.0 + min(busiest, 1.0)) for name, ms in chain.items()}
-        bound = {s.name: in_flight_bound(s, latency[s.name]) for s in streams}
+        waits = priority_waits(streams, rates, placement, profile)
+        latency, bound = {}, {}
+        for s in streams:
+            host = s.host_ms * host_stretch(s, streams, rates, utilisation, cpus)
+            # each round waits for the longest of its requests' waits, on the worst of its cores
+            worst = [round_wait(*max((waits[(s.name, core)] for core in used), key=lambda w: w[0]),
+                                min(s.requests[model], len(used)))
+                     for model, used, rounds in chains[s.name] for _ in range(rounds)]
+            wait = sum(w for w, _ in worst)
+            busy = max((b for _, b in worst), default=0.0)
+            latency[s.name] = idle[s.name] + host + wait
+            bound[s.name] = in_flight_bound(s, latency[s.name], len(worst), wait, busy)
         if step:
             bound = {name: (ceiling[name] + value) / 2 if math.isfinite(value) else value
                      for name, value in bound.items()}
