@@ -167,6 +167,7 @@ def check_overload(graph: Cameras, cameras: dict[str, dict], rate_hz: float) -> 
         received = len(graph.ranges[camera])
         delivered = streams[stream]["delivered"]
         assert abs(delivered - received) <= max(2, 0.05 * received), (camera, delivered, received)
+        assert streams[stream]["host_cpu_ms_p50"] > 0  # the node's own CPU per frame, for the plan
         status = graph.last_status(stream, end)  # published while the drivers ran
         assert status["hardware_id"] == f"{camera}_camera_left"
         window_rate = graph.rate(camera, max(start, end - 10.0), end)

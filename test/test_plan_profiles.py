@@ -30,6 +30,32 @@ def test_a_replays_engine_runs_are_a_profile(tmp_path, capsys):
     assert printed["profile"] == expected and "front/detection" not in printed["rates_hz"]
 
 
+def test_the_nodes_cpu_time_in_a_statistics_file_slows_the_plan(tmp_path, capsys):
+    """A statistics_file's streams carry each node's CPU ms per frame; on a CPU core it shares the CPUs
+    with the engines, so the same engine latencies plan slower with it than without."""
+    from dla_perception.tools.plan import host_times
+
+    statistics = {"cores": {"cpu0": {}, "cpu1": {}}, "engines": {
+        f"{model}@{core}": {"model": model, "core": core, "inferences": 50, "latency_p50_ms": ms}
+        for model, ms in (("proximity_features", 8.0), ("proximity_head", 25.0), ("detector", 20.0))
+        for core in ("cpu0", "cpu1")}}
+    bare = tmp_path / "engines_only.json"
+    bare.write_text(json.dumps(statistics))
+    streams = {"front/proximity": {"host_cpu_ms_p50": 40.0}, "rear/proximity": {"host_cpu_ms_p50": 0.0}}
+    full = tmp_path / "statistics.json"
+    full.write_text(json.dumps({**statistics, "streams": streams}))
+    assert host_times(full) == {"front/proximity": 40.0} and host_times(bare) == {}
+
+    def planned(path):
+        assert main(["plan", "--config", str(REPO_ROOT / "config/four_cameras.yaml"), "--engines",
+                     str(REPO_ROOT / "config/engines.cpu_cores.yaml"), "--profile", str(path), "--json"]) == 0
+        return json.loads(capsys.readouterr().out)
+
+    without, with_host = planned(bare), planned(full)
+    assert with_host["host_ms"] == {"front/proximity": 40.0} and without["host_ms"] == {}
+    assert with_host["latency_ms"]["front/proximity"] > without["latency_ms"]["front/proximity"] + 40.0
+
+
 def test_a_profile_that_is_missing_or_empty_is_refused(tmp_path):
     with pytest.raises(SystemExit, match="no profile"):
         load_profile(tmp_path)

@@ -109,6 +109,18 @@ def test_rate_cap_counts_only_the_entry_model():
         assert stats["cores"] == {"dla0": 4}
 
 
+def test_a_streams_host_time_is_the_median_of_its_recent_frames():
+    from dla_perception.runtime.streams import StreamSettings, StreamState
+
+    state = StreamState("front/proximity", StreamSettings(), window_s=10.0, explicit=True)
+    assert state.summary()["host_cpu_ms_p50"] == 0.0  # no frame yet
+    now = 1000.0
+    state.record_host_time(90.0, now=now - 30.0)  # out of the window: forgotten
+    for ms in (10.0, 12.0, 40.0):
+        state.record_host_time(ms, now=now - 1.0)
+    assert state.summary(now)["host_cpu_ms_p50"] == 12.0
+
+
 def test_expired_frames_drop_before_inference_as_stale():
     engines = Engines()
     with one_core(engines) as manager:

@@ -74,6 +74,12 @@ class CameraStream:
         if self.view is not None:
             self.view.note_dropped_busy()
 
+    def host_time(self, cpu_ms: float) -> None:
+        """The node's CPU time for one computed frame (its worker thread's; inference runs on the manager's
+        threads): per-stream statistics keep its median for `dla-perception plan`."""
+        if self.view is not None:
+            self.view.note_host_time(cpu_ms)
+
 
 def stream_statuses(streams: Mapping[str, Mapping[str, Any]], prefix: str) -> list[Status]:
     """diagnostic_updater's `<node>: stream <name>` per stream, the camera frame as hardware_id; WARN while
@@ -95,6 +101,7 @@ def stream_statuses(streams: Mapping[str, Mapping[str, Any]], prefix: str) -> li
             "dropped_rate_cap": str(summary["dropped_rate_cap"]),
             "latency_p50_ms": f"{summary['latency_p50_ms']:.1f}",
             "latency_p99_ms": f"{summary['latency_p99_ms']:.1f}",
+            "host_cpu_ms_p50": f"{summary.get('host_cpu_ms_p50', 0.0):.1f}",
             "cores": ",".join(f"{core}:{count}" for core, count in sorted(summary["cores"].items())),
             "entry_model": summary.get("entry_model", ""),
         })

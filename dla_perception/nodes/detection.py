@@ -8,6 +8,7 @@ structure, which in-process users (the replay tool) write with rosbags.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -140,8 +141,11 @@ class DetectionNode(FrameNode):
 
     def _process(self, msg: Any) -> None:
         stamp_ns, frame_id = stamp_to_ns(msg.header.stamp), msg.header.frame_id
+        cpu_started = time.thread_time()
         try:
             outcome, rgb = self._compute(msg)
+            if outcome.status == "published":
+                self._camera_stream.host_time((time.thread_time() - cpu_started) * 1e3)
         except Exception as exc:  # a bug here must be visible, and must not wedge the slot
             self.health.problem("failed_internal", f"unexpected error: {exc!r}", ERROR)
             outcome, rgb = FrameOutcome(self.get_name(), stamp_ns, frame_id, "failed", repr(exc)), None

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from typing import Any
 
 import numpy as np
@@ -271,8 +272,11 @@ class ProximitySegmentationNode(FrameNode):
     def _process(self, left_msg: Any, right_msg: Any, geometry: StereoGeometry) -> None:
         """Runs on the worker; frees the slot before publishing so the next pair can start at once."""
         stamp_ns, frame_id = stamp_to_ns(left_msg.header.stamp), left_msg.header.frame_id
+        cpu_started = time.thread_time()
         try:
             outcome = self._compute(left_msg, right_msg, geometry)
+            if outcome.status == "published":
+                self._camera_stream.host_time((time.thread_time() - cpu_started) * 1e3)
         except Exception as exc:  # a bug here must be visible, and must not wedge the slot
             self.health.problem("failed_internal", f"unexpected error: {exc!r}", ERROR)
             outcome = FrameOutcome(self.get_name(), stamp_ns, frame_id, "failed", repr(exc))

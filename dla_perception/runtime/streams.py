@@ -90,6 +90,7 @@ class StreamState:
         self.dropped = dict.fromkeys(DROP_KINDS, 0)
         self.cores: Counter[str] = Counter()
         self._answers: deque[tuple[float, float]] = deque(maxlen=10_000)  # (finished, latency s)
+        self._host: deque[tuple[float, float]] = deque(maxlen=10_000)  # (when, the node's CPU ms per frame)
 
     def configure(self, settings: StreamSettings) -> None:
         with self._lock:
@@ -140,6 +141,11 @@ class StreamState:
                 self.delivered += 1
                 self._answers.append((finished, finished - submitted))
 
+    def record_host_time(self, cpu_ms: float, now: float | None = None) -> None:
+        """The node's own CPU time for one frame outside inference: what a capacity plan adds per frame."""
+        with self._lock:
+            self._host.append((time.monotonic() if now is None else now, cpu_ms))
+
     def record_drop(self, kind: str) -> None:
         with self._lock:
             self.dropped[kind] += 1
@@ -153,6 +159,7 @@ class StreamState:
         now = time.monotonic() if now is None else now
         with self._lock:
             recent = [latency for finished, latency in self._answers if finished > now - self.window_s]
+            host = [ms for when, ms in self._host if when > now - self.window_s]
             cores = dict(self.cores)
             counts = dict(self.dropped)
             delivered, failed, submitted = self.delivered, self.failed, self.submitted
@@ -167,6 +174,7 @@ class StreamState:
             "achieved_rate_hz": achieved, "delivered": delivered, "failed": failed, "submitted": submitted,
             **{f"dropped_{kind}": counts[kind] for kind in DROP_KINDS},
             "latency_p50_ms": p50, "latency_p99_ms": p99, "cores": cores,
+            "host_cpu_ms_p50": float(np.median(host)) if host else 0.0,
             # young streams are judged on what they could have delivered so far, not on a full window
             "below_min_rate": floor is not None and now - self._created > 2.0 / floor and achieved < floor,
         }
@@ -239,6 +247,9 @@ class StreamView:
 
     def note_dropped_busy(self) -> None:
         self.state.record_drop("busy")
+
+    def note_host_time(self, cpu_ms: float) -> None:
+        self.state.record_host_time(cpu_ms)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._manager, name)

@@ -3,7 +3,8 @@
 Reads the cameras and their stream settings from a params file (config/four_cameras.yaml), the models'
 cores and policies from an engines file, and per-model, per-core latencies from a profile (JSON
 {model: {core: ms}}; the engine_manager node's `statistics_file`, the median latency of each engine under a
-running container's load; a replay's engine_runs.json, every engine run of a replay) or from `--measure`
+running container's load and each node's own CPU ms per frame; a replay's engine_runs.json, every engine
+run of a replay) or from `--measure`
 (each model timed alone on each of its cores here), then prints what
 runtime/capacity.py predicts: each core's utilisation, each stream's rate and latency, which streams
 degrade, and a placement meeting every target when one exists.
@@ -12,6 +13,7 @@ degrade, and a placement meeting every target when one exists.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import time
@@ -131,6 +133,20 @@ def load_profile(path: Path) -> dict[str, dict[str, float]]:
     return profile
 
 
+def host_times(path: Path) -> dict[str, float]:
+    """Each stream's median node CPU ms per frame outside inference, from an engine_manager node's
+    statistics_file (its `streams`); empty for other profiles, whose streams the plan then costs nothing
+    beyond their engines."""
+    path = Path(path)
+    if path.is_dir() or not path.is_file():
+        return {}
+    streams = json.loads(path.read_text()).get("streams")
+    if not isinstance(streams, dict):
+        return {}
+    return {name: float(s["host_cpu_ms_p50"]) for name, s in streams.items()
+            if isinstance(s, dict) and float(s.get("host_cpu_ms_p50") or 0.0) > 0}
+
+
 def run(args: argparse.Namespace) -> int:
     from dla_perception.runtime.config import load_engines_config
 
@@ -140,8 +156,10 @@ def run(args: argparse.Namespace) -> int:
         profile = measure(Path(args.engines))
         if args.write_profile:
             Path(args.write_profile).write_text(json.dumps(profile, indent=2))
+        host = {}
     elif args.profile:
         profile = load_profile(Path(args.profile))
+        host = host_times(Path(args.profile))
     else:
         raise SystemExit("plan: give --profile latencies.json or --measure")
     proximity = _section(document, "proximity_segmentation")
@@ -151,10 +169,11 @@ def run(args: argparse.Namespace) -> int:
     streams = streams_of(document, args.head_batch, features, head, detector)
     placement = {name: ModelPlacement(tuple(spec.cores), spec.policy) for name, spec in engines.models.items()
                  if name in profile}
-    streams = [s for s in streams if all(model in placement for model in s.requests)]
+    streams = [dataclasses.replace(s, host_ms=host.get(s.name, 0.0)) for s in streams
+               if all(model in placement for model in s.requests)]
     result = suggest(streams, placement, profile)
     if args.json:
-        print(json.dumps({"profile": profile, **result.as_dict()}, indent=2))
+        print(json.dumps({"profile": profile, "host_ms": host, **result.as_dict()}, indent=2))
         return 0
     print("core utilisation: " + ", ".join(f"{core} {u:.0%}" for core, u in result.utilisation.items()))
     for stream in streams:
