@@ -4,6 +4,7 @@ rate, the core gate across models, and cpuN cores built by the default factory."
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from pathlib import Path
@@ -221,10 +222,10 @@ def test_core_gate_grants_the_best_waiter_and_gives_up_at_the_deadline():
     assert [name for name in order if "timed out" not in name] == ["low", "high"]
 
 
-def test_a_request_waiting_for_the_core_yields_to_a_more_urgent_one_queued_after_it():
-    """Issue 19, defect (a): the head's worker used to take the side camera's request out of its queue and
-    wait for dla0 with it, so the front camera's head request, queued while dla0 was busy with another
-    model, ran after it. The core now goes to the best request at the moment it is free."""
+@contextlib.contextmanager
+def dla0_busy_with_a_side_request():
+    """Models m and head on dla0 alone; a side-stream m request running (held until `gate` is set) and a
+    side-stream head request submitted behind it; "front" is a priority-5 stream."""
     engines: dict[str, Engines] = {"m": Engines(), "head": Engines()}
     config = two_core_config(deadline_ms=5000.0, policy="pinned", cores=("dla0",))
     config.models["head"] = ModelSpec("head", Path("h.onnx"), ("dla0",), precision="fp16")
@@ -236,6 +237,14 @@ def test_a_request_waiting_for_the_core_yields_to_a_more_urgent_one_queued_after
         running = manager.submit("m", frame(0), stream="side")
         wait_until(engines["m"]["dla0"].started.is_set)
         side = manager.submit("head", frame(1), stream="side")
+        yield manager, engines, gate, running, side
+
+
+def test_a_request_waiting_for_the_core_yields_to_a_more_urgent_one_queued_after_it():
+    """Issue 19, defect (a): the head's worker used to take the side camera's request out of its queue and
+    wait for dla0 with it, so the front camera's head request, queued while dla0 was busy with another
+    model, ran after it. The core now goes to the best request at the moment it is free."""
+    with dla0_busy_with_a_side_request() as (manager, engines, gate, running, side):
         wait_until(lambda: manager._gates["dla0"].waiting() == 1)  # head's worker waits for dla0
         front = manager.submit("head", frame(2), stream="front")
         gate.set()
@@ -275,17 +284,7 @@ def test_least_loaded_sends_a_request_where_the_least_would_run_before_it():
 
 
 def test_two_models_on_one_exclusive_core_run_one_at_a_time():
-    engines: dict[str, Engines] = {"m": Engines(), "head": Engines()}
-    config = two_core_config(deadline_ms=5000.0, policy="pinned", cores=("dla0",))
-    config.models["head"] = ModelSpec("head", Path("h.onnx"), ("dla0",), precision="fp16")
-    with EngineManager(config, ["dla0"], engine_factory=lambda spec, core: engines[spec.name].factory(
-            spec, core)) as manager:
-        manager.configure_stream("front", StreamSettings(priority=5))
-        gate = threading.Event()
-        engines["m"]["dla0"].hold(gate)
-        running = manager.submit("m", frame(0), stream="side")
-        wait_until(engines["m"]["dla0"].started.is_set)
-        side = manager.submit("head", frame(1), stream="side")
+    with dla0_busy_with_a_side_request() as (manager, engines, gate, running, side):
         front = manager.submit("m", frame(2), stream="front")
         time.sleep(0.1)
         assert engines["head"]["dla0"].runs == 0  # dla0 is busy with m's run: head waits at the gate
