@@ -111,23 +111,17 @@ def time_frames() -> tuple[dict[str, list[tuple[float, float, float]]], dict[str
 
 
 def plan_with_host(params: Path, profile: dict[str, dict[str, float]], host_ms: dict[str, float]) -> dict:
-    """What `plan` predicts from `profile` when each stream's host_ms is its frames' median node CPU time
-    measured in the container (tools/plan.py does not read a host time yet: this calls capacity itself)."""
-    import dataclasses
-
+    """What `plan` predicts from `profile` when each stream's host_ms is the bench's own measurement of its
+    frames' median node CPU time (the cross-check of the nodes' self-reported figure)."""
     import yaml
 
-    from dla_perception.runtime.capacity import ModelPlacement, plan
+    from dla_perception.runtime.capacity import plan
     from dla_perception.runtime.config import load_engines_config
-    from dla_perception.tools.plan import streams_of
+    from dla_perception.tools.plan import planned_streams
 
     document = yaml.safe_load(params.read_text()) or {}
     engines = load_engines_config(ENGINES, require_files=False)
-    placement = {name: ModelPlacement(tuple(spec.cores), spec.policy) for name, spec in engines.models.items()
-                 if name in profile}
-    streams = [dataclasses.replace(s, host_ms=host_ms.get(s.name, 0.0))
-               for s in streams_of(document, 3, "proximity_features", "proximity_head", "detector")
-               if all(model in placement for model in s.requests)]
+    streams, placement = planned_streams(document, engines, profile, host_ms, head_batch=3)
     return {"profile": profile, **plan(streams, placement, profile).as_dict()}
 
 

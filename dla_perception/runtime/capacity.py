@@ -36,10 +36,11 @@ from __future__ import annotations
 import itertools
 import math
 import os
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from dla_perception.runtime.cores import base_core
 
 
 @dataclass(frozen=True)
@@ -244,16 +245,11 @@ def _rates(streams: Sequence[StreamDemand], costs: Mapping[str, Mapping[str, flo
     return rates
 
 
-def is_cpu_core(core: str) -> bool:
-    """Cores whose engines run on the host's CPUs (config/engines.cpu_cores.yaml's cpu0, cpu1)."""
-    return re.fullmatch(r"cpu\d*", core) is not None
-
-
 def host_stretch(stream: StreamDemand, streams: Sequence[StreamDemand], rates: Mapping[str, float],
                  utilisation: Mapping[str, float], cpus: int) -> float:
     """How much longer than its CPU time a frame's host work takes: processor sharing of `cpus` with the
     CPU cores' engines and the other streams' host work (module docstring)."""
-    others = sum(u for core, u in utilisation.items() if is_cpu_core(core))
+    others = sum(u for core, u in utilisation.items() if base_core(core) == "cpu")  # engines on the CPUs
     others += sum(rates[s.name] * s.host_ms / 1e3 for s in streams if s.name != stream.name)
     return max(1.0, (1.0 + others) / max(cpus, 1))
 

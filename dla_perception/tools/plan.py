@@ -17,6 +17,7 @@ import dataclasses
 import json
 import math
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +148,23 @@ def host_times(path: Path) -> dict[str, float]:
             if isinstance(s, dict) and float(s.get("host_cpu_ms_p50") or 0.0) > 0}
 
 
+def planned_streams(document: dict, engines: Any, profile: Mapping[str, Mapping[str, float]],
+                    host: Mapping[str, float], head_batch: int,
+                    ) -> tuple[list[StreamDemand], dict[str, ModelPlacement]]:
+    """The params file's streams (each with its node CPU ms per frame from `host`) whose models the
+    profile covers, and those models' placements from the engines config."""
+    proximity = _section(document, "proximity_segmentation")
+    features = proximity.get("features_model", "proximity_features")
+    head = proximity.get("head_model", "proximity_head")
+    detector = _section(document, "detection").get("engine_name") or "detector"
+    placement = {name: ModelPlacement(tuple(spec.cores), spec.policy) for name, spec in engines.models.items()
+                 if name in profile}
+    streams = [dataclasses.replace(s, host_ms=host.get(s.name, 0.0))
+               for s in streams_of(document, head_batch, features, head, detector)
+               if all(model in placement for model in s.requests)]
+    return streams, placement
+
+
 def run(args: argparse.Namespace) -> int:
     from dla_perception.runtime.config import load_engines_config
 
@@ -162,15 +180,7 @@ def run(args: argparse.Namespace) -> int:
         host = host_times(Path(args.profile))
     else:
         raise SystemExit("plan: give --profile latencies.json or --measure")
-    proximity = _section(document, "proximity_segmentation")
-    features = proximity.get("features_model", "proximity_features")
-    head = proximity.get("head_model", "proximity_head")
-    detector = _section(document, "detection").get("engine_name") or "detector"
-    streams = streams_of(document, args.head_batch, features, head, detector)
-    placement = {name: ModelPlacement(tuple(spec.cores), spec.policy) for name, spec in engines.models.items()
-                 if name in profile}
-    streams = [dataclasses.replace(s, host_ms=host.get(s.name, 0.0)) for s in streams
-               if all(model in placement for model in s.requests)]
+    streams, placement = planned_streams(document, engines, profile, host, args.head_batch)
     result = suggest(streams, placement, profile)
     if args.json:
         print(json.dumps({"profile": profile, "host_ms": host, **result.as_dict()}, indent=2))
