@@ -62,6 +62,9 @@ def test_a_profile_that_is_missing_or_empty_is_refused(tmp_path):
     (tmp_path / "engine_runs.json").write_text(json.dumps({"detector@gpu": {"latency_ms": [], "cpu_ms": []}}))
     with pytest.raises(SystemExit, match="no engine"):
         load_profile(tmp_path)
+    (tmp_path / "report.json").write_text(json.dumps({"rates": {"front": {"hz": [2.0]}}}))
+    with pytest.raises(SystemExit, match="is no profile"):
+        load_profile(tmp_path / "report.json")
 
 
 def test_the_engine_manager_node_keeps_its_statistics_in_a_file(tmp_path):

@@ -128,7 +128,12 @@ def load_profile(path: Path) -> dict[str, dict[str, float]]:
         profile = profile_from_engine_runs(document)
         source = "this replay's engine runs succeeded"
     else:
-        return {model: {core: float(ms) for core, ms in cores.items()} for model, cores in document.items()}
+        try:
+            return {model: {core: float(ms) for core, ms in cores.items()}
+                    for model, cores in document.items()}
+        except (AttributeError, TypeError, ValueError):
+            raise SystemExit(f"plan: {path} is no profile: expected {{model: {{core: latency_ms}}}}, a "
+                             "statistics_file, or a replay's engine_runs.json") from None
     if not profile:
         raise SystemExit(f"plan: {path}: no engine in {source}")
     return profile
