@@ -21,7 +21,7 @@ from dla_perception.synthetic.families import (
 from dla_perception.synthetic.heldout import heldout_frame
 from dla_perception.synthetic.patterns import PATTERN_KINDS, pattern_mips
 from dla_perception.synthetic.primitives import Lights, Material, PrimitiveScene, Shape, rotation_matrix
-from dla_perception.synthetic.sample import StereoSample, visible_disparities
+from dla_perception.synthetic.sample import StereoSample, out_of_view_disparity, visible_disparities
 
 SMALL = StereoCamera().scaled(240, 180)
 
@@ -114,6 +114,26 @@ def test_visible_disparities_mark_what_the_other_view_cannot_see():
     assert np.all(right[:, 17:] == 0)  # beyond the left image's right edge
     left_sky, _ = visible_disparities(np.full((2, 5), np.inf), np.full((2, 5), np.inf), 5.0)
     assert np.all(left_sky == 0)
+
+
+def test_out_of_view_labels_keep_the_image_edges_band_but_not_occlusions():
+    left_depth = np.full((4, 20), 2.0)
+    left_depth[:, 8:12] = 1.0
+    right_depth = np.full((4, 20), 2.0)
+    right_depth[:, 3:7] = 1.0
+    plain = visible_disparities(left_depth, right_depth, 5.0)
+    left, right = visible_disparities(left_depth, right_depth, 5.0, keep_out_of_view=True)
+    assert np.all(left[:, :3] == 2.5) and np.all(right[:, 17:] == 2.5)  # the bands beyond the other image
+    assert np.all(left[:, 5:8] == 0) and np.all(right[:, 7:10] == 0)  # occlusions stay unknown
+    inside = (slice(None), slice(3, 17))
+    assert np.array_equal(left[inside], plain[0][inside]) and np.array_equal(right[inside], plain[1][inside])
+    assert np.array_equal(out_of_view_disparity(left_depth, 5.0), np.where(left == plain[0], 0.0, left))
+    sample, labelled = family_sample("indoor", 3), family_sample("indoor", 3, keep_out_of_view=True)
+    assert np.array_equal(sample.left, labelled.left) and np.array_equal(sample.right, labelled.right)
+    columns = np.broadcast_to(np.arange(sample.camera.width, dtype=np.float32), sample.disparity.shape)
+    added = labelled.disparity != sample.disparity
+    assert added.any() and np.all(columns[added] - labelled.disparity[added] < 0)  # x - d outside the image
+    assert np.all(sample.disparity[added] == 0)
 
 
 def test_sky_is_labelled_far_where_both_views_see_it():

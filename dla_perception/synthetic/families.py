@@ -40,18 +40,24 @@ SKY_DISPARITY = 1e-3  # "infinitely far", known: nearer than no plane
 _SALT = 0x5EED20
 
 
-def family_sample(family: str, seed: int) -> StereoSample:
-    """One scene of `family` (one of FAMILIES) with its own camera, rendered from both views."""
+def family_sample(family: str, seed: int, keep_out_of_view: bool = False) -> StereoSample:
+    """One scene of `family` (one of FAMILIES) with its own camera, rendered from both views.
+    keep_out_of_view: see `visible_disparities` (training labels the image edge's band too)."""
     if family not in FAMILIES:
         raise ValueError(f"unknown scene family {family!r}; known: {', '.join(FAMILIES)}")
     rng = np.random.default_rng(np.random.SeedSequence([_SALT, FAMILIES.index(family), int(seed)]))
     rig = random_rig(rng)
     scene = getattr(family_scenes, f"build_{family}")(rng, rig)
-    return render(scene, rig, rng, family, int(seed))
+    return render(scene, rig, rng, family, int(seed), keep_out_of_view)
 
 
 def render(
-    scene: PrimitiveScene, rig: Rig, rng: np.random.Generator, family: str = "", seed: int = 0
+    scene: PrimitiveScene,
+    rig: Rig,
+    rng: np.random.Generator,
+    family: str = "",
+    seed: int = 0,
+    keep_out_of_view: bool = False,
 ) -> StereoSample:
     """Both views of `scene` through `rig`: shaded, bloomed, exposed together, 8-bit sRGB-like."""
     c = rig.camera
@@ -65,7 +71,7 @@ def render(
         views.append(radiance)
         depths.append(depth)
         skies.append(sky)
-    left_d, right_d = visible_disparities(depths[0], depths[1], c.fx * c.baseline_m)
+    left_d, right_d = visible_disparities(depths[0], depths[1], c.fx * c.baseline_m, keep_out_of_view)
     both_sky = skies[0] & skies[1]
     left_d[both_sky] = right_d[both_sky] = SKY_DISPARITY
     key = rng.uniform(0.55, 1.0) / max(float(np.percentile(views[0], 97)), 1e-4)  # shared auto exposure

@@ -18,7 +18,8 @@ from dla_perception.synthetic.camera import StereoCamera
 @dataclass
 class StereoSample:
     """left/right: HxWx3 uint8 RGB. disparity: HxW float32 px of the left view, 0 = unknown (nothing there,
-    or not seen by the right camera); right_disparity: the same for the right view (its pixel x sees the
+    or not seen by the right camera; rendered with keep_out_of_view, only occluded pixels are unknown, not
+    those whose match lies outside the right image); right_disparity: the same for the right view (its pixel x sees the
     surface that the left view sees at x + d)."""
 
     family: str
@@ -57,27 +58,52 @@ class StereoSample:
 
 
 def visible_disparities(
-    left_depth: np.ndarray, right_depth: np.ndarray, fx_baseline: float
+    left_depth: np.ndarray, right_depth: np.ndarray, fx_baseline: float, keep_out_of_view: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
     """(left, right) disparity fx*B/Z where the other view sees the same surface point, else 0.
 
     A left pixel at x with disparity d is seen by the right view at x - d unless the right view's surface
     there is nearer (its disparity, interpolated along the row, is larger by more than 1 % + 0.05 px);
-    likewise for right pixels at x + d. Depth inf (nothing hit) gives disparity 0.
+    likewise for right pixels at x + d. Depth inf (nothing hit) gives disparity 0. keep_out_of_view also
+    keeps the pixels whose match falls outside the other image (the left view's left band, the right
+    view's right band): their disparity is exact, only the other view cannot confirm it, and a network
+    should still answer there (a robot's obstacle at the image's edge); occluded pixels stay 0.
     """
     with np.errstate(divide="ignore"):
         left = (np.float32(fx_baseline) / left_depth.astype(np.float32)).astype(np.float32)
         right = (np.float32(fx_baseline) / right_depth.astype(np.float32)).astype(np.float32)
     left[~np.isfinite(left)] = 0.0
     right[~np.isfinite(right)] = 0.0
-    return _occluded_to_zero(left, right, -1.0), _occluded_to_zero(right, left, 1.0)
+    seen_left, seen_right = _occluded_to_zero(left, right, -1.0), _occluded_to_zero(right, left, 1.0)
+    if keep_out_of_view:
+        seen_left = np.where(_out_of_view(left, -1.0), left, seen_left)
+        seen_right = np.where(_out_of_view(right, 1.0), right, seen_right)
+    return seen_left, seen_right
+
+
+def _match_columns(own: np.ndarray, direction: float) -> np.ndarray:
+    return np.arange(own.shape[1], dtype=np.float32)[None, :] + np.float32(direction) * own
+
+
+def _out_of_view(own: np.ndarray, direction: float) -> np.ndarray:
+    columns = _match_columns(own, direction)
+    return (own > 0) & ((columns < 0) | (columns > own.shape[1] - 1))
+
+
+def out_of_view_disparity(depth: np.ndarray, fx_baseline: float, direction: float = -1.0) -> np.ndarray:
+    """fx*B/Z of the pixels whose match (at x + direction * d) falls outside the other image, else 0:
+    what keep_out_of_view adds, for a renderer that gives the visible disparity and the depth."""
+    with np.errstate(divide="ignore"):
+        own = (np.float32(fx_baseline) / depth.astype(np.float32)).astype(np.float32)
+    own[~np.isfinite(own)] = 0.0
+    return np.where(_out_of_view(own, direction), own, np.float32(0.0)).astype(np.float32)
 
 
 def _occluded_to_zero(own: np.ndarray, other: np.ndarray, direction: float) -> np.ndarray:
     import cv2
 
     height, width = own.shape
-    columns = np.arange(width, dtype=np.float32)[None, :] + np.float32(direction) * own
+    columns = _match_columns(own, direction)
     rows = np.repeat(np.arange(height, dtype=np.float32)[:, None], width, axis=1)
     seen = cv2.remap(other, columns, rows, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     visible = (own > 0) & (columns >= 0) & (columns <= width - 1) & (seen <= own * 1.01 + 0.05)

@@ -84,9 +84,7 @@ class Batcher:
         left = F.grid_sample(left, grid, mode="bilinear", align_corners=False)
         right = F.grid_sample(right, grid, mode="bilinear", align_corners=False)
         disparity = F.grid_sample(disparity, grid, mode="nearest", align_corners=False) / sx.view(n, 1, 1, 1)
-        # as the renderers do: unknown where the match falls left of the (cropped) right view
-        columns = torch.arange(left.shape[3], device=self.device, dtype=disparity.dtype).view(1, 1, 1, -1)
-        disparity = torch.where(columns - disparity < -0.5, torch.full_like(disparity, math.nan), disparity)
+        # a pixel whose match leaves the crop keeps its label: the renderers label the image edge's band too
         return left, right, disparity
 
     def _rectification_error(self, right):

@@ -5,7 +5,10 @@ it (dla_perception.synthetic.families: flying, indoor, thin). Every frame has it
 size, field of view, baseline, height 0.2-1.5 m, pitch, roll), is rendered at that camera's resolution and
 resized to the network input the way the pipeline resizes (cv2.INTER_AREA when shrinking, else linear), so
 that training sees what inference sees. Ground-truth disparity is resampled with nearest neighbour and scaled
-to network pixels; unknown pixels (0) become NaN and are ignored by the loss. The families also give the
+to network pixels; unknown pixels (0) become NaN and are ignored by the loss. Pixels whose match falls
+outside the other image keep their disparity (`keep_out_of_view`): with no match to find, the answer there
+has to come from the image's content, and a robot needs one at its image's edge too (only occluded
+pixels are unknown). The families also give the
 right view's disparity (for mirrored, view-swapped samples); the street frames do not (NaN).
 
 Which source and seed a job renders is fixed by its index (`make_jobs`); a seed always renders the same
@@ -94,13 +97,16 @@ def disparity_to_network(
 
 
 def street_frame(seed: int):
-    """(left, right, disparity, None) of a street scene under a camera drawn like the families'."""
+    """(left, right, disparity, None) of a street scene under a camera drawn like the families'; the left
+    band whose match is outside the right image keeps its disparity, as the families' do in training."""
     from dla_perception.synthetic.families import random_rig
+    from dla_perception.synthetic.sample import out_of_view_disparity
     from dla_perception.synthetic.scene import generate_frame
 
     rig = random_rig(np.random.default_rng([_STREET_SALT, seed]))
     frame = generate_frame(seed, rig.camera, camera_height_m=rig.height_m, pitch_deg=math.degrees(rig.pitch))
-    return frame.left, frame.right, frame.disparity, None
+    out_of_view = out_of_view_disparity(frame.depth_m, rig.camera.fx * rig.camera.baseline_m)
+    return frame.left, frame.right, np.where(frame.disparity > 0, frame.disparity, out_of_view), None
 
 
 def render_job(job: tuple[str, int], width: int = NET_WIDTH, height: int = NET_HEIGHT):
@@ -111,7 +117,7 @@ def render_job(job: tuple[str, int], width: int = NET_WIDTH, height: int = NET_H
     else:
         from dla_perception.synthetic.families import family_sample
 
-        sample = family_sample(source, seed)
+        sample = family_sample(source, seed, keep_out_of_view=True)
         left, right, disparity, right_disparity = (
             sample.left,
             sample.right,
