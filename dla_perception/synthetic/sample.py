@@ -19,8 +19,8 @@ from dla_perception.synthetic.camera import StereoCamera
 class StereoSample:
     """left/right: HxWx3 uint8 RGB. disparity: HxW float32 px of the left view, 0 = unknown (nothing there,
     or not seen by the right camera; rendered with keep_out_of_view, only occluded pixels are unknown, not
-    those whose match lies outside the right image); right_disparity: the same for the right view (its pixel x sees the
-    surface that the left view sees at x + d)."""
+    those whose match lies outside the right image); right_disparity: the same for the right view (its
+    pixel x sees the surface that the left view sees at x + d)."""
 
     family: str
     seed: int
