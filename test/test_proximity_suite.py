@@ -45,6 +45,23 @@ def test_heldout_family_with_transforms_and_sgbm_on_two_frames():
     assert min(new["consistency"]["upside_down_agreement_iou"]) > 0.8
 
 
+def test_image_edge_scores_the_band_no_match_can_be_found_for():
+    from training.proximity.suite import _sample
+
+    plain, edge = _sample(("heldout", 3, False)), _sample(("heldout", 3, True))
+    assert np.array_equal(plain.left, edge.left) and np.array_equal(plain.right, edge.right)
+    band = (edge.disparity > 0) & (plain.disparity == 0)
+    columns = np.broadcast_to(np.arange(edge.camera.width), band.shape)
+    assert band.any() and np.all(columns[band] < edge.disparity[band])  # the left edge only
+    street_plain, street_edge = _sample(("street", 1_000_000, False)), _sample(("street", 1_000_000, True))
+    assert np.count_nonzero(street_edge.disparity) > np.count_nonzero(street_plain.disparity)
+    result = evaluate_heldout([MODELS], 1, seed_base=3, workers=1, threads=1, image_edge=True)
+    assert result["image_edge_counted"] is True
+    # SGBM answers nothing where there is no match: counting the band can only add misses for it
+    counted = evaluate_heldout([MODELS], 1, seed_base=3, workers=1, threads=1)
+    assert max(result["results"][SGBM]["plain"]["recall"]) < max(counted["results"][SGBM]["plain"]["recall"])
+
+
 def test_street_seeds_have_no_mirrored_case():
     result = evaluate_heldout([MODELS], 1, workers=1, threads=1, planes_m=(1.0, 2.0), source="street")
     assert result["seeds"] == [1_000_000, 1_000_000]

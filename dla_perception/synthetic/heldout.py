@@ -51,8 +51,12 @@ class _Primitive:
     look: _Look
 
 
-def heldout_frame(seed: int, camera: StereoCamera | None = None, photometric: bool = True) -> StereoSample:
-    """One scene of the held-out family, rendered with `camera` (default StereoCamera(): 640x480)."""
+def heldout_frame(
+    seed: int, camera: StereoCamera | None = None, photometric: bool = True, keep_out_of_view: bool = False
+) -> StereoSample:
+    """One scene of the held-out family, rendered with `camera` (default StereoCamera(): 640x480).
+    keep_out_of_view: also give the truth of the band whose match is outside the other image
+    (`visible_disparities`), for scoring a model there too; the images are the same either way."""
     camera = camera or StereoCamera()
     rng = np.random.default_rng(np.random.SeedSequence([_SALT, int(seed)]))
     height_m = rng.uniform(0.6, 1.5)
@@ -69,7 +73,9 @@ def heldout_frame(seed: int, camera: StereoCamera | None = None, photometric: bo
         depth, radiance = _render(primitives, origin, rays, camera.fx, middle, lamp)
         depths.append(depth.reshape(camera.height, camera.width))
         views.append(radiance.reshape(camera.height, camera.width, 3))
-    left_disparity, right_disparity = visible_disparities(depths[0], depths[1], camera.fx * camera.baseline_m)
+    left_disparity, right_disparity = visible_disparities(
+        depths[0], depths[1], camera.fx * camera.baseline_m, keep_out_of_view
+    )
     exposure = 0.8 / max(float(np.percentile(views[0], 95)), 1e-3)  # few pixels clip
     left, right = (np.clip(v * exposure, 0.0, 1.0) ** (1 / 2.2) for v in views)
     if photometric:

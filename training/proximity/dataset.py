@@ -8,8 +8,8 @@ that training sees what inference sees. Ground-truth disparity is resampled with
 to network pixels; unknown pixels (0) become NaN and are ignored by the loss. Pixels whose match falls
 outside the other image keep their disparity (`keep_out_of_view`): with no match to find, the answer there
 has to come from the image's content, and a robot needs one at its image's edge too (only occluded
-pixels are unknown). The families also give the
-right view's disparity (for mirrored, view-swapped samples); the street frames do not (NaN).
+pixels are unknown). The families also give the right view's disparity (for mirrored, view-swapped
+samples); the street frames do not (NaN).
 
 Which source and seed a job renders is fixed by its index (`make_jobs`); a seed always renders the same
 bytes. `FrameStore` renders a job list in worker processes while training runs, appending frames as they

@@ -17,6 +17,10 @@ For every model directory given, and for OpenCV's SGBM on the same frames in the
 - Middlebury (all scenes of ../shared/data/stereo, evaluation only) at 25/50/75 % of each scene's largest
   disparity, plain and upside down (its right views have no ground truth, so no mirrored case).
 
+The synthetic frames are scored where the other view sees the pixel; with --image-edge, also in the band
+whose match lies outside the other image (a left image's left edge), where no matcher can find a match and
+an answer has to come from the image's content. Middlebury's masks count that band always.
+
 Pixels where SGBM gives no answer count as "not near". Everything goes through the real ProximityPipeline
 and EngineManager (onnxruntime, CPU).
 """
@@ -70,27 +74,25 @@ class Scores:
         return {"iou": ratio(tp, tp + fp + fn), "precision": ratio(tp, tp + fp), "recall": ratio(tp, tp + fn)}
 
 
-def _sample(job: tuple[str, int]):
-    """A StereoSample of the held-out family, or of the street renderer (no right-view truth: zeros)."""
-    source, seed = job
+def _sample(job: tuple[str, int, bool]):
+    """A StereoSample of the held-out family, or of the street renderer (no right-view truth: zeros);
+    image_edge: with the truth of the band whose match is outside the other image."""
+    source, seed, image_edge = job
     if source == "heldout":
         from dla_perception.synthetic.heldout import heldout_frame
 
-        return heldout_frame(seed)
+        return heldout_frame(seed, keep_out_of_view=image_edge)
     from dla_perception.synthetic.camera import StereoCamera
-    from dla_perception.synthetic.sample import StereoSample
+    from dla_perception.synthetic.sample import StereoSample, out_of_view_disparity
     from dla_perception.synthetic.scene import generate_frame
 
-    frame = generate_frame(seed)
-    return StereoSample(
-        "street",
-        seed,
-        StereoCamera(),
-        frame.left,
-        frame.right,
-        frame.disparity,
-        np.zeros_like(frame.disparity),
-    )
+    camera = StereoCamera()
+    frame = generate_frame(seed, camera)
+    disparity = frame.disparity
+    if image_edge:
+        band = out_of_view_disparity(frame.depth_m, camera.fx * camera.baseline_m)
+        disparity = np.where(disparity > 0, disparity, band)
+    return StereoSample("street", seed, camera, frame.left, frame.right, disparity, np.zeros_like(disparity))
 
 
 def transformed(sample, name: str):
@@ -108,8 +110,10 @@ def evaluate_heldout(
     planes_m=HELDOUT_PLANES_M,
     threads: int | None = None,
     source: str = "heldout",
+    image_edge: bool = False,
 ) -> dict:
-    """Scores of each model and of SGBM on `frames` frames of `source`, plain and transformed.
+    """Scores of each model and of SGBM on `frames` frames of `source`, plain and transformed; image_edge
+    also scores the band whose match lies outside the other image.
 
     source "heldout": the held-out family, seeds from 0 (or seed_base), all three transforms;
     "street": the training renderer's held-out seeds (from 1 000 000), which have no right-view truth, so
@@ -137,7 +141,7 @@ def evaluate_heldout(
         for manager, _ in opened:
             manager.__enter__()
         try:
-            for sample in pool.imap(_sample, [(source, s) for s in seeds], chunksize=2):
+            for sample in pool.imap(_sample, [(source, s, image_edge) for s in seeds], chunksize=2):
                 plain_answers = {}
                 for transform in transforms:
                     view = transformed(sample, transform)
@@ -192,6 +196,7 @@ def evaluate_heldout(
         "planes_m": list(planes_m),
         "planes_px": [round(float(d), 2) for d in planes_px],
         "alert_distance_m": ALERT_DISTANCE_M,
+        "image_edge_counted": image_edge,
         "results": results,
     }
 
@@ -263,6 +268,11 @@ def main() -> None:
         "--street-frames", type=int, default=0, help="also the street renderer's held-out seeds"
     )
     parser.add_argument("--middlebury", type=Path, default=None, help="folder with scenes.json")
+    parser.add_argument(
+        "--image-edge",
+        action="store_true",
+        help="also score the synthetic frames' band whose match is outside the other image",
+    )
     parser.add_argument("--workers", type=int, default=None, help="rendering processes")
     parser.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
@@ -271,7 +281,7 @@ def main() -> None:
     results = {}
     if args.frames:
         results["heldout"] = evaluate_heldout(
-            args.models, args.frames, workers=args.workers, threads=args.threads
+            args.models, args.frames, workers=args.workers, threads=args.threads, image_edge=args.image_edge
         )
     if args.street_frames:
         results["street"] = evaluate_heldout(
@@ -281,6 +291,7 @@ def main() -> None:
             threads=args.threads,
             planes_m=STREET_PLANES_M,
             source="street",
+            image_edge=args.image_edge,
         )
     if args.middlebury is not None:
         results["middlebury"] = evaluate_middlebury_suite(args.models, args.middlebury, threads=args.threads)
