@@ -62,6 +62,20 @@ def test_image_edge_scores_the_band_no_match_can_be_found_for():
     assert max(result["results"][SGBM]["plain"]["recall"]) < max(counted["results"][SGBM]["plain"]["recall"])
 
 
+def test_command_line_planes_and_json(tmp_path, monkeypatch):
+    import json
+
+    from training.proximity import suite
+
+    out = tmp_path / "suite.json"
+    monkeypatch.setattr("sys.argv", ["suite", "--models", str(MODELS), "--frames", "1", "--workers", "1",
+                                     "--threads", "1", "--planes", "3", "1", "--json", str(out)])
+    suite.main()
+    result = json.loads(out.read_text())["heldout"]
+    assert result["planes_m"] == [1.0, 3.0] and result["image_edge_counted"] is False
+    assert len(result["results"][str(MODELS)]["plain"]["iou"]) == 2
+
+
 def test_street_seeds_have_no_mirrored_case():
     result = evaluate_heldout([MODELS], 1, workers=1, threads=1, planes_m=(1.0, 2.0), source="street")
     assert result["seeds"] == [1_000_000, 1_000_000]

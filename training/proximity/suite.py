@@ -269,6 +269,13 @@ def main() -> None:
     )
     parser.add_argument("--middlebury", type=Path, default=None, help="folder with scenes.json")
     parser.add_argument(
+        "--planes",
+        type=float,
+        nargs="+",
+        default=None,
+        help=f"synthetic planes, m (default: held-out family {HELDOUT_PLANES_M}, street {STREET_PLANES_M})",
+    )
+    parser.add_argument(
         "--image-edge",
         action="store_true",
         help="also score the synthetic frames' band whose match is outside the other image",
@@ -281,7 +288,12 @@ def main() -> None:
     results = {}
     if args.frames:
         results["heldout"] = evaluate_heldout(
-            args.models, args.frames, workers=args.workers, threads=args.threads, image_edge=args.image_edge
+            args.models,
+            args.frames,
+            workers=args.workers,
+            threads=args.threads,
+            planes_m=args.planes or HELDOUT_PLANES_M,
+            image_edge=args.image_edge,
         )
     if args.street_frames:
         results["street"] = evaluate_heldout(
@@ -289,7 +301,7 @@ def main() -> None:
             args.street_frames,
             workers=args.workers,
             threads=args.threads,
-            planes_m=STREET_PLANES_M,
+            planes_m=args.planes or STREET_PLANES_M,
             source="street",
             image_edge=args.image_edge,
         )
