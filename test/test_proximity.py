@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import cv2
 import numpy as np
 import onnx
 import pytest
@@ -109,6 +110,63 @@ def test_a_guided_head_needs_a_features_model_with_a_guide(tmp_path):
     specs = proximity_model_specs(tmp_path, features_cores=("cpu",), head_cores=("cpu",))
     with EngineManager(EnginesConfig(models={s.name: s for s in specs}), available_cores=("cpu",)) as mgr:
         with pytest.raises(ValueError, match="guide"):
+            ProximityPipeline(mgr)
+
+
+def _save(tmp_path: Path, name: str, nodes, inputs, outputs, initializers=()) -> None:
+    from onnx import TensorProto, helper
+
+    def values(named):
+        return [helper.make_tensor_value_info(n, TensorProto.FLOAT, shape) for n, shape in named]
+
+    graph = helper.make_graph(nodes, name, values(inputs), values(outputs), list(initializers))
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, tmp_path / f"{name}.onnx")
+
+
+def test_a_head_can_match_the_right_guide_shifted_at_its_finer_resolution(tmp_path):
+    """A made-up head that answers "the left and the shifted right guide agree": the pipeline must shift
+    the right view's guide by each plane's disparity in guide pixels (1/2 of the input here)."""
+    from onnx import helper, numpy_helper
+
+    _save(tmp_path, "features", [
+        helper.make_node("AveragePool", ["images"], ["features"], kernel_shape=[4, 4], strides=[4, 4]),
+        helper.make_node("AveragePool", ["images"], ["guide"], kernel_shape=[2, 2], strides=[2, 2])],
+        [("images", [2, 3, 240, 320])], [("features", [2, 3, 60, 80]), ("guide", [2, 3, 120, 160])])
+    head_inputs = [("left_features", [1, 3, 60, 80]), ("right_shifted", [1, 3, 60, 80]),
+                   ("left_guide", [1, 3, 120, 160]), ("right_guide_shifted", [1, 3, 120, 160])]
+    constants = [numpy_helper.from_array(np.array(v, np.float32), n) for n, v in (("k", -1e4), ("c", 5.0))]
+    _save(tmp_path, "head", [
+        helper.make_node("Sub", ["left_guide", "right_guide_shifted"], ["difference"]),
+        helper.make_node("Mul", ["difference", "difference"], ["squared"]),
+        helper.make_node("ReduceMean", ["squared"], ["error"], axes=[1], keepdims=1),
+        helper.make_node("AveragePool", ["error"], ["local_error"], kernel_shape=[5, 5], pads=[2, 2, 2, 2]),
+        helper.make_node("Mul", ["local_error", "k"], ["scaled"]),
+        helper.make_node("Add", ["scaled", "c"], ["logit"]),
+        helper.make_node("Sigmoid", ["logit"], ["near_probability"])],
+        head_inputs, [("near_probability", [1, 1, 120, 160])], constants)
+    rng = np.random.default_rng(0)
+    texture = cv2.GaussianBlur(rng.uniform(0, 255, (240, 400)).astype(np.float32), (0, 0), 1.5)
+    texture = np.repeat(np.clip(texture, 0, 255).astype(np.uint8)[..., None], 3, axis=2)
+    disparity = 16
+    left, right = texture[:, 40:360].copy(), texture[:, 40 + disparity : 360 + disparity].copy()
+    camera = StereoCamera().scaled(320, 240)
+    distance = camera.fx * camera.baseline_m / disparity
+    specs = proximity_model_specs(tmp_path, features_cores=("cpu",), head_cores=("cpu",))
+    with EngineManager(EnginesConfig(models={s.name: s for s in specs}), available_cores=("cpu",)) as mgr:
+        result = ProximityPipeline(mgr).process(left, right, "rgb8", camera.projection_left(),
+                                                camera.projection_right(), [distance, 0.5 * distance], 1e3)
+    seen = np.s_[:, disparity + 8:]  # the right view holds no match left of its disparity
+    at_the_match, too_near = result.near_masks[1][seen], result.near_masks[0][seen]
+    assert at_the_match.mean() > 0.99 and too_near.mean() < 0.01, (at_the_match.mean(), too_near.mean())
+
+    difference = helper.make_node("Sub", ["left_features", "right_shifted"], ["near_probability"])
+    _save(tmp_path, "head", [difference], [head_inputs[0], head_inputs[1], head_inputs[3]],
+          [("near_probability", [1, 3, 60, 80])])
+    specs = proximity_model_specs(tmp_path, features_cores=("cpu",), head_cores=("cpu",))
+    with EngineManager(EnginesConfig(models={s.name: s for s in specs}), available_cores=("cpu",)) as mgr:
+        with pytest.raises(ValueError, match="right_guide_shifted"):
             ProximityPipeline(mgr)
 
 

@@ -109,3 +109,38 @@ def test_export_is_static_dla_clean_and_matches_pytorch(tmp_path):
     export_onnx(features, head, tmp_path, 240, 320)  # checks onnxruntime against PyTorch itself
     for precision in ("fp16", "int8"):
         assert cli(["dla-check", str(tmp_path / "head.onnx"), "--strict", "--precision", precision]) == 0
+
+
+def test_a_head_that_matches_the_guide_too_starts_as_the_head_it_grew_from(tmp_path):
+    from dla_perception.models.proximity import ProximityPipeline, proximity_model_specs
+    from dla_perception.runtime.config import EnginesConfig
+    from dla_perception.runtime.manager import EngineManager
+    from dla_perception.tools.cli import main as cli
+    from training.proximity.export import export_onnx
+    from training.proximity.network import load_matching
+
+    torch.manual_seed(0)
+    features, plain = FeatureNet().eval(), PlaneHead().eval()
+    grown = PlaneHead(guide_radius=2).eval()
+    fresh = load_matching(grown, plain.state_dict())  # every trained weight came over (refine's grew)
+    assert fresh and all(name.startswith("guide_cost.") for name in fresh)  # its fixed shifts and sums
+    maps, guide = features(torch.rand(2, 3, 240, 320))
+    inputs = (maps[:1], maps[1:], guide[:1])
+    with torch.no_grad():
+        assert torch.equal(grown(*inputs, guide[1:]), plain(*inputs))
+    with pytest.raises(ValueError, match="right guide"):
+        grown(*inputs)
+    narrower = PlaneHead(guide_radius=2, refine_channels=8)
+    assert set(load_matching(narrower, plain.state_dict())) >= {"refine.0.weight", "fine_logit.weight"}
+
+    export_onnx(features, grown, tmp_path, 240, 320)
+    assert cli(["dla-check", str(tmp_path / "head.onnx"), "--strict"]) == 0
+    specs = proximity_model_specs(tmp_path, features_cores=("cpu",), head_cores=("cpu",))
+    with EngineManager(EnginesConfig(models={s.name: s for s in specs}), available_cores=("cpu",)) as mgr:
+        pipeline = ProximityPipeline(mgr)
+        image = np.random.default_rng(0).integers(0, 255, (240, 320, 3), dtype=np.uint8)
+        projection = np.array([[200.0, 0, 160, 0], [0, 200, 120, 0], [0, 0, 1, 0]])
+        right_projection = projection.copy()
+        right_projection[0, 3] = -200.0 * 0.1
+        result = pipeline.process(image, image, "rgb8", projection, right_projection, [1.0, 2.0], 1.0)
+    assert result.near_masks.shape == (2, 240, 320)

@@ -43,18 +43,20 @@ def model_inputs(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
 
 
 def detect_role(model_path: Path) -> str:
-    """proximity_head (left_features + right_shifted [+ left_guide]), proximity_features ([2, 3, H, W]: a
-    stereo pair) or detector ([1, 3, H, W]); CalibrationDataError when the inputs say neither."""
+    """proximity_head (left_features + right_shifted [+ left_guide, right_guide_shifted]),
+    proximity_features ([2, 3, H, W]: a stereo pair) or detector ([1, 3, H, W]); CalibrationDataError
+    when the inputs say neither."""
     inputs = model_inputs(onnx.load(str(model_path), load_external_data=False))
     from dla_perception.models.proximity import (
         FEATURES_INPUT,
         HEAD_GUIDE_INPUT,
         HEAD_LEFT_INPUT,
+        HEAD_RIGHT_GUIDE_INPUT,
         HEAD_RIGHT_INPUT,
     )
 
     head = {HEAD_LEFT_INPUT, HEAD_RIGHT_INPUT}
-    if head <= set(inputs) <= head | {HEAD_GUIDE_INPUT}:
+    if head <= set(inputs) <= head | {HEAD_GUIDE_INPUT, HEAD_RIGHT_GUIDE_INPUT}:
         return "proximity_head"
     if len(inputs) == 1:
         name, shape = next(iter(inputs.items()))

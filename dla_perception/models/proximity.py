@@ -8,6 +8,8 @@ Bi3D's idea in two engines run through the engine manager:
   3. `proximity_head` (DLA-legal, static batch) says per pixel how likely the surface is nearer than the
      plane, from the left features, the shifted right ones and (v2) the left view's guide maps, at the
      resolution of its output (1/2 of the network input for v2, 1/4 for v1 and heads without a guide).
+     A head may also take the right view's guide maps, shifted here like the features at their finer
+     resolution (`right_guide_shifted`), to match at 1/2 of the input.
      Planes are cut into chunks of the head's batch and submitted together, so the manager can spread them
      over cores (round robin over dla0/dla1).
   4. Probabilities are upsampled to the input resolution and thresholded: near masks, the level image, the
@@ -40,6 +42,7 @@ GUIDE_OUTPUT = "guide"
 HEAD_LEFT_INPUT = "left_features"
 HEAD_RIGHT_INPUT = "right_shifted"
 HEAD_GUIDE_INPUT = "left_guide"  # optional: heads without it take two inputs (v1, custom models)
+HEAD_RIGHT_GUIDE_INPUT = "right_guide_shifted"  # optional, with left_guide: matching at 1/2
 
 
 @dataclass
@@ -123,6 +126,13 @@ class ProximityPipeline:
                     f"model must give a {GUIDE_OUTPUT!r} output (it gives {feature_outputs}) and the batch "
                     f"must be the head's ({self.head_batch})"
                 )
+        right_guide = head_inputs.get(HEAD_RIGHT_GUIDE_INPUT)
+        self._shift_right_guide = right_guide is not None
+        if right_guide is not None and (guide is None or tuple(right_guide.shape) != self._guide_shape):
+            raise ValueError(
+                f"head {head_model!r} takes {HEAD_RIGHT_GUIDE_INPUT!r} {list(right_guide.shape)}: it needs "
+                f"{HEAD_GUIDE_INPUT!r} of the same shape too (has {self._guide_shape})"
+            )
         head_out = manager.output_specs(head_model)[0].shape
         self.output_height, self.output_width = int(head_out[-2]), int(head_out[-1])
 
@@ -163,15 +173,24 @@ class ProximityPipeline:
         # Every distance asked about (planes and the alert distance) becomes one head query.
         distances = np.unique(np.append(planes, alert))
         disparities = geometry.disparity_px(distances)
-        to_features = self.net_width / width / self.feature_stride  # input px -> feature px
-        shifts = np.repeat((disparities * to_features)[:, None], self.feature_height, axis=1)
         surfaces = ([self.ground] if self.ground is not None else []) + list(floors)
-        if surfaces:  # per-row disparities of each floor-like surface, at the feature rows' centres
-            rows = (np.arange(self.feature_height) + 0.5) * height / self.feature_height - 0.5
-            per_row = [surface.clearance_disparity_px(rows, geometry) * to_features for surface in surfaces]
-            shifts = np.concatenate([shifts, np.stack(per_row)], axis=0)
 
-        probabilities = self._near_probabilities(left_rgb, right_rgb, shifts)
+        def row_shifts(map_height: int, stride: float) -> np.ndarray:
+            """[queries, map_height] shifts in the pixels of a map `stride` network px apart."""
+            to_map = self.net_width / width / stride  # input px -> map px
+            shifts = np.repeat((disparities * to_map)[:, None], map_height, axis=1)
+            if surfaces:  # per-row disparities of each floor-like surface, at the map rows' centres
+                rows = (np.arange(map_height) + 0.5) * height / map_height - 0.5
+                per_row = [surface.clearance_disparity_px(rows, geometry) * to_map for surface in surfaces]
+                shifts = np.concatenate([shifts, np.stack(per_row)], axis=0)
+            return shifts
+
+        guide_shifts = None
+        if self._shift_right_guide:
+            guide_shifts = row_shifts(self._guide_shape[2], self.net_width / self._guide_shape[3])
+        probabilities = self._near_probabilities(
+            left_rgb, right_rgb, row_shifts(self.feature_height, self.feature_stride), guide_shifts
+        )
         near_all = np.stack([self._upsample(p, width, height) > self.threshold for p in probabilities])
         obstacle = near_all[len(distances)] if self.ground is not None else None
         floor_masks = near_all[len(near_all) - len(floors):] if floors else None
@@ -211,10 +230,15 @@ class ProximityPipeline:
 
     # --------------------------------------------------------------------------------------------------
     def _near_probabilities(
-        self, left_rgb: np.ndarray, right_rgb: np.ndarray, shifts: np.ndarray
+        self,
+        left_rgb: np.ndarray,
+        right_rgb: np.ndarray,
+        shifts: np.ndarray,
+        guide_shifts: np.ndarray | None = None,
     ) -> np.ndarray:
         """P(nearer) [N, oh, ow] at the head's output resolution for each row of per-row feature shifts
-        [N, h] (feature pixels, one value per feature row)."""
+        [N, h] (feature pixels, one value per feature row); guide_shifts [N, gh], the same queries in guide
+        pixels, for a head that takes the right guide shifted."""
         images = np.stack([self._network_input(left_rgb), self._network_input(right_rgb)])
         outputs = self.manager.infer(
             self.features_model, {FEATURES_INPUT: images.astype(self._features_dtype)}
@@ -228,6 +252,8 @@ class ProximityPipeline:
         if self._guide_shape is not None:
             guide = np.broadcast_to(np.asarray(outputs[GUIDE_OUTPUT][0]), self._guide_shape)
             fixed_inputs[HEAD_GUIDE_INPUT] = guide.astype(self._head_dtype)
+        if guide_shifts is not None:
+            right_guide = np.asarray(outputs[GUIDE_OUTPUT][1], dtype=np.float32)
         pending: deque = deque()
         answers = []
 
@@ -241,6 +267,12 @@ class ProximityPipeline:
             batch = np.zeros((self.head_batch, *left_features.shape), dtype=np.float32)
             batch[: len(chunk)] = shift_features(right_features, chunk)
             inputs = {**fixed_inputs, HEAD_RIGHT_INPUT: batch.astype(self._head_dtype)}
+            if guide_shifts is not None:
+                guide_batch = np.zeros(self._guide_shape, dtype=np.float32)
+                guide_batch[: len(chunk)] = shift_features(
+                    right_guide, guide_shifts[start : start + self.head_batch]
+                )
+                inputs[HEAD_RIGHT_GUIDE_INPUT] = guide_batch.astype(self._head_dtype)
             # No more requests in flight than the head has engines: one per core, never a full queue
             # (the manager drops the oldest request of a full queue in favour of the newest).
             if len(pending) >= self._head_engines():

@@ -5,7 +5,8 @@
 Folding BatchNorm by hand leaves only Conv/ConvTranspose/AveragePool/Relu/Mul/Add/Concat/Sigmoid in the head,
 whatever the exporter version does with BatchNormalization, and checks the result against PyTorch with
 onnxruntime. features.onnx: `images` [2, 3, H, W] -> `features` [2, C, H/4, W/4], `guide` [2, G, H/2, W/2];
-head.onnx: `left_features`, `right_shifted` [B, C, H/4, W/4], `left_guide` [B, G, H/2, W/2] ->
+head.onnx: `left_features`, `right_shifted` [B, C, H/4, W/4], `left_guide` [B, G, H/2, W/2] (a head trained
+with --guide-radius also `right_guide_shifted`, the same shape) ->
 `near_probability` [B, 1, H/2, W/2], B = HEAD_BATCH (3: the robot's five planes in two calls, one per DLA).
 """
 
@@ -51,6 +52,17 @@ class _HeadForExport(nn.Module):
         return self.head(left_features, right_shifted, left_guide)
 
 
+class _GuideMatchingHeadForExport(_HeadForExport):
+    def forward(
+        self,
+        left_features: torch.Tensor,
+        right_shifted: torch.Tensor,
+        left_guide: torch.Tensor,
+        right_guide_shifted: torch.Tensor,
+    ) -> torch.Tensor:
+        return self.head(left_features, right_shifted, left_guide, right_guide_shifted)
+
+
 def export_onnx(
     features: FeatureNet,
     head: PlaneHead,
@@ -65,7 +77,8 @@ def export_onnx(
 
     out_dir.mkdir(parents=True, exist_ok=True)
     features = fold_batchnorm(features).cpu().float()
-    head = _HeadForExport(fold_batchnorm(head)).cpu().float().eval()
+    wrapper = _GuideMatchingHeadForExport if head.guide_cost is not None else _HeadForExport
+    head = wrapper(fold_batchnorm(head)).cpu().float().eval()
     images = torch.rand(2, 3, net_height, net_width)
     with torch.no_grad():
         feature_maps, guide_maps = features(images)
@@ -75,6 +88,9 @@ def export_onnx(
     guide = guide_maps[:1].repeat(head_batch, 1, 1, 1)
     head_inputs = (left, right, guide)
     head_names = ["left_features", "right_shifted", "left_guide"]
+    if isinstance(head, _GuideMatchingHeadForExport):
+        head_inputs += (guide_maps[1:].repeat(head_batch, 1, 1, 1),)
+        head_names.append("right_guide_shifted")
 
     features_path, head_path = out_dir / "features.onnx", out_dir / "head.onnx"
     _export(features, (images,), features_path, ["images"], ["features", "guide"])
@@ -143,7 +159,7 @@ def _inline_identity_initializers(path: Path) -> None:
 def load_checkpoint(path: Path) -> tuple[FeatureNet, PlaneHead, dict]:
     state = torch.load(path, map_location="cpu", weights_only=False)
     features = FeatureNet(state["channels"], state["guide_channels"])
-    head = PlaneHead(state["channels"], state["guide_channels"])
+    head = PlaneHead(state["channels"], state["guide_channels"], **state.get("head_architecture", {}))
     features.load_state_dict(state["features"])
     head.load_state_dict(state["head"])
     return features, head, state

@@ -19,6 +19,10 @@ convolutions with fixed weights: Conv, ConvTranspose (kernel 2, stride 2), Avera
 Concat on channels and Sigmoid only, every one on TensorRT's DLA list. A U-Net over the costs (with a little
 left-image context) gives the answer at 1/4; a refinement at 1/2 guided by the left image's `guide` maps
 puts its edges on the image's edges.
+
+With guide_radius > 0 (not in the shipped model yet) the head also takes the right view's guide maps,
+shifted like the features but at 1/2, and correlates them with the left guide over +-guide_radius half-
+resolution pixels: matching evidence at twice the resolution, where the refinement places the boundaries.
 """
 
 from __future__ import annotations
@@ -119,10 +123,22 @@ class CostVolume(nn.Module):
 
 
 class PlaneHead(nn.Module):
-    """(left, shifted right) features [N, C, h, w], left guide [N, G, 2h, 2w] -> P(nearer) [N, 1, 2h, 2w]."""
+    """(left, shifted right) features [N, C, h, w], left guide [N, G, 2h, 2w] (and with guide_radius the
+    shifted right guide, the same shape) -> P(nearer) [N, 1, 2h, 2w]."""
 
-    def __init__(self, channels: int = FEATURE_CHANNELS, guide_channels: int = GUIDE_CHANNELS) -> None:
+    def __init__(
+        self,
+        channels: int = FEATURE_CHANNELS,
+        guide_channels: int = GUIDE_CHANNELS,
+        guide_radius: int = 0,
+        guide_groups: int = 2,
+        refine_channels: int = 12,
+    ) -> None:
         super().__init__()
+        self.guide_radius, self.guide_groups = guide_radius, guide_groups
+        self.refine_channels = refine_channels
+        self.guide_cost = CostVolume(guide_channels, guide_radius, guide_groups) if guide_radius > 0 else None
+        guide_costs = self.guide_cost.offsets * guide_groups if self.guide_cost is not None else 0
         self.fine_cost = CostVolume(channels, FINE_RADIUS)
         self.coarse_cost = CostVolume(channels, COARSE_RADIUS)
         self.pool = nn.AvgPool2d(2)
@@ -142,13 +158,19 @@ class PlaneHead(nn.Module):
         self.dec1 = conv_bn_relu(32, 32)
         self.coarse_logit = nn.Conv2d(32, 1, 1)
         self.up_half = nn.ConvTranspose2d(32, 12, 2, stride=2)
-        self.refine = conv_bn_relu(12 + guide_channels, 12)
-        self.fine_logit = nn.Conv2d(12, 1, 3, padding=1)
+        self.refine = conv_bn_relu(12 + guide_channels + guide_costs, refine_channels)
+        self.fine_logit = nn.Conv2d(refine_channels, 1, 3, padding=1)
         self.nearest = nn.ConvTranspose2d(1, 1, 2, stride=2, bias=False)  # x2 nearest upsampling, fixed
         self.nearest.weight.data.fill_(1.0)
         self.nearest.weight.requires_grad_(False)
 
-    def logits(self, left: torch.Tensor, right_shifted: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
+    def logits(
+        self,
+        left: torch.Tensor,
+        right_shifted: torch.Tensor,
+        guide: torch.Tensor,
+        right_guide_shifted: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         fine = self.fine_cost(left, right_shifted)
         coarse = self.coarse_cost(self.pool(left), self.pool(right_shifted))
         e1 = self.enc1(self.enter(torch.cat([fine, self.context(left)], dim=1)))
@@ -156,11 +178,25 @@ class PlaneHead(nn.Module):
         e3 = self.enc3(e2)
         d2 = self.dec2(F.relu(self.up2(e3) + e2))
         d1 = self.dec1(F.relu(self.up1(d2) + e1))
-        half = self.refine(torch.cat([F.relu(self.up_half(d1)), guide], dim=1))
+        at_half = [F.relu(self.up_half(d1)), guide]
+        if self.guide_cost is not None:
+            if right_guide_shifted is None:
+                raise ValueError("this head matches at 1/2 too: it needs the shifted right guide")
+            at_half.append(self.guide_cost(guide, right_guide_shifted))
+        half = self.refine(torch.cat(at_half, dim=1))
         return self.fine_logit(half) + self.nearest(self.coarse_logit(d1))
 
-    def forward(self, left: torch.Tensor, right_shifted: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.logits(left, right_shifted, guide))
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        """P(nearer): the sigmoid of `logits`, same inputs."""
+        return torch.sigmoid(self.logits(*inputs))
+
+    def architecture(self) -> dict:
+        """What a checkpoint records to rebuild this head."""
+        return {
+            "guide_radius": self.guide_radius,
+            "guide_groups": self.guide_groups,
+            "refine_channels": self.refine_channels,
+        }
 
 
 def shift_features(right: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
@@ -182,6 +218,29 @@ def shift_features(right: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
         gathered = torch.gather(right, 3, index.clamp(0, w - 1).long().unsqueeze(1).expand(n, c, h, w))
         out = out + torch.where(valid, gathered * factor, torch.zeros_like(gathered))
     return out
+
+
+def load_matching(module: nn.Module, state: dict) -> list[str]:
+    """Load `state` into `module` where shapes agree; a convolution that gained input channels keeps the
+    old weights on its first channels and zeros on the new ones, so a head that gained an input starts as
+    the head it was trained from. Returns the names left at their fresh initialisation."""
+    fresh = []
+    for name, value in module.state_dict().items():
+        old = state.get(name)
+        if old is not None and old.shape == value.shape:
+            value.copy_(old)
+        elif old is not None and _gained_inputs(old, value):
+            value.zero_()
+            value[:, : old.shape[1]].copy_(old)
+        else:
+            fresh.append(name)
+    return fresh
+
+
+def _gained_inputs(old: torch.Tensor, new: torch.Tensor) -> bool:
+    return old.dim() == 4 and old.shape[0] == new.shape[0] and old.shape[2:] == new.shape[2:] and (
+        old.shape[1] < new.shape[1]
+    )
 
 
 def parameter_count(module: nn.Module) -> int:

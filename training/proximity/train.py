@@ -40,8 +40,10 @@ from training.proximity.network import (
     FEATURE_CHANNELS,
     FEATURE_STRIDE,
     GUIDE_CHANNELS,
+    OUTPUT_STRIDE,
     FeatureNet,
     PlaneHead,
+    load_matching,
     parameter_count,
     shift_features,
 )
@@ -70,6 +72,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--checkpoint-minutes", type=float, default=1.5)
     parser.add_argument("--init", type=Path, default=None, help="start from this checkpoint's weights")
+    parser.add_argument(
+        "--guide-radius",
+        type=int,
+        default=0,
+        help="also match the guide maps at 1/2 over +-R half-resolution px (0: the shipped head)",
+    )
+    parser.add_argument("--refine-channels", type=int, default=12, help="width of the 1/2 refinement")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     return parser.parse_args(argv)
 
@@ -100,20 +109,32 @@ def sample_planes(disparity: torch.Tensor, planes: int, generator: torch.Generat
     return torch.where(use_floor, floor, per_row)
 
 
+def row_shifts(plane_rows: torch.Tensor, rows: int, stride: int) -> torch.Tensor:
+    """[N*K, rows] shifts of a map `stride` network px apart: each map row takes the plane at the network
+    row its centre sits on."""
+    n, planes, h = plane_rows.shape
+    centre_rows = (
+        ((torch.arange(rows, device=plane_rows.device) + 0.5) * stride - 0.5).round().long().clamp(0, h - 1)
+    )
+    return plane_rows[:, :, centre_rows].reshape(n * planes, rows) / stride
+
+
 def step_loss(features_net, head, left, right, disparity, plane_rows):
     """Masked binary cross-entropy of the near masks, and the pixel counts (tp, fp, fn) for IoU."""
     n, planes, h = plane_rows.shape
     maps, guide = features_net(torch.cat([left, right]))
     left_maps, right_maps = maps[:n], maps[n:]
-    fh = left_maps.shape[2]
-    # The shift of feature row r is the plane at the network row its centre sits on.
-    centre_rows = (
-        ((torch.arange(fh, device=left.device) + 0.5) * FEATURE_STRIDE - 0.5).round().long().clamp(0, h - 1)
-    )
-    shifts = plane_rows[:, :, centre_rows].reshape(n * planes, fh) / FEATURE_STRIDE
+    shifts = row_shifts(plane_rows, left_maps.shape[2], FEATURE_STRIDE)
     right_shifted = shift_features(right_maps.repeat_interleave(planes, dim=0), shifts)
+    right_guide = None
+    if head.guide_cost is not None:
+        guide_shifts = row_shifts(plane_rows, guide.shape[2], OUTPUT_STRIDE)
+        right_guide = shift_features(guide[n:].repeat_interleave(planes, dim=0), guide_shifts)
     logits = head.logits(
-        left_maps.repeat_interleave(planes, dim=0), right_shifted, guide[:n].repeat_interleave(planes, dim=0)
+        left_maps.repeat_interleave(planes, dim=0),
+        right_shifted,
+        guide[:n].repeat_interleave(planes, dim=0),
+        right_guide,
     )
     logits = F.interpolate(logits, size=left.shape[2:], mode="bilinear", align_corners=False)
     logits = logits.view(n, planes, *left.shape[2:]).float()
@@ -158,6 +179,7 @@ def save(path: Path, features_net, head, step: int, args) -> None:
             "head": head.state_dict(),
             "channels": FEATURE_CHANNELS,
             "guide_channels": GUIDE_CHANNELS,
+            "head_architecture": head.architecture(),
             "net_height": NET_HEIGHT,
             "net_width": NET_WIDTH,
             "steps": step,
@@ -193,11 +215,13 @@ def main(argv=None) -> None:
     )
     val_data.add(val_frames)
 
-    features_net, head = FeatureNet().to(args.device), PlaneHead().to(args.device)
+    features_net = FeatureNet().to(args.device)
+    head = PlaneHead(guide_radius=args.guide_radius, refine_channels=args.refine_channels).to(args.device)
     if args.init is not None:
         state = torch.load(args.init, map_location=args.device, weights_only=False)
         features_net.load_state_dict(state["features"])
-        head.load_state_dict(state["head"])
+        fresh = load_matching(head, state["head"])
+        print(f"head from {args.init}; freshly initialised: {fresh or 'nothing'}", flush=True)
     parameters = [p for p in [*features_net.parameters(), *head.parameters()] if p.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=args.lr, weight_decay=1e-4)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=args.device == "cuda")
