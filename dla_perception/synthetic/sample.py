@@ -69,16 +69,20 @@ def visible_disparities(
     view's right band): their disparity is exact, only the other view cannot confirm it, and a network
     should still answer there (a robot's obstacle at the image's edge); occluded pixels stay 0.
     """
-    with np.errstate(divide="ignore"):
-        left = (np.float32(fx_baseline) / left_depth.astype(np.float32)).astype(np.float32)
-        right = (np.float32(fx_baseline) / right_depth.astype(np.float32)).astype(np.float32)
-    left[~np.isfinite(left)] = 0.0
-    right[~np.isfinite(right)] = 0.0
+    left, right = _disparity(left_depth, fx_baseline), _disparity(right_depth, fx_baseline)
     seen_left, seen_right = _occluded_to_zero(left, right, -1.0), _occluded_to_zero(right, left, 1.0)
     if keep_out_of_view:
         seen_left = np.where(_out_of_view(left, -1.0), left, seen_left)
         seen_right = np.where(_out_of_view(right, 1.0), right, seen_right)
     return seen_left, seen_right
+
+
+def _disparity(depth: np.ndarray, fx_baseline: float) -> np.ndarray:
+    """fx*B/Z, 0 where nothing was hit (depth inf)."""
+    with np.errstate(divide="ignore"):
+        disparity = (np.float32(fx_baseline) / depth.astype(np.float32)).astype(np.float32)
+    disparity[~np.isfinite(disparity)] = 0.0
+    return disparity
 
 
 def _match_columns(own: np.ndarray, direction: float) -> np.ndarray:
@@ -93,10 +97,13 @@ def _out_of_view(own: np.ndarray, direction: float) -> np.ndarray:
 def out_of_view_disparity(depth: np.ndarray, fx_baseline: float, direction: float = -1.0) -> np.ndarray:
     """fx*B/Z of the pixels whose match (at x + direction * d) falls outside the other image, else 0:
     what keep_out_of_view adds, for a renderer that gives the visible disparity and the depth."""
-    with np.errstate(divide="ignore"):
-        own = (np.float32(fx_baseline) / depth.astype(np.float32)).astype(np.float32)
-    own[~np.isfinite(own)] = 0.0
+    own = _disparity(depth, fx_baseline)
     return np.where(_out_of_view(own, direction), own, np.float32(0.0)).astype(np.float32)
+
+
+def with_out_of_view(visible: np.ndarray, depth: np.ndarray, fx_baseline: float) -> np.ndarray:
+    """A left view's visible disparity (0 unknown) with the band beyond the right image filled in."""
+    return np.where(visible > 0, visible, out_of_view_disparity(depth, fx_baseline))
 
 
 def _occluded_to_zero(own: np.ndarray, other: np.ndarray, direction: float) -> np.ndarray:

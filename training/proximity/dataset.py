@@ -100,13 +100,13 @@ def street_frame(seed: int):
     """(left, right, disparity, None) of a street scene under a camera drawn like the families'; the left
     band whose match is outside the right image keeps its disparity, as the families' do in training."""
     from dla_perception.synthetic.families import random_rig
-    from dla_perception.synthetic.sample import out_of_view_disparity
+    from dla_perception.synthetic.sample import with_out_of_view
     from dla_perception.synthetic.scene import generate_frame
 
     rig = random_rig(np.random.default_rng([_STREET_SALT, seed]))
     frame = generate_frame(seed, rig.camera, camera_height_m=rig.height_m, pitch_deg=math.degrees(rig.pitch))
-    out_of_view = out_of_view_disparity(frame.depth_m, rig.camera.fx * rig.camera.baseline_m)
-    return frame.left, frame.right, np.where(frame.disparity > 0, frame.disparity, out_of_view), None
+    fx_baseline = rig.camera.fx * rig.camera.baseline_m
+    return frame.left, frame.right, with_out_of_view(frame.disparity, frame.depth_m, fx_baseline), None
 
 
 def render_job(job: tuple[str, int], width: int = NET_WIDTH, height: int = NET_HEIGHT):

@@ -46,21 +46,8 @@ class _HeadForExport(nn.Module):
         super().__init__()
         self.head = head
 
-    def forward(
-        self, left_features: torch.Tensor, right_shifted: torch.Tensor, left_guide: torch.Tensor
-    ) -> torch.Tensor:
-        return self.head(left_features, right_shifted, left_guide)
-
-
-class _GuideMatchingHeadForExport(_HeadForExport):
-    def forward(
-        self,
-        left_features: torch.Tensor,
-        right_shifted: torch.Tensor,
-        left_guide: torch.Tensor,
-        right_guide_shifted: torch.Tensor,
-    ) -> torch.Tensor:
-        return self.head(left_features, right_shifted, left_guide, right_guide_shifted)
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self.head(*inputs)
 
 
 def export_onnx(
@@ -77,8 +64,8 @@ def export_onnx(
 
     out_dir.mkdir(parents=True, exist_ok=True)
     features = fold_batchnorm(features).cpu().float()
-    wrapper = _GuideMatchingHeadForExport if head.guide_cost is not None else _HeadForExport
-    head = wrapper(fold_batchnorm(head)).cpu().float().eval()
+    matches_guide = head.guide_cost is not None
+    head = _HeadForExport(fold_batchnorm(head)).cpu().float().eval()
     images = torch.rand(2, 3, net_height, net_width)
     with torch.no_grad():
         feature_maps, guide_maps = features(images)
@@ -88,7 +75,7 @@ def export_onnx(
     guide = guide_maps[:1].repeat(head_batch, 1, 1, 1)
     head_inputs = (left, right, guide)
     head_names = ["left_features", "right_shifted", "left_guide"]
-    if isinstance(head, _GuideMatchingHeadForExport):
+    if matches_guide:
         head_inputs += (guide_maps[1:].repeat(head_batch, 1, 1, 1),)
         head_names.append("right_guide_shifted")
 

@@ -83,15 +83,14 @@ def _sample(job: tuple[str, int, bool]):
 
         return heldout_frame(seed, keep_out_of_view=image_edge)
     from dla_perception.synthetic.camera import StereoCamera
-    from dla_perception.synthetic.sample import StereoSample, out_of_view_disparity
+    from dla_perception.synthetic.sample import StereoSample, with_out_of_view
     from dla_perception.synthetic.scene import generate_frame
 
     camera = StereoCamera()
     frame = generate_frame(seed, camera)
     disparity = frame.disparity
     if image_edge:
-        band = out_of_view_disparity(frame.depth_m, camera.fx * camera.baseline_m)
-        disparity = np.where(disparity > 0, disparity, band)
+        disparity = with_out_of_view(disparity, frame.depth_m, camera.fx * camera.baseline_m)
     return StereoSample("street", seed, camera, frame.left, frame.right, disparity, np.zeros_like(disparity))
 
 
