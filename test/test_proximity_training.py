@@ -132,6 +132,12 @@ def test_a_head_that_matches_the_guide_too_starts_as_the_head_it_grew_from(tmp_p
         grown(*inputs)
     narrower = PlaneHead(guide_radius=2, refine_channels=8)
     assert set(load_matching(narrower, plain.state_dict())) >= {"refine.0.weight", "fine_logit.weight"}
+    pointwise = PlaneHead(guide_radius=1, fine_kernel=1).eval()  # its last layer starts from the kernel sum
+    assert "fine_logit.weight" in load_matching(pointwise, plain.state_dict())
+    assert torch.allclose(pointwise.fine_logit.weight, plain.fine_logit.weight.sum(dim=(2, 3), keepdim=True))
+    assert torch.equal(pointwise.refine[0].weight[:, : plain.refine[0].weight.shape[1]], plain.refine[0].weight)
+    with torch.no_grad():
+        assert pointwise(*inputs, guide[1:]).shape == plain(*inputs).shape
 
     export_onnx(features, grown, tmp_path, 240, 320)
     assert cli(["dla-check", str(tmp_path / "head.onnx"), "--strict"]) == 0

@@ -79,6 +79,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="also match the guide maps at 1/2 over +-R half-resolution px (0: the shipped head)",
     )
     parser.add_argument("--refine-channels", type=int, default=12, help="width of the 1/2 refinement")
+    parser.add_argument(
+        "--fine-kernel", type=int, default=3, choices=(1, 3), help="kernel of the last 1/2 layer (1: cheaper)"
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     return parser.parse_args(argv)
 
@@ -216,7 +219,9 @@ def main(argv=None) -> None:
     val_data.add(val_frames)
 
     features_net = FeatureNet().to(args.device)
-    head = PlaneHead(guide_radius=args.guide_radius, refine_channels=args.refine_channels).to(args.device)
+    head = PlaneHead(
+        guide_radius=args.guide_radius, refine_channels=args.refine_channels, fine_kernel=args.fine_kernel
+    ).to(args.device)
     if args.init is not None:
         state = torch.load(args.init, map_location=args.device, weights_only=False)
         features_net.load_state_dict(state["features"])
