@@ -106,6 +106,18 @@ def test_fractional_and_per_row_shifts_interpolate_linearly():
     np.testing.assert_array_equal(shift_features(right, np.zeros((1, 2)))[0], right)
 
 
+def test_shifting_into_a_used_buffer_overwrites_it_whole():
+    right = np.random.default_rng(0).random((2, 3, 8), dtype=np.float32)
+    for shifts in (np.full((2, 3), 2.5), np.array([[1.0, 2.0, 3.5], [0.0, 0.5, 9.0]])):  # slices, gather
+        out = np.full((2, 2, 3, 8), np.nan, dtype=np.float32)  # stale contents must not survive
+        assert shift_features(right, shifts, out=out) is out
+        np.testing.assert_array_equal(out, shift_features(right, shifts))
+    with pytest.raises(ValueError, match="float32"):
+        shift_features(right, np.zeros((1, 3)), out=np.zeros((1, 2, 3, 8), dtype=np.float64))
+    with pytest.raises(ValueError, match="float32"):
+        shift_features(right, np.zeros((2, 3)), out=np.zeros((1, 2, 3, 8), dtype=np.float32))
+
+
 def test_blob_filter_counts_only_connected_regions_of_the_minimum_size():
     mask = np.zeros((100, 100), bool)
     mask[::4, ::4] = True  # 625 isolated noise pixels: many pixels, no blob

@@ -135,7 +135,8 @@ def test_a_head_that_matches_the_guide_too_starts_as_the_head_it_grew_from(tmp_p
     pointwise = PlaneHead(guide_radius=1, fine_kernel=1).eval()  # its last layer starts from the kernel sum
     assert "fine_logit.weight" in load_matching(pointwise, plain.state_dict())
     assert torch.allclose(pointwise.fine_logit.weight, plain.fine_logit.weight.sum(dim=(2, 3), keepdim=True))
-    assert torch.equal(pointwise.refine[0].weight[:, : plain.refine[0].weight.shape[1]], plain.refine[0].weight)
+    old_refine = plain.refine[0].weight
+    assert torch.equal(pointwise.refine[0].weight[:, : old_refine.shape[1]], old_refine)
     with torch.no_grad():
         assert pointwise(*inputs, guide[1:]).shape == plain(*inputs).shape
 

@@ -125,24 +125,33 @@ class GroundModel:
         return geometry.fx * geometry.baseline_m * np.maximum(downward, 0.0) / height
 
 
-def shift_features(right: np.ndarray, shift: np.ndarray) -> np.ndarray:
+def shift_features(right: np.ndarray, shift: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Right features moved right by `shift` feature pixels, linearly interpolated, zero where unseen.
 
     right [C, h, w]; shift [N, h] (one value per row and plane) -> [N, C, h, w], where output column x holds
     right at column x - shift. Linear interpolation keeps sub-pixel planes distinct (a plane at 1/4 of the
     input resolution moves by a quarter of its input disparity). Same arithmetic as training's
-    `shift_features` in training/proximity/network.py.
+    `shift_features` in training/proximity/network.py. `out` (float32 [N, C, h, w]) is written in place: the
+    pipeline shifts straight into the head's input batch, as allocating fresh megabytes costs more here
+    than the shifting.
     """
     c, h, w = right.shape
     shift = np.asarray(shift, dtype=np.float32).reshape(-1, h)
+    if out is None:
+        out = np.empty((shift.shape[0], c, h, w), dtype=np.float32)
+    if out.shape != (shift.shape[0], c, h, w) or out.dtype != np.float32:
+        want = [shift.shape[0], c, h, w]
+        raise ValueError(f"out must be float32 {want}, got {out.dtype} {list(out.shape)}")
     if np.all(shift == shift[:, :1]):  # fronto-parallel planes: two slices per plane, no gather
-        return np.stack([_shift_constant(right, float(s)) for s in shift[:, 0]])
+        for plane_out, value in zip(out, shift[:, 0], strict=True):
+            _shift_constant(right, float(value), plane_out)
+        return out
     source = np.arange(w, dtype=np.float32)[None, None, :] - shift[:, :, None]  # [N, h, w]
     left_index = np.floor(source)
     weight = (source - left_index)[:, None]  # [N, 1, h, w]
     left_index = left_index.astype(np.int64)
     rows = np.arange(h)[None, :, None]
-    out = np.zeros((shift.shape[0], c, h, w), dtype=np.float32)
+    out[...] = 0.0
     for offset, factor in ((0, 1.0 - weight), (1, weight)):
         index = left_index + offset
         valid = (index >= 0) & (index <= w - 1)
@@ -151,11 +160,12 @@ def shift_features(right: np.ndarray, shift: np.ndarray) -> np.ndarray:
     return out
 
 
-def _shift_constant(right: np.ndarray, shift: float) -> np.ndarray:
-    """shift_features for one shift on every row: (1 - f) * right moved by k + f * right moved by k + 1."""
+def _shift_constant(right: np.ndarray, shift: float, out: np.ndarray) -> None:
+    """shift_features for one shift on every row, into out [C, h, w]: (1 - f) * right moved by k + f *
+    right moved by k + 1."""
     whole = math.floor(shift)
     fraction = np.float32(shift - whole)
-    out = np.zeros_like(right, dtype=np.float32)
+    out[...] = 0.0
     for offset, factor in ((whole, 1.0 - fraction), (whole + 1, fraction)):
         if factor == 0 or abs(offset) >= right.shape[2]:
             continue
@@ -163,4 +173,3 @@ def _shift_constant(right: np.ndarray, shift: float) -> np.ndarray:
             out[:, :, offset:] += factor * right[:, :, : right.shape[2] - offset]
         else:
             out[:, :, :offset] += factor * right[:, :, -offset:]
-    return out
