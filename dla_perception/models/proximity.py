@@ -264,18 +264,10 @@ class ProximityPipeline:
 
         for start in range(0, len(shifts), self.head_batch):
             chunk = shifts[start : start + self.head_batch]
-            # Shifted straight into the batch, padding zeroed, no copy for a float32 head: at 1/2 the
-            # right guide is as large as the features, and fresh arrays cost more than the shift.
-            batch = np.empty((self.head_batch, *left_features.shape), dtype=np.float32)
-            shift_features(right_features, chunk, out=batch[: len(chunk)])
-            batch[len(chunk) :] = 0.0
-            inputs = {**fixed_inputs, HEAD_RIGHT_INPUT: batch.astype(self._head_dtype, copy=False)}
+            inputs = {**fixed_inputs, HEAD_RIGHT_INPUT: self._shifted_batch(right_features, chunk)}
             if guide_shifts is not None:
-                guide_batch = np.empty(self._guide_shape, dtype=np.float32)
                 guide_chunk = guide_shifts[start : start + self.head_batch]
-                shift_features(right_guide, guide_chunk, out=guide_batch[: len(chunk)])
-                guide_batch[len(chunk) :] = 0.0
-                inputs[HEAD_RIGHT_GUIDE_INPUT] = guide_batch.astype(self._head_dtype, copy=False)
+                inputs[HEAD_RIGHT_GUIDE_INPUT] = self._shifted_batch(right_guide, guide_chunk)
             # No more requests in flight than the head has engines: one per core, never a full queue
             # (the manager drops the oldest request of a full queue in favour of the newest).
             if len(pending) >= self._head_engines():
@@ -284,6 +276,16 @@ class ProximityPipeline:
         while pending:
             collect()
         return np.concatenate(answers)
+
+    def _shifted_batch(self, maps: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+        """The head's input batch of `maps` [C, h, w] shifted by each row of `shifts`, zero padded.
+
+        Shifted straight into the batch, no copy for a float32 head: fresh megabytes cost more than the
+        shift (at 1/2 the right guide is as large as the features)."""
+        batch = np.empty((self.head_batch, *maps.shape), dtype=np.float32)
+        shift_features(maps, shifts, out=batch[: len(shifts)])
+        batch[len(shifts) :] = 0.0
+        return batch.astype(self._head_dtype, copy=False)
 
     def _head_engines(self) -> int:
         """How many engines (cores) the manager runs the head on now: the useful parallelism."""

@@ -232,15 +232,17 @@ def load_matching(module: nn.Module, state: dict) -> list[str]:
     fresh = []
     for name, value in module.state_dict().items():
         old = state.get(name)
-        if old is not None and old.dim() == 4 and value.shape[2:] == (1, 1) and old.shape[2:] != (1, 1):
+        inexact = old is not None and old.dim() == 4 and value.shape[2:] == (1, 1) != old.shape[2:]
+        if inexact:  # a KxK kernel that became 1x1
             old = old.sum(dim=(2, 3), keepdim=True)
-            fresh.append(name)
         if old is not None and old.shape == value.shape:
             value.copy_(old)
         elif old is not None and _gained_inputs(old, value):
             value.zero_()
             value[:, : old.shape[1]].copy_(old)
-        elif name not in fresh:
+        else:
+            inexact = True  # not loaded at all
+        if inexact:
             fresh.append(name)
     return fresh
 
