@@ -106,6 +106,23 @@ def test_fractional_and_per_row_shifts_interpolate_linearly():
     np.testing.assert_array_equal(shift_features(right, np.zeros((1, 2)))[0], right)
 
 
+def test_a_batch_mixing_floor_and_fronto_parallel_planes_shifts_each_plane_as_alone():
+    # the ground query shares a head batch with constant planes; each plane's answer must not depend on
+    # its neighbours (the pipeline shifts plane by plane, gathering only the per-row one)
+    right = np.random.default_rng(1).random((3, 4, 12), dtype=np.float32)
+    floor = np.array([0.0, 1.5, 4.25, 13.0])  # a shift per row, one beyond the image
+    batch = np.stack([np.full(4, 2.5), floor, np.full(4, -1.0)])
+    out = shift_features(right, batch)
+    for plane, shifts in enumerate(batch):
+        np.testing.assert_allclose(out[plane], shift_features(right, shifts[None])[0], atol=1e-6)
+    for row, shift in enumerate(floor):  # the per-row plane against numpy's own interpolation
+        columns = np.arange(12) - shift
+        expected = [np.interp(columns, np.arange(12), channel[row], left=0.0, right=0.0) for channel in right]
+        inside = columns >= 0  # within one pixel left of the image it blends with the zero beyond
+        np.testing.assert_allclose(out[1, :, row][:, inside], np.array(expected)[:, inside], atol=1e-6)
+        assert np.all(out[1, :, row][:, columns <= -1.0] == 0)
+
+
 def test_shifting_into_a_used_buffer_overwrites_it_whole():
     right = np.random.default_rng(0).random((2, 3, 8), dtype=np.float32)
     for shifts in (np.full((2, 3), 2.5), np.array([[1.0, 2.0, 3.5], [0.0, 0.5, 9.0]])):  # slices, gather

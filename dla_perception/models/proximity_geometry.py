@@ -142,22 +142,29 @@ def shift_features(right: np.ndarray, shift: np.ndarray, out: np.ndarray | None 
     if out.shape != (shift.shape[0], c, h, w) or out.dtype != np.float32:
         want = [shift.shape[0], c, h, w]
         raise ValueError(f"out must be float32 {want}, got {out.dtype} {list(out.shape)}")
-    if np.all(shift == shift[:, :1]):  # fronto-parallel planes: two slices per plane, no gather
-        for plane_out, value in zip(out, shift[:, 0], strict=True):
-            _shift_constant(right, float(value), plane_out)
-        return out
-    source = np.arange(w, dtype=np.float32)[None, None, :] - shift[:, :, None]  # [N, h, w]
+    # plane by plane: a fronto-parallel plane is two slices; only a floor-like plane (a shift per row) needs
+    # a gather, and gathering a whole mixed batch costs ~5x the planes done one by one
+    for plane_shift, plane_out in zip(shift, out, strict=True):
+        if np.all(plane_shift == plane_shift[0]):
+            _shift_constant(right, float(plane_shift[0]), plane_out)
+        else:
+            _shift_rows(right, plane_shift, plane_out)
+    return out
+
+
+def _shift_rows(right: np.ndarray, shift: np.ndarray, out: np.ndarray) -> None:
+    """shift_features for one plane with a shift per row [h], into out [C, h, w]."""
+    h, w = right.shape[1:]
+    source = np.arange(w, dtype=np.float32)[None, :] - shift[:, None]  # [h, w]
     left_index = np.floor(source)
-    weight = (source - left_index)[:, None]  # [N, 1, h, w]
+    weight = source - left_index
     left_index = left_index.astype(np.int64)
-    rows = np.arange(h)[None, :, None]
+    rows = np.arange(h)[:, None]
     out[...] = 0.0
     for offset, factor in ((0, 1.0 - weight), (1, weight)):
         index = left_index + offset
-        valid = (index >= 0) & (index <= w - 1)
-        gathered = right[:, rows, np.clip(index, 0, w - 1)]  # [C, N, h, w]
-        out += np.where(valid[:, None], gathered.transpose(1, 0, 2, 3) * factor, 0.0)
-    return out
+        factor = np.where((index >= 0) & (index <= w - 1), factor, np.float32(0.0))
+        out += right[:, rows, np.clip(index, 0, w - 1)] * factor
 
 
 def _shift_constant(right: np.ndarray, shift: float, out: np.ndarray) -> None:
