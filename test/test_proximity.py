@@ -59,13 +59,15 @@ def test_shipped_onnx_files_are_small_static_and_opset_17():
     assert _dims(features.graph.input) == {"images": [2, 3, 240, 320]}
     assert _dims(features.graph.output) == {"features": [2, 32, 60, 80], "guide": [2, 8, 120, 160]}
     assert _dims(head.graph.input) == {"left_features": [3, 32, 60, 80], "right_shifted": [3, 32, 60, 80],
-                                       "left_guide": [3, 8, 120, 160]}
+                                       "left_guide": [3, 8, 120, 160], "right_guide_shifted": [3, 8, 120, 160]}
     assert _dims(head.graph.output) == {"near_probability": [3, 1, 120, 160]}
     for model, name in ((features, "features.onnx"), (head, "head.onnx")):
         assert {o.version for o in model.opset_import if o.domain in ("", "ai.onnx")} == {17}
         assert (MODEL_DIR / name).stat().st_size < 4_000_000
     assert (MODEL_DIR / "MODEL_CARD.md").is_file()
-    # the previous model stays beside it, for comparisons in the same run (benchmarks/bench_proximity.py)
+    # the previous models stay beside it, for comparisons in the same run (benchmarks/bench_proximity.py)
+    assert _dims(onnx.load(str(MODEL_DIR / "v2" / "head.onnx")).graph.input) == {
+        "left_features": [3, 32, 60, 80], "right_shifted": [3, 32, 60, 80], "left_guide": [3, 8, 120, 160]}
     assert _dims(onnx.load(str(MODEL_DIR / "v1" / "head.onnx")).graph.input) == {
         "left_features": [4, 24, 60, 80], "right_shifted": [4, 24, 60, 80]}
 

@@ -103,7 +103,8 @@ def export_onnx(
             raise RuntimeError(f"{path}: onnxruntime disagrees with PyTorch by {error}")
     print(
         f"features: [2, 3, {net_height}, {net_width}] -> [2, {channels}, {fh}, {fw}] + guide "
-        f"{list(guide_maps.shape)}; head: [{head_batch}, {channels}, {fh}, {fw}] x 2 + guide -> "
+        f"{list(guide_maps.shape)}; head: [{head_batch}, {channels}, {fh}, {fw}] x 2 + "
+        f"{' + '.join(head_names[2:])} -> "
         f"[{head_batch}, 1, {2 * fh}, {2 * fw}]"
     )
     return features_path, head_path

@@ -1,4 +1,4 @@
-"""The model card's pictures: near masks of v2, v1 and SGBM against the truth, on frames nobody trained on.
+"""The model card's pictures: near masks of v3 (shipped), v2, v1 and SGBM against the truth, on unseen frames.
 
     python -m training.proximity.pictures --out docs
 
@@ -26,7 +26,12 @@ from training.proximity.evaluate import (
 
 REPO = Path(__file__).resolve().parents[2]
 JPEG = [cv2.IMWRITE_JPEG_QUALITY, 88]
-MODELS = {"v2 (shipped)": REPO / "models" / "proximity", "v1": REPO / "models" / "proximity" / "v1"}
+SHIPPED = "v3 (shipped)"
+MODELS = {
+    SHIPPED: REPO / "models" / "proximity",
+    "v2": REPO / "models" / "proximity" / "v2",
+    "v1": REPO / "models" / "proximity" / "v1",
+}
 
 
 def overlay(left_rgb: np.ndarray, predicted: np.ndarray, truth: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -71,8 +76,8 @@ def _row(left_rgb, tiles, truth, valid, title, width=320):
 
 
 def _example(path: Path, camera) -> None:
-    """Left image, ground-truth and v2 level images at 1 / 2 / 4 m, the alert mask at 2 m with the ground
-    model on (docs/proximity.md's first picture)."""
+    """Left image, ground-truth and the shipped model's level images at 1 / 2 / 4 m, the alert mask at 2 m
+    with the ground model on (docs/proximity.md's first picture)."""
     import math
 
     from dla_perception.models.proximity import GroundModel, ProximityPipeline
@@ -85,7 +90,7 @@ def _example(path: Path, camera) -> None:
         pitch_deg=5.0,
         planted=[PlantedObject("person", 1.6, -0.4), PlantedObject("bin", 3.0, 0.9)],
     )
-    manager, _ = open_pipeline(MODELS["v2 (shipped)"], threads=1)
+    manager, _ = open_pipeline(MODELS[SHIPPED], threads=1)
     with manager:
         pipeline = ProximityPipeline(manager, ground=GroundModel(0.5, math.radians(5.0), clearance_m=0.1))
         result = pipeline.process(
@@ -105,7 +110,7 @@ def _example(path: Path, camera) -> None:
     for image in (truth, result.level_image, result.alert_mask.astype(np.float32) / scale):
         grey = np.clip(image * scale, 0, 255).astype(np.uint8)
         tiles.append(np.repeat(grey[..., None], 3, axis=2))
-    labels = ["left", "truth: nearer than 4 / 2 / 1 m", "v2: the same", "alert mask, 2 m, floor removed"]
+    labels = ["left", "truth: nearer than 4 / 2 / 1 m", "v3: the same", "alert mask, 2 m, floor removed"]
     row = np.hstack(
         [
             _label(cv2.resize(t, (320, 240), interpolation=cv2.INTER_AREA), n)

@@ -1,4 +1,4 @@
-"""Train the proximity network v2 on four scene sources, export it to ONNX, score it on held-out frames.
+"""Train the proximity network (v3) on four scene sources, export it to ONNX, score it on held-out frames.
 
     python -m training.proximity.train --out OUT_DIR [--minutes 8.5 --workers 16 --seed 0]
 
@@ -75,12 +75,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--guide-radius",
         type=int,
-        default=0,
-        help="also match the guide maps at 1/2 over +-R half-resolution px (0: the shipped head)",
+        default=1,
+        help="also match the guide maps at 1/2 over +-R half-resolution px (1: v3, shipped; 0: v2's head)",
     )
     parser.add_argument("--refine-channels", type=int, default=12, help="width of the 1/2 refinement")
     parser.add_argument(
-        "--fine-kernel", type=int, default=3, choices=(1, 3), help="kernel of the last 1/2 layer (1: cheaper)"
+        "--fine-kernel", type=int, default=1, choices=(1, 3), help="kernel of the last 1/2 layer (v2's: 3)"
     )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     return parser.parse_args(argv)
