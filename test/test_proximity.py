@@ -58,8 +58,9 @@ def test_shipped_onnx_files_are_small_static_and_opset_17():
     head = onnx.load(str(MODEL_DIR / "head.onnx"))
     assert _dims(features.graph.input) == {"images": [2, 3, 240, 320]}
     assert _dims(features.graph.output) == {"features": [2, 32, 60, 80], "guide": [2, 8, 120, 160]}
-    assert _dims(head.graph.input) == {"left_features": [3, 32, 60, 80], "right_shifted": [3, 32, 60, 80],
-                                       "left_guide": [3, 8, 120, 160], "right_guide_shifted": [3, 8, 120, 160]}
+    assert _dims(head.graph.input) == {
+        "left_features": [3, 32, 60, 80], "right_shifted": [3, 32, 60, 80],
+        "left_guide": [3, 8, 120, 160], "right_guide_shifted": [3, 8, 120, 160]}
     assert _dims(head.graph.output) == {"near_probability": [3, 1, 120, 160]}
     for model, name in ((features, "features.onnx"), (head, "head.onnx")):
         assert {o.version for o in model.opset_import if o.domain in ("", "ai.onnx")} == {17}
