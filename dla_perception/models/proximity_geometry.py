@@ -163,8 +163,8 @@ def _shift_rows(right: np.ndarray, shift: np.ndarray, out: np.ndarray) -> None:
     out[...] = 0.0
     for offset, factor in ((0, 1.0 - weight), (1, weight)):
         index = left_index + offset
-        factor = np.where((index >= 0) & (index <= w - 1), factor, np.float32(0.0))
-        out += right[:, rows, np.clip(index, 0, w - 1)] * factor
+        seen = np.where((index >= 0) & (index <= w - 1), factor, np.float32(0.0))  # zero beyond the image
+        out += right[:, rows, np.clip(index, 0, w - 1)] * seen
 
 
 def _shift_constant(right: np.ndarray, shift: float, out: np.ndarray) -> None:
