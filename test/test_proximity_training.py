@@ -130,6 +130,13 @@ def test_a_head_that_matches_the_guide_too_starts_as_the_head_it_grew_from(tmp_p
         assert torch.equal(grown(*inputs, guide[1:]), plain(*inputs))
     with pytest.raises(ValueError, match="right guide"):
         grown(*inputs)
+    matching = PlaneHead(guide_radius=1).eval()
+    load_matching(matching, plain.state_dict())
+    with torch.no_grad():
+        matching.refine[0].weight[:, -6:].normal_()  # make the radius-1 costs count
+        wider = PlaneHead(guide_radius=2).eval()
+        load_matching(wider, matching.state_dict())  # its old offsets keep their weights, centred
+        assert torch.allclose(wider(*inputs, guide[1:]), matching(*inputs, guide[1:]), atol=1e-6)
     narrower = PlaneHead(guide_radius=2, refine_channels=8)
     assert set(load_matching(narrower, plain.state_dict())) >= {"refine.0.weight", "fine_logit.weight"}
     pointwise = PlaneHead(guide_radius=1, fine_kernel=1).eval()  # its last layer starts from the kernel sum

@@ -228,8 +228,9 @@ def shift_features(right: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
 def load_matching(module: nn.Module, state: dict) -> list[str]:
     """Load `state` into `module` where shapes agree; a convolution that gained input channels keeps the
     old weights on its first channels and zeros on the new ones, so a head that gained an input starts as
-    the head it was trained from. A 1x1 convolution that was KxK starts from the old kernel's sum (the same
-    answer on smooth maps, close elsewhere). Returns the names not loaded exactly (fresh or shrunk)."""
+    the head it was trained from (a wider guide match too: its old offsets keep their weights). A 1x1
+    convolution that was KxK starts from the old kernel's sum (the same answer on smooth maps, close
+    elsewhere). Returns the names not loaded exactly (fresh or shrunk)."""
     fresh = []
     for name, value in module.state_dict().items():
         old = state.get(name)
@@ -245,7 +246,26 @@ def load_matching(module: nn.Module, state: dict) -> list[str]:
             inexact = True  # not loaded at all
         if inexact:
             fresh.append(name)
+    if isinstance(module, PlaneHead):
+        _centre_guide_costs(module, state)
     return fresh
+
+
+def _centre_guide_costs(head: PlaneHead, state: dict) -> None:
+    """A head whose guide match widened (radius 1 -> 2): refine's weights for the old offsets go to the
+    channels of those offsets (the new ones, centred around them, start at zero), not to the first ones."""
+    old_sum = state.get("guide_cost.sum.weight")
+    if head.guide_cost is None or old_sum is None:
+        return
+    old_costs, new_costs = old_sum.shape[0], head.guide_cost.offsets * head.guide_groups
+    old, weight = state["refine.0.weight"], head.refine[0].weight
+    if old_costs >= new_costs or old.shape[0] != weight.shape[0]:
+        return  # the same match (loaded as it was) or a narrower one (left fresh)
+    start = old.shape[1] - old_costs  # refine's channels before the guide costs
+    pad = (new_costs - old_costs) // 2
+    with torch.no_grad():
+        weight[:, start:].zero_()
+        weight[:, start + pad : start + pad + old_costs].copy_(old[:, start:])
 
 
 def _gained_inputs(old: torch.Tensor, new: torch.Tensor) -> bool:
