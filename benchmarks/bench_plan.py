@@ -117,11 +117,12 @@ def plan_with_host(params: Path, profile: dict[str, dict[str, float]], host_ms: 
 
     from dla_perception.runtime.capacity import plan
     from dla_perception.runtime.config import load_engines_config
-    from dla_perception.tools.plan import planned_streams
+    from dla_perception.tools.plan import head_batch_of, planned_streams
 
     document = yaml.safe_load(params.read_text()) or {}
     engines = load_engines_config(ENGINES, require_files=False)
-    streams, placement = planned_streams(document, engines, profile, host_ms, head_batch=3)
+    streams, placement = planned_streams(document, engines, profile, host_ms,
+                                         head_batch_of(engines, document))
     return {"profile": profile, **plan(streams, placement, profile).as_dict()}
 
 

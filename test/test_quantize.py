@@ -66,11 +66,14 @@ def test_frames_are_spread_over_the_sources_and_checked(calibration_bag, tmp_pat
 def test_head_inputs_are_the_pipelines_own(calibration_bag):
     frames = read_frames([calibration_bag], 1, stereo=True)
     samples = proximity_inputs(PROXIMITY / "head.onnx", "proximity_head", frames)
-    assert len(samples) == 4  # 10 calibration planes in head batches of 3 (the last one padded)
-    left = samples[0]["left_features"]
+    assert len(samples) == 10  # 10 calibration planes, one a call
+    assert samples[0]["left_guide"].shape == (1, 8, 120, 160)  # the guide maps are recorded too
+    assert samples[0]["right_guide_shifted"].shape == (1, 8, 120, 160)
+    batched = proximity_inputs(PROXIMITY / "v2" / "head.onnx", "proximity_head", frames)
+    assert len(batched) == 4  # v2: the same planes in head batches of 3 (the last one padded)
+    left = batched[0]["left_features"]
     assert left.shape == (3, 32, 60, 80) and np.array_equal(left[0], left[2])  # one view broadcast
-    assert samples[0]["left_guide"].shape == (3, 8, 120, 160)  # v2's guide maps, recorded too
-    assert not np.any(samples[-1]["right_shifted"][1:])  # the padding rows the pipeline really submits
+    assert not np.any(batched[-1]["right_shifted"][1:])  # the padding rows the pipeline really submits
     (detector,) = detector_inputs(DETECTOR / "detector.onnx", frames)
     assert detector["images"].shape == (1, 3, 480, 640) and detector["images"].max() <= 1.0
 
@@ -95,7 +98,8 @@ def test_quantize_cli_writes_a_dla_ready_qdq_head(calibration_bag, tmp_path, cap
         == 0
     )
     summary = json.loads(capsys.readouterr().out)
-    assert summary["role"] == "proximity_head" and summary["samples"] == 8 and summary["method"] == "minmax"
+    # 2 frames x 10 calibration planes, one a head call, cut to whole chunks of 8 (dla/quantize.py)
+    assert summary["role"] == "proximity_head" and summary["samples"] == 16 and summary["method"] == "minmax"
     assert summary["float_output_nodes"] == output_tail(PROXIMITY / "head.onnx") == ["/head/Sigmoid"]
     model = onnx.load(str(out))
     zero_points = {

@@ -153,6 +153,19 @@ def host_times(path: Path) -> dict[str, float]:
             if isinstance(s, dict) and float(s.get("host_cpu_ms_p50") or 0.0) > 0}
 
 
+def head_batch_of(engines: Any, document: dict) -> int:
+    """The proximity head's static batch, from its ONNX file as the engines file names it: a profile's
+    head latency is per request, and a request answers that many queries."""
+    import onnx
+
+    head = _section(document, "proximity_segmentation").get("head_model", "proximity_head")
+    spec = engines.models.get(head)
+    if spec is None or not spec.onnx.is_file():
+        raise SystemExit(f"plan: cannot read the head batch of {head!r} (no ONNX file); give --head-batch")
+    first = onnx.load(str(spec.onnx), load_external_data=False).graph.input[0]
+    return max(1, int(first.type.tensor_type.shape.dim[0].dim_value or 1))
+
+
 def planned_streams(document: dict, engines: Any, profile: Mapping[str, Mapping[str, float]],
                     host: Mapping[str, float], head_batch: int,
                     ) -> tuple[list[StreamDemand], dict[str, ModelPlacement]]:
@@ -185,7 +198,8 @@ def run(args: argparse.Namespace) -> int:
         host = host_times(Path(args.profile))
     else:
         raise SystemExit("plan: give --profile latencies.json or --measure")
-    streams, placement = planned_streams(document, engines, profile, host, args.head_batch)
+    head_batch = args.head_batch or head_batch_of(engines, document)
+    streams, placement = planned_streams(document, engines, profile, host, head_batch)
     result = suggest(streams, placement, profile)
     if args.json:
         print(json.dumps({"profile": profile, "host_ms": host, **result.as_dict()}, indent=2))
@@ -214,6 +228,7 @@ def register(subparsers: Any) -> None:
                         "folder")
     parser.add_argument("--measure", action="store_true", help="time every model on its cores here")
     parser.add_argument("--write-profile", help="with --measure: save the profile here")
-    parser.add_argument("--head-batch", type=int, default=3, help="plane queries per head request")
+    parser.add_argument("--head-batch", type=int, default=None,
+                        help="plane queries per head request (default: the head ONNX file's batch)")
     parser.add_argument("--json", action="store_true", help="one JSON object")
     parser.set_defaults(handler=run)

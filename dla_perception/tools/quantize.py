@@ -41,7 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=64,
         metavar="N",
         help="calibration frames, spread over the sources "
-        "(default 64; the proximity head gets one sample per head batch, 3 per frame)",
+        "(default 64; the proximity head gets one sample per head call: the shipped head answers one "
+        "plane a call, 10 calibration planes a frame)",
     )
     add(
         "--method",

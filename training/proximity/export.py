@@ -7,7 +7,11 @@ whatever the exporter version does with BatchNormalization, and checks the resul
 onnxruntime. features.onnx: `images` [2, 3, H, W] -> `features` [2, C, H/4, W/4], `guide` [2, G, H/2, W/2];
 head.onnx: `left_features`, `right_shifted` [B, C, H/4, W/4], `left_guide` [B, G, H/2, W/2] (a head trained
 with --guide-radius also `right_guide_shifted`, the same shape) ->
-`near_probability` [B, 1, H/2, W/2], B = HEAD_BATCH (3: the robot's five planes in two calls, one per DLA).
+`near_probability` [B, 1, H/2, W/2], B = HEAD_BATCH.
+
+HEAD_BATCH is 1: a frame's queries (planes, alert distance, ground, mount check) are never a multiple of a
+larger batch, and a padded slot costs a whole plane. One plane a call, the manager spreads the calls over
+dla0/dla1, and no query count puts more planes on one core's critical path than ceil(queries / 2).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from torch import nn
 from training.proximity.network import FeatureNet, PlaneHead
 
 OPSET = 17
-HEAD_BATCH = 3
+HEAD_BATCH = 1
 
 
 def fold_batchnorm(module: nn.Module) -> nn.Module:
