@@ -58,15 +58,18 @@ def test_shipped_onnx_files_are_small_static_and_opset_17():
     head = onnx.load(str(MODEL_DIR / "head.onnx"))
     assert _dims(features.graph.input) == {"images": [2, 3, 240, 320]}
     assert _dims(features.graph.output) == {"features": [2, 32, 60, 80], "guide": [2, 8, 120, 160]}
-    assert _dims(head.graph.input) == {
-        "left_features": [3, 32, 60, 80], "right_shifted": [3, 32, 60, 80],
-        "left_guide": [3, 8, 120, 160], "right_guide_shifted": [3, 8, 120, 160]}
-    assert _dims(head.graph.output) == {"near_probability": [3, 1, 120, 160]}
+    assert _dims(head.graph.input) == {  # one plane a call: no padded slots (training/proximity/export.py)
+        "left_features": [1, 32, 60, 80], "right_shifted": [1, 32, 60, 80],
+        "left_guide": [1, 8, 120, 160], "right_guide_shifted": [1, 8, 120, 160]}
+    assert _dims(head.graph.output) == {"near_probability": [1, 1, 120, 160]}
     for model, name in ((features, "features.onnx"), (head, "head.onnx")):
         assert {o.version for o in model.opset_import if o.domain in ("", "ai.onnx")} == {17}
         assert (MODEL_DIR / name).stat().st_size < 4_000_000
     assert (MODEL_DIR / "MODEL_CARD.md").is_file()
     # the previous models stay beside it, for comparisons in the same run (benchmarks/bench_proximity.py)
+    assert _dims(onnx.load(str(MODEL_DIR / "v3" / "head.onnx")).graph.input) == {
+        "left_features": [1, 32, 60, 80], "right_shifted": [1, 32, 60, 80],
+        "left_guide": [1, 8, 120, 160], "right_guide_shifted": [1, 8, 120, 160]}
     assert _dims(onnx.load(str(MODEL_DIR / "v2" / "head.onnx")).graph.input) == {
         "left_features": [3, 32, 60, 80], "right_shifted": [3, 32, 60, 80], "left_guide": [3, 8, 120, 160]}
     assert _dims(onnx.load(str(MODEL_DIR / "v1" / "head.onnx")).graph.input) == {
@@ -84,7 +87,7 @@ def test_pipeline_reads_the_network_geometry_from_the_manager(pipeline):
     assert (pipeline.net_width, pipeline.net_height) == (320, 240)
     assert (pipeline.feature_width, pipeline.feature_height, pipeline.feature_stride) == (80, 60, 4.0)
     assert (pipeline.output_width, pipeline.output_height) == (160, 120)
-    assert pipeline.head_batch == 3
+    assert pipeline.head_batch == 1
 
 
 def test_the_previous_two_input_model_still_runs(held_out_frames):

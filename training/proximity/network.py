@@ -1,4 +1,4 @@
-"""The Bi3D-style proximity network (v2 and v3) in PyTorch: a feature extractor and a plane head that matches.
+"""The Bi3D-style proximity network (v2 to v4) in PyTorch: a feature extractor and a plane head that matches.
 
 Two separately exported parts, because the shift between them happens outside the graph (in numpy at run
 time, `shift_features` below in training) so that the head stays DLA-legal and a plane can be any value:
@@ -20,10 +20,10 @@ Concat on channels and Sigmoid only, every one on TensorRT's DLA list. A U-Net o
 left-image context) gives the answer at 1/4; a refinement at 1/2 guided by the left image's `guide` maps
 puts its edges on the image's edges.
 
-With guide_radius > 0 (v3, shipped: radius 1 and fine_kernel 1; v2 had neither) the head also takes the
-right view's guide maps, shifted like the features but at 1/2, and correlates them with the left guide over
-+-guide_radius half-resolution pixels: matching evidence at twice the resolution, where the refinement
-places the boundaries.
+With guide_radius > 0 (v4, shipped: radius 2 and fine_kernel 1; v3: radius 1; v2 had neither) the head also
+takes the right view's guide maps, shifted like the features but at 1/2, and correlates them with the left
+guide over +-guide_radius half-resolution pixels: matching evidence at twice the resolution, where the
+refinement places the boundaries.
 fine_kernel=1 makes the last 1/2-resolution layer a 1x1 convolution: on onnxruntime's CPU kernels the 3x3
 one with a single output channel costs ~8 % of the head, about what matching the guides adds.
 """

@@ -1,4 +1,4 @@
-"""The model card's pictures: near masks of v3 (shipped), v2, v1 and SGBM against the truth, on unseen frames.
+"""The model card's pictures: near masks of v4 (shipped), v3, v1 and SGBM against the truth, on unseen frames.
 
     python -m training.proximity.pictures --out docs
 
@@ -26,10 +26,10 @@ from training.proximity.evaluate import (
 
 REPO = Path(__file__).resolve().parents[2]
 JPEG = [cv2.IMWRITE_JPEG_QUALITY, 88]
-SHIPPED = "v3 (shipped)"
+SHIPPED = "v4 (shipped)"
 MODELS = {
     SHIPPED: REPO / "models" / "proximity",
-    "v2": REPO / "models" / "proximity" / "v2",
+    "v3": REPO / "models" / "proximity" / "v3",
     "v1": REPO / "models" / "proximity" / "v1",
 }
 
@@ -110,7 +110,7 @@ def _example(path: Path, camera) -> None:
     for image in (truth, result.level_image, result.alert_mask.astype(np.float32) / scale):
         grey = np.clip(image * scale, 0, 255).astype(np.uint8)
         tiles.append(np.repeat(grey[..., None], 3, axis=2))
-    labels = ["left", "truth: nearer than 4 / 2 / 1 m", "v3: the same", "alert mask, 2 m, floor removed"]
+    labels = ["left", "truth: nearer than 4 / 2 / 1 m", "v4: the same", "alert mask, 2 m, floor removed"]
     row = np.hstack(
         [
             _label(cv2.resize(t, (320, 240), interpolation=cv2.INTER_AREA), n)

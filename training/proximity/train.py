@@ -1,4 +1,4 @@
-"""Train the proximity network (v3) on four scene sources, export it to ONNX, score it on held-out frames.
+"""Train the proximity network (v4) on four scene sources, export it to ONNX, score it on held-out frames.
 
     python -m training.proximity.train --out OUT_DIR [--minutes 8.5 --workers 16 --seed 0]
 
@@ -75,8 +75,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--guide-radius",
         type=int,
-        default=1,
-        help="also match the guide maps at 1/2 over +-R half-resolution px (1: v3, shipped; 0: v2's head)",
+        default=2,
+        help="also match the guide maps at 1/2 over +-R half-resolution px (2: v4, shipped; 1: v3; 0: v2)",
     )
     parser.add_argument("--refine-channels", type=int, default=12, help="width of the 1/2 refinement")
     parser.add_argument(
