@@ -158,12 +158,14 @@ def head_batch_of(engines: Any, document: dict) -> int:
     head latency is per request, and a request answers that many queries."""
     import onnx
 
+    from dla_perception.dla.calibration_data import model_inputs
+
     head = _section(document, "proximity_segmentation").get("head_model", "proximity_head")
     spec = engines.models.get(head)
     if spec is None or not spec.onnx.is_file():
         raise SystemExit(f"plan: cannot read the head batch of {head!r} (no ONNX file); give --head-batch")
-    first = onnx.load(str(spec.onnx), load_external_data=False).graph.input[0]
-    return max(1, int(first.type.tensor_type.shape.dim[0].dim_value or 1))
+    shapes = model_inputs(onnx.load(str(spec.onnx), load_external_data=False))
+    return max(1, next(iter(shapes.values()))[0])
 
 
 def planned_streams(document: dict, engines: Any, profile: Mapping[str, Mapping[str, float]],
